@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Each sets itself up first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBS := xvfb xauth xdotool libjack-jackd2-0 libgl1 libglu1-mesa libegl1 libxkbcommon-x11-0 libasound2 libportaudio2 libsndfile1 fonts-dejavu-core
+XVFB := xvfb-run -a -s "-screen 0 1280x800x24"
+OUT ?= runs/demo
+
+.PHONY: demo test setup debs clean-demo bench
+
+setup: debs $(STAMP)
+
+# Debian packages the GUI tests and PsychoPy need; installed only when root and only if missing.
+debs:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages (run as root or install them): $$missing" >&2; fi; \
+	fi
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+
+# torch/torchvision resolve to the releases on this machine's disk through pip's constraint file.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/percept demo --out $(OUT)
+
+test: setup
+	$(XVFB) $(PY) -m pytest -q -ra
+
+bench: setup
+	$(PY) benchmarks/losses.py

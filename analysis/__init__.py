@@ -1,0 +1,1 @@
+"""Preference statistics, metric agreement, code classification and the report."""

@@ -1,0 +1,1 @@
+"""Train autoencoders with pixel and perceptual losses; export reconstructions and codes."""

@@ -1,0 +1,1 @@
+"""Command-line dispatcher and the demo chain; imports the three packages lazily."""

@@ -1,0 +1,4 @@
+"""`python -m percept`."""
+from percept.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Study design `study/design.csv` (+ `design.json`): one row per trial, in presentation order per list.
+
+Triplet and catch trials fill the slots `left` and `right` (the original is in the centre);
+ranking trials fill `left`, `right` and `third`; on screen the `left` image is at the left,
+`right` at the right and `third` in the middle (RANKING_SCREEN_ORDER; keys 1, 2, 3 name the
+positions left, middle, right). Paths are relative to the design file's folder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from percept.contracts.tables import ContractError, atomic_write_csv, read_csv_checked
+
+SLOTS = ("left", "right", "third")
+# Ranking trials: the slot shown at screen positions 1 (left), 2 (middle), 3 (right).
+RANKING_SCREEN_ORDER = ("left", "third", "right")
+BLOCKS = ("practice", "main")
+KINDS = ("triplet", "ranking", "catch")
+# Catch trials show the original itself in one slot and a strongly degraded copy in the other.
+CATCH_RUNS = ("original", "degraded")
+
+COLUMNS = (
+    "list_id",  # participant list (int, 0-based)
+    "trial",  # index within the list, 0-based, presentation order
+    "block",  # practice | main
+    "kind",  # triplet | ranking | catch
+    "image_id",  # manifest image_id
+    "arch",  # architecture whose reconstructions are compared ("" for catch)
+    "pair",  # "lossA:lossB" as given to --pairs for triplets; "" otherwise
+    "reference_path",  # the original, shown centre (triplet/catch) or top (ranking)
+    "left_run", "left_loss", "left_path",
+    "right_run", "right_loss", "right_path",
+    "third_run", "third_loss", "third_path",  # ranking only; "" otherwise
+    "answer",  # catch trials: the slot with the correct answer (left|right); "" otherwise
+)
+SLOT_COLUMNS = tuple(f"{s}_{f}" for s in SLOTS for f in ("run", "loss", "path"))
+
+
+def write_design(df: pd.DataFrame, path: str | Path, meta: dict) -> Path:
+    """Write design.csv atomically and design.json beside it (seed, counterbalancing, manifest hash)."""
+    path = Path(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ContractError(f"{path}: design to write lacks column(s) {', '.join(missing)}")
+    extra = [c for c in df.columns if c not in COLUMNS]
+    atomic_write_csv(df[list(COLUMNS) + extra], path)
+    json_path = path.with_suffix(".json")
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(json_path)
+    return path
+
+
+def read_design(path: str | Path, *, check_files: bool = False) -> pd.DataFrame:
+    """Read and validate design.csv; with check_files, refuse missing or unreadable images naming them."""
+    path = Path(path)
+    df = read_csv_checked(
+        path,
+        COLUMNS,
+        integer=("list_id", "trial"),
+        nonempty=("image_id", "reference_path", "left_run", "left_path", "right_run", "right_path"),
+        allowed={"block": set(BLOCKS), "kind": set(KINDS), "answer": {"", "left", "right"}},
+        what="study design",
+    )
+    if df.empty:
+        raise ContractError(f"{path}: study design has no trials")
+    ranking = df["kind"] == "ranking"
+    for col in ("third_run", "third_path"):
+        bad = ranking & (df[col] == "")
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': ranking trial needs a third image")
+    catch = df["kind"] == "catch"
+    bad = catch & (df["answer"] == "")
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise ContractError(f"{path}: row {i + 2}, column 'answer': catch trial needs the correct slot")
+    dup = df.duplicated(["list_id", "trial"])
+    if dup.any():
+        i = int(dup.to_numpy().nonzero()[0][0])
+        raise ContractError(f"{path}: row {i + 2}: trial {df['trial'].iloc[i]} appears twice in list {df['list_id'].iloc[i]}")
+    if check_files:
+        check_images(df, path)
+    return df
+
+
+def image_paths(df: pd.DataFrame) -> list[str]:
+    """Every distinct image path the design shows, in first-use order."""
+    cols = ["reference_path", "left_path", "right_path", "third_path"]
+    seen: dict[str, None] = {}
+    for p in df[cols].to_numpy().ravel():
+        if p:
+            seen.setdefault(p, None)
+    return list(seen)
+
+
+def check_images(df: pd.DataFrame, path: str | Path) -> None:
+    """Raise naming every missing or unreadable image of the design (checked before any window opens)."""
+    from PIL import Image, UnidentifiedImageError
+
+    base = Path(path).resolve().parent
+    bad = []
+    for rel in image_paths(df):
+        p = base / rel
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except (OSError, UnidentifiedImageError, SyntaxError):
+            bad.append(str(p))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ContractError(f"{path}: {len(bad)} image(s) missing or unreadable: {shown}")
+
+
+def read_design_meta(path: str | Path) -> dict:
+    """Read design.json beside design.csv."""
+    json_path = Path(path).with_suffix(".json")
+    try:
+        return json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise ContractError(f"{json_path}: design record not found (it is written with design.csv)") from None
+    except json.JSONDecodeError as exc:
+        raise ContractError(f"{json_path}: not valid JSON ({exc})") from None

@@ -1,0 +1,100 @@
+"""Shared helpers for the CSV contracts: atomic writes and validated reads."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+class InputError(ValueError):
+    """Bad input from the user (a name, a value, a file); the CLI prints it as one line."""
+
+
+class ContractError(InputError):
+    """A file breaks its contract; the message names the file, row and column."""
+
+
+def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write `df` to `path` through a temp file + fsync + rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False, lineterminator="\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_csv_checked(
+    path: str | Path,
+    required: Sequence[str],
+    *,
+    numeric: Iterable[str] = (),
+    integer: Iterable[str] = (),
+    nonempty: Iterable[str] = (),
+    allowed: dict[str, set[str]] | None = None,
+    what: str = "table",
+) -> pd.DataFrame:
+    """Read a CSV as strings, check required columns and per-column types; name file/row/column on error.
+
+    Row numbers in messages are the 1-based line numbers of the file (header is line 1).
+    Numeric and integer columns are converted; every other column stays a string ('' for empty).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ContractError(f"{path}: {what} file not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{path}: not a readable CSV {what} ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ContractError(f"{path}: {what} lacks column(s) {', '.join(missing)}")
+    for col in nonempty:
+        bad = df.index[df[col].str.strip() == ""]
+        if len(bad):
+            raise ContractError(f"{path}: row {bad[0] + 2}, column '{col}': empty value")
+    for col, values in (allowed or {}).items():
+        bad = df.index[~df[col].isin(values)]
+        if len(bad):
+            raise ContractError(
+                f"{path}: row {bad[0] + 2}, column '{col}': {df[col].iloc[bad[0]]!r} is not one of {sorted(values)}"
+            )
+    for col in numeric:
+        df[col] = _to_number(df[col], path, col, integer=False)
+    for col in integer:
+        df[col] = _to_number(df[col], path, col, integer=True)
+    return df
+
+
+def _to_number(series: pd.Series, path: Path, col: str, *, integer: bool) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna() & (series.str.strip() != "")
+    if integer:
+        bad |= series.str.strip() == ""
+        bad |= values.notna() & (values != np.round(values))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        kind = "an integer" if integer else "a number"
+        raise ContractError(f"{path}: row {i + 2}, column '{col}': {series.iloc[i]!r} is not {kind}")
+    return values.astype("int64") if integer else values.astype("float64")
+
+
+def check_finite(df: pd.DataFrame, cols: Iterable[str], path: str | Path) -> None:
+    """Raise if any listed numeric column holds NaN or ±inf."""
+    for col in cols:
+        vals = df[col].to_numpy(dtype="float64")
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {vals[i]} is not finite")

@@ -1,0 +1,1 @@
+"""A PsychoPy experiment for triplet and ranking judgments of reconstructions."""
