@@ -1,0 +1,67 @@
+"""The `percept` dispatcher and the demo's reuse-or-overwrite rule."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from percept import cli, demo
+from percept.contracts import InputError
+
+
+def test_unknown_command_lists_valid_ones(capsys):
+    assert cli.main(["trian"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'trian'" in err and "train" in err and "report" in err
+
+
+def test_no_command_prints_usage(capsys):
+    assert cli.main([]) == 2
+    assert "usage: percept COMMAND" in capsys.readouterr().out
+
+
+def test_input_error_is_one_line(monkeypatch, capsys):
+    class Boom:
+        @staticmethod
+        def main(argv):
+            raise InputError("bad value 'x' for --loss")
+
+    monkeypatch.setattr(cli.importlib, "import_module", lambda name: Boom)
+    assert cli.main(["train"]) == 2
+    err = capsys.readouterr().err
+    assert err == "percept train: error: bad value 'x' for --loss\n"
+
+
+def test_console_script_runs_as_module():
+    proc = subprocess.run([sys.executable, "-m", "percept", "--help"], capture_output=True, text=True, check=True)
+    assert "percept COMMAND" in proc.stdout
+
+
+def test_demo_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(InputError, match="was not made by `percept demo`"):
+        demo.prepare(tmp_path, demo.DemoConfig(), fresh=False)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_demo_reuses_same_settings_and_overwrites_changed_ones(tmp_path, capsys):
+    out = tmp_path / "demo"
+    cfg = demo.DemoConfig(epochs=1)
+    state = demo.prepare(out, cfg, fresh=False)
+    state["done"] = ["train fc-mse"]
+    demo._save_state(out, state)
+    (out / "models").mkdir()
+    assert demo.prepare(out, cfg, fresh=False)["done"] == ["train fc-mse"]
+    assert (out / "models").is_dir()
+    fresh = demo.prepare(out, demo.DemoConfig(epochs=2), fresh=False)
+    assert fresh["done"] == [] and not (out / "models").exists()
+    assert "settings changed: overwriting" in capsys.readouterr().out
+    assert json.loads((out / demo.STATE_FILE).read_text())["config"]["epochs"] == 2
+
+
+def test_demo_chain_order():
+    names = [name for name, _, _ in demo.steps(demo.DemoConfig(), demo.Path("runs/x"))]
+    assert names[:9] == [f"train {a}-{l}" for a in ("fc", "conv", "vae") for l in ("mse", "mae", "ms_ssim")]
+    assert names[9:] == ["reconstruct", "encode", "design", "simulate", "analyze", "classify", "report"]
