@@ -87,7 +87,7 @@ def _save_state(out: Path, state: dict) -> None:
 
 def prepare(out: Path, cfg: DemoConfig, fresh: bool) -> dict:
     """Decide what to reuse: same settings keep finished steps; anything else starts over, loudly."""
-    wanted = asdict(cfg)
+    wanted = json.loads(json.dumps(asdict(cfg)))  # as stored: tuples become lists
     state = _load_state(out)
     if out.exists() and any(out.iterdir()):
         if state is None:
