@@ -1,0 +1,502 @@
+"""Image similarity: SSIM, MS-SSIM and PSNR as differentiable functions, plus the registry of training losses.
+
+Images follow the project convention: float tensors of shape (N, C, H, W) with values in
+[0, data_range]; `data_range` is always passed explicitly and never inferred from a batch.
+SSIM follows Wang et al. (2004): an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
+'valid' filtering (no padding), computed per channel and then averaged over channels. MS-SSIM
+follows Wang et al. (2003). Every function computes in float32 (float64 stays float64) with
+autocast switched off, because SSIM in bfloat16 is off by 0.07-0.35.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from percept.contracts import InputError
+
+__all__ = [
+    "LOSS_NAMES",
+    "MS_SSIM_WEIGHTS",
+    "CS_FLOOR",
+    "ssim",
+    "ms_ssim",
+    "psnr",
+    "image_metrics",
+    "default_scales",
+    "get_loss",
+]
+
+# Wang et al. (2003), Table/eq. 7: the exponents of the five scales, finest first.
+MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+# Floor for MS-SSIM's per-scale terms before the fractional power; see `ms_ssim`.
+CS_FLOOR: float = 1e-3
+LOSS_NAMES: tuple[str, ...] = ("mse", "mae", "ssim", "ms_ssim", "mix")
+REDUCTIONS: tuple[str, ...] = ("mean", "none", "sum")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_window(win_size: int, sigma: float, k1: float, k2: float) -> None:
+    """Raise InputError unless the SSIM window and constants are usable."""
+    if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
+        raise InputError(f"win_size must be an odd positive integer, got {win_size!r}")
+    for name, value in (("sigma", sigma), ("k1", k1), ("k2", k2)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise InputError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _check_data_range(data_range: float) -> None:
+    """Raise InputError unless data_range is a positive finite number."""
+    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not math.isfinite(data_range) \
+            or data_range <= 0:
+        raise InputError(f"data_range must be a positive finite number (1.0 for images in [0,1]), got {data_range!r}")
+
+
+def _check_reduction(reduction: str) -> None:
+    """Raise InputError unless reduction is one of REDUCTIONS."""
+    if reduction not in REDUCTIONS:
+        raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
+
+
+def _check_pair(x: Tensor, y: Tensor, min_size: int = 1) -> None:
+    """Raise InputError unless x and y are finite float (N,C,H,W) tensors of one shape, at least min_size px."""
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, Tensor):
+            raise InputError(f"{name} must be a torch.Tensor of shape (N,C,H,W), got {type(t).__name__}")
+        if t.dim() != 4:
+            raise InputError(f"{name} must be a 4-D (N,C,H,W) tensor, got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise InputError(f"{name} must be a float tensor with values in [0, data_range], got dtype {t.dtype}")
+    if x.shape != y.shape:
+        raise InputError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.device != y.device:
+        raise InputError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    n, c, h, w = x.shape
+    if n == 0 or c == 0:
+        raise InputError(f"empty batch: shape {tuple(x.shape)}")
+    if min(h, w) < min_size:
+        raise InputError(
+            f"images of {h}x{w} px (shape {tuple(x.shape)}) are smaller than the {min_size}x{min_size} window"
+        )
+    for name, t in (("x", x), ("y", y)):
+        if not bool(torch.isfinite(t).all()):
+            raise InputError(f"{name} contains NaN or infinite values (shape {tuple(t.shape)})")
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 stays float64 (gradcheck, reference comparisons); everything else computes in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _reduce(values: Tensor, reduction: str) -> Tensor:
+    """Reduce per-image values (N,) by 'mean', 'sum' or 'none'."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
+
+
+# --------------------------------------------------------------------------- SSIM core
+
+
+def _gaussian_window(win_size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Normalised 1-D Gaussian of `win_size` taps, built in float64 and then cast."""
+    coords = torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return (g / g.sum()).to(dtype=dtype, device=device)
+
+
+def _blur(stats: Tensor, win: Tensor) -> Tensor:
+    """'valid' separable Gaussian filter of every channel of a (B, C, H, W) tensor -> (B, C, H-k+1, W-k+1)."""
+    b, c, h, w = stats.shape
+    k = win.numel()
+    # One single-channel convolution over all planes: cheaper than a grouped conv on CPU.
+    planes = stats.reshape(b * c, 1, h, w)
+    planes = F.conv2d(planes, win.view(1, 1, 1, k))
+    planes = F.conv2d(planes, win.view(1, 1, k, 1))
+    return planes.reshape(b, c, h - k + 1, w - k + 1)
+
+
+def _ssim_terms(
+    x: Tensor, y: Tensor, win: Tensor, c1: float, c2: float, luminance: bool
+) -> tuple[Tensor | None, Tensor]:
+    """Per-channel means (N, C) of the SSIM map (only if `luminance`) and of the contrast-structure map."""
+    n, c = x.shape[:2]
+    # Filter the five moment images in one pass: (5N, C, H, W) -> (5N, C, H', W').
+    stats = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=0), win)
+    mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(n, dim=0)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    # Wang et al. 2004, eq. 9-13 with alpha = beta = gamma = 1 and C3 = C2/2.
+    cs_map = (2 * (e_xy - mu_xy) + c2) / ((e_xx - mu_xx) + (e_yy - mu_yy) + c2)
+    cs = cs_map.mean(dim=(-2, -1))
+    if not luminance:
+        return None, cs
+    lum_map = (2 * mu_xy + c1) / (mu_xx + mu_yy + c1)
+    return (lum_map * cs_map).mean(dim=(-2, -1)), cs
+
+
+def ssim(
+    x: Tensor,
+    y: Tensor,
+    data_range: float = 1.0,
+    *,
+    win_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    reduction: str = "mean",
+) -> Tensor:
+    """Structural similarity (Wang et al. 2004) of two (N,C,H,W) batches; 1 means identical.
+
+    Parameters
+    ----------
+    x, y : Tensor
+        Float images of one shape (N, C, H, W), values in [0, data_range], H and W >= win_size.
+    data_range : float
+        The value range L of the images (1.0 for [0,1]); C1 = (k1*L)^2, C2 = (k2*L)^2.
+    win_size, sigma : int, float
+        Gaussian window: `win_size` taps (odd), standard deviation `sigma` px; 'valid' filtering.
+    k1, k2 : float
+        Stabilising constants.
+    reduction : {'mean', 'none', 'sum'}
+        Over images; 'none' gives per-image values of shape (N,). Channels are always averaged.
+
+    Returns
+    -------
+    Tensor
+        float32 (float64 for float64 inputs), differentiable with respect to x and y.
+    """
+    _check_reduction(reduction)
+    _check_data_range(data_range)
+    _check_window(win_size, sigma, k1, k2)
+    _check_pair(x, y, min_size=win_size)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        dtype = _compute_dtype(x)
+        x, y = x.to(dtype), y.to(dtype)
+        win = _gaussian_window(win_size, sigma, dtype, x.device)
+        ssim_c, _ = _ssim_terms(x, y, win, (k1 * data_range) ** 2, (k2 * data_range) ** 2, luminance=True)
+        return _reduce(ssim_c.mean(dim=1), reduction)
+
+
+# --------------------------------------------------------------------------- MS-SSIM
+
+
+def _scale_sizes(h: int, w: int, scales: int) -> list[tuple[int, int]]:
+    """Image size at each scale; odd sizes round up because pooling replicates the last row/column."""
+    sizes = [(h, w)]
+    for _ in range(scales - 1):
+        h, w = (h + 1) // 2, (w + 1) // 2
+        sizes.append((h, w))
+    return sizes
+
+
+def default_scales(h: int, w: int, win_size: int = 11) -> int:
+    """Number of MS-SSIM scales used by default for an h x w image (5, else the most that fit; 3 at 96x96).
+
+    The standard five scales are used when the coarsest scale is still at least one window wide
+    (min side >= 161 px for 11 taps; >= 176 px if halving rounds down). Otherwise the largest
+    number of scales whose coarsest 'valid' SSIM map is itself at least one window wide, so that
+    its mean is taken over a real neighbourhood: 3 at 96x96 (maps 86, 38, 14 px; a fourth scale
+    would leave a 2x2 map, where contrast-structure is unstable and often negative). Never fewer
+    than 1 (then MS-SSIM equals SSIM).
+    """
+    if min(_scale_sizes(h, w, len(MS_SSIM_WEIGHTS))[-1]) >= win_size:
+        return len(MS_SSIM_WEIGHTS)
+    fitting = [s for s in range(1, len(MS_SSIM_WEIGHTS)) if min(_scale_sizes(h, w, s)[-1]) - win_size + 1 >= win_size]
+    return max(fitting, default=1)
+
+
+def _resolve_scales(
+    h: int, w: int, win_size: int, scales: int | None, weights: Sequence[float] | None
+) -> tuple[int, tuple[float, ...]]:
+    """Check or choose the number of scales and their weights for an h x w image; raise InputError if they do not fit."""
+    if scales is not None and (isinstance(scales, bool) or not isinstance(scales, int) or scales < 1):
+        raise InputError(f"scales must be a positive integer or None, got {scales!r}")
+    if weights is not None:
+        try:
+            weights = tuple(float(v) for v in weights)
+        except (TypeError, ValueError):
+            raise InputError(f"weights must be a sequence of positive numbers, got {weights!r}") from None
+        if not weights or any(not math.isfinite(v) or v <= 0 for v in weights):
+            raise InputError(f"weights must be a non-empty sequence of positive finite numbers, got {weights!r}")
+        if scales is None:
+            scales = len(weights)
+        elif len(weights) != scales:
+            raise InputError(f"got {len(weights)} MS-SSIM weights for {scales} scales; give one weight per scale")
+    if scales is None:
+        scales = default_scales(h, w, win_size)
+    coarsest = _scale_sizes(h, w, scales)[-1]
+    if min(coarsest) < win_size:
+        fits = max(s for s in range(1, scales + 1) if min(_scale_sizes(h, w, s)[-1]) >= win_size) \
+            if min(h, w) >= win_size else 0
+        raise InputError(
+            f"{scales} MS-SSIM scales do not fit {h}x{w} px images with a {win_size}-tap window: the coarsest "
+            f"scale would be {coarsest[0]}x{coarsest[1]} px; at most {fits} scale(s) fit"
+        )
+    if weights is None:
+        if scales > len(MS_SSIM_WEIGHTS):
+            raise InputError(
+                f"{scales} scales need explicit weights; the standard weights cover {len(MS_SSIM_WEIGHTS)} scales"
+            )
+        head = MS_SSIM_WEIGHTS[:scales]
+        # The published five sum to 1.0001; they are kept as published, a subset is renormalised.
+        weights = head if scales == len(MS_SSIM_WEIGHTS) else tuple(v / sum(head) for v in head)
+    return scales, weights
+
+
+def _downsample(t: Tensor) -> Tensor:
+    """2x2 average pooling; an odd last row/column is replicated first, as in Wang's reference code."""
+    h, w = t.shape[-2:]
+    if h % 2 or w % 2:
+        t = F.pad(t, (0, w % 2, 0, h % 2), mode="replicate")
+    return F.avg_pool2d(t, kernel_size=2)
+
+
+def _floor_straight_through(t: Tensor, floor: float) -> Tensor:
+    """max(t, floor) in value, identity in gradient, so clipped entries still pass gradient back."""
+    return t + (t.clamp_min(floor) - t).detach()
+
+
+def ms_ssim(
+    x: Tensor,
+    y: Tensor,
+    data_range: float = 1.0,
+    *,
+    scales: int | None = None,
+    weights: Sequence[float] | None = None,
+    win_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    reduction: str = "mean",
+) -> Tensor:
+    """Multi-scale structural similarity (Wang et al. 2003) of two (N,C,H,W) batches; 1 means identical.
+
+    MS-SSIM = prod_j cs_j^w_j * l_M^w_M per channel, then the mean over channels: contrast-structure
+    cs_j at every scale j, luminance l only at the coarsest scale M (there the term is the full
+    SSIM), with 2x2 average pooling between scales and 'valid' Gaussian filtering at each.
+
+    Parameters
+    ----------
+    x, y : Tensor
+        Float images of one shape (N, C, H, W), values in [0, data_range].
+    data_range : float
+        The value range L of the images (1.0 for [0,1]).
+    scales : int or None
+        Number of scales. None: the standard 5 where the image allows it (coarsest scale at
+        least `win_size` px), else the most scales whose coarsest 'valid' map is at least
+        `win_size` px (3 at 96x96, maps 86, 38 and 14 px); see `default_scales`. An explicit
+        number may go down to a coarsest scale of exactly `win_size` px; more raises InputError.
+    weights : sequence of float or None
+        One exponent per scale, finest first, used as given. None: (0.0448, 0.2856, 0.3001,
+        0.2363, 0.1333) at 5 scales, as published; at fewer scales the first `scales` of them
+        renormalised to sum to 1 (0.0711, 0.4530, 0.4760 at 3 scales).
+    win_size, sigma, k1, k2 : as in `ssim`.
+    reduction : {'mean', 'none', 'sum'}
+        Over images; 'none' gives per-image values of shape (N,).
+
+    Notes
+    -----
+    Negative contrast-structure terms: the original formula gives NaN for a negative term raised
+    to a fractional power, peers clip with ReLU (the sample then gets zero gradient) and cs**w has
+    an infinite slope at 0. Here each per-scale term is floored at CS_FLOOR = 1e-3 in value with a
+    straight-through gradient: the forward pass uses max(term, 1e-3)**w, the backward pass treats
+    the floor as the identity, so the gradient is w * max(term, 1e-3)**(w-1) * (rest of the
+    product): finite everywhere, and still nonzero (pushing the term up) for a sample whose term is
+    negative. Values only differ from the formula when a term is below 1e-3, which natural image
+    pairs never reach.
+    Odd sizes are pooled by replicating the last row/column (Wang's reference code pads
+    symmetrically after the image); piq pads before it, pytorch_msssim with zeros. Even sizes agree.
+    """
+    _check_reduction(reduction)
+    _check_data_range(data_range)
+    _check_window(win_size, sigma, k1, k2)
+    _check_pair(x, y, min_size=win_size)
+    n_scales, scale_weights = _resolve_scales(x.shape[-2], x.shape[-1], win_size, scales, weights)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        dtype = _compute_dtype(x)
+        x, y = x.to(dtype), y.to(dtype)
+        win = _gaussian_window(win_size, sigma, dtype, x.device)
+        c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+        terms = []
+        for scale in range(n_scales):
+            if scale:
+                x, y = _downsample(x), _downsample(y)
+            coarsest = scale == n_scales - 1
+            ssim_c, cs_c = _ssim_terms(x, y, win, c1, c2, luminance=coarsest)
+            terms.append(ssim_c if coarsest else cs_c)
+        stacked = _floor_straight_through(torch.stack(terms), CS_FLOOR)  # (S, N, C)
+        exponents = torch.tensor(scale_weights, dtype=dtype, device=x.device).view(-1, 1, 1)
+        per_channel = torch.prod(stacked**exponents, dim=0)  # (N, C)
+        return _reduce(per_channel.mean(dim=1), reduction)
+
+
+# --------------------------------------------------------------------------- PSNR and metrics
+
+
+def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, reduction: str = "mean") -> Tensor:
+    """Peak signal-to-noise ratio in dB, 10*log10(L^2 / MSE) per image (+inf when x == y)."""
+    _check_reduction(reduction)
+    _check_data_range(data_range)
+    _check_pair(x, y)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        dtype = _compute_dtype(x)
+        mse = (x.to(dtype) - y.to(dtype)).square().mean(dim=(1, 2, 3))
+        return _reduce(10 * torch.log10(data_range**2 / mse), reduction)
+
+
+def image_metrics(x: Tensor, y: Tensor, data_range: float = 1.0) -> dict[str, Tensor]:
+    """Per-image (N,) mse, mae, psnr, ssim and ms_ssim of reconstructions x against originals y, without grad.
+
+    Values must lie in [0, data_range] (a 0-255 batch with data_range=1 is refused, not mis-scored).
+    MS-SSIM uses the default scales for the image size (3 at 96x96).
+    """
+    _check_data_range(data_range)
+    _check_pair(x, y)
+    with torch.no_grad():
+        for name, t in (("x", x), ("y", y)):
+            low, high = float(t.min()), float(t.max())
+            slack = 1e-4 * data_range
+            if low < -slack or high > data_range + slack:
+                raise InputError(
+                    f"{name} has values in [{low:.4g}, {high:.4g}], outside [0, {data_range:g}] = [0, data_range]; "
+                    "clip the images or pass the matching data_range"
+                )
+        dtype = _compute_dtype(x)
+        diff = x.to(dtype) - y.to(dtype)
+        mse = diff.square().mean(dim=(1, 2, 3))
+        return {
+            "mse": mse,
+            "mae": diff.abs().mean(dim=(1, 2, 3)),
+            "psnr": 10 * torch.log10(data_range**2 / mse),
+            "ssim": ssim(x, y, data_range, reduction="none"),
+            "ms_ssim": ms_ssim(x, y, data_range, reduction="none"),
+        }
+
+
+# --------------------------------------------------------------------------- loss registry
+
+
+class _Loss(nn.Module):
+    """Base of the registry's losses: validates the pair and returns a float32 scalar to minimise."""
+
+    name: str = ""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__()
+        self.options = dict(options)
+
+    def extra_repr(self) -> str:
+        """Show the resolved options in repr()."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+class PixelLoss(_Loss):
+    """Mean squared ('mse') or mean absolute ('mae') error over all pixels and channels."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, recon: Tensor, target: Tensor) -> Tensor:
+        """Mean pixel error of recon against target, in float32."""
+        _check_pair(recon, target)
+        with torch.autocast(device_type=recon.device.type, enabled=False):
+            dtype = _compute_dtype(recon)
+            diff = recon.to(dtype) - target.to(dtype)
+            return diff.square().mean() if self.name == "mse" else diff.abs().mean()
+
+
+class SSIMLoss(_Loss):
+    """1 - SSIM, averaged over the batch."""
+
+    name = "ssim"
+
+    def __init__(self, data_range: float = 1.0, win_size: int = 11, sigma: float = 1.5,
+                 k1: float = 0.01, k2: float = 0.03) -> None:
+        _check_data_range(data_range)
+        _check_window(win_size, sigma, k1, k2)
+        super().__init__(data_range=data_range, win_size=win_size, sigma=sigma, k1=k1, k2=k2)
+
+    def forward(self, recon: Tensor, target: Tensor) -> Tensor:
+        """1 - mean SSIM of recon against target."""
+        return 1 - ssim(recon, target, **self.options)
+
+
+class MSSSIMLoss(_Loss):
+    """1 - MS-SSIM, averaged over the batch."""
+
+    name = "ms_ssim"
+
+    def __init__(self, data_range: float = 1.0, scales: int | None = None, weights: Sequence[float] | None = None,
+                 win_size: int = 11, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> None:
+        _check_data_range(data_range)
+        _check_window(win_size, sigma, k1, k2)
+        # Checks scales/weights consistency now; whether they fit is only known per image size.
+        _resolve_scales(10**6, 10**6, win_size, scales, weights)
+        weights = None if weights is None else tuple(float(v) for v in weights)
+        super().__init__(data_range=data_range, scales=scales, weights=weights, win_size=win_size,
+                         sigma=sigma, k1=k1, k2=k2)
+
+    def forward(self, recon: Tensor, target: Tensor) -> Tensor:
+        """1 - mean MS-SSIM of recon against target."""
+        return 1 - ms_ssim(recon, target, **self.options)
+
+
+class MixLoss(_Loss):
+    """alpha * (1 - MS-SSIM) + (1 - alpha) * L1, after Zhao et al. (2017), alpha = 0.84.
+
+    Zhao et al. weight the L1 term by a Gaussian G_sigma (and compute MS-SSIM with full-resolution
+    Gaussians); here the L1 term is the plain mean absolute error and MS-SSIM is `ms_ssim`.
+    """
+
+    name = "mix"
+
+    def __init__(self, alpha: float = 0.84, **ms_ssim_options: object) -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+            raise InputError(f"mix loss: alpha must be a number in [0, 1], got {alpha!r}")
+        ms = MSSSIMLoss(**ms_ssim_options)
+        super().__init__(alpha=float(alpha), **ms.options)
+        self.ms_ssim = ms
+        self.alpha = float(alpha)
+
+    def forward(self, recon: Tensor, target: Tensor) -> Tensor:
+        """alpha * (1 - MS-SSIM) + (1 - alpha) * mean absolute error."""
+        l1 = PixelLoss("mae")(recon, target)
+        return self.alpha * self.ms_ssim(recon, target) + (1 - self.alpha) * l1
+
+
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mse": (),
+    "mae": (),
+    "ssim": ("data_range", "win_size", "sigma", "k1", "k2"),
+    "ms_ssim": ("data_range", "scales", "weights", "win_size", "sigma", "k1", "k2"),
+    "mix": ("alpha", "data_range", "scales", "weights", "win_size", "sigma", "k1", "k2"),
+}
+
+
+def get_loss(name: str, **options: object) -> nn.Module:
+    """The training loss `name` (one of LOSS_NAMES) as a module: loss(recon, target) -> float32 scalar to minimise."""
+    if name not in LOSS_NAMES:
+        raise InputError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        valid = ", ".join(_OPTIONS[name]) or "none"
+        raise InputError(f"loss {name!r} has no option(s) {', '.join(unknown)}; valid options: {valid}")
+    if name in ("mse", "mae"):
+        return PixelLoss(name)
+    if name == "ssim":
+        return SSIMLoss(**options)
+    if name == "ms_ssim":
+        return MSSSIMLoss(**options)
+    if name == "mix":
+        return MixLoss(**options)
+    raise AssertionError(f"loss {name!r} is in LOSS_NAMES but has no constructor")
