@@ -1,0 +1,448 @@
+"""The PsychoPy experiment: one participant's session of triplet and ranking trials, crash-safe and resumable.
+
+Screens: instructions (Space) → practice → "practice over" (Space) → main block with a break
+every N trials showing progress (Space) → thank-you (Space, or after a few seconds). Keys:
+triplet and catch trials Left/Right (the side closer to the original in the centre); ranking
+trials 1/2/3 (left, middle, right) from best to worst, the last implied, Backspace undoes;
+Escape ends the session keeping everything answered. Every answer is appended to the response
+CSV and fsync'd before the next trial is drawn; running the same participant and session again
+resumes after the last saved trial.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from percept.contracts import ContractError, InputError
+from percept.contracts import design as design_c
+from percept.contracts import manifest as manifest_c
+from percept.contracts import responses as responses_c
+from study import responses as log
+from study.design import load_design, versions
+
+# A test hook: called when a screen appears with (screen name, trial row or None); the keys it
+# returns are injected into the real keyboard device, so the whole key path is exercised.
+Responder = Callable[[str, "dict | None"], list[str]]
+
+IMAGE_SIZE = 96  # the manifests' image resolution (STL-10)
+BACKGROUND = (0.0, 0.0, 0.0)  # mid-grey in PsychoPy's rgb space [-1, 1]
+TEXT_HEIGHT = 20  # px
+THANKS_SECONDS = 10.0  # the thank-you screen closes by itself after this long
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one session (`percept run`)."""
+
+    design: Path
+    participant: str
+    session: str = "1"
+    list_choice: str = "auto"  # "auto" or a list number
+    fullscreen: bool = False
+    scale: int = 1  # integer nearest-neighbour upscale, the same for every image
+    monitor: str | None = None  # a PsychoPy Monitor Center name
+    break_every: int = 30  # main-block trials between breaks
+    iti: float = 0.5  # s of blank screen between trials
+    pilot: bool = False  # shows PILOT, marks the record and prefixes the participant id
+    size: tuple[int, int] = (1024, 768)  # window size when not fullscreen (grown to fit the layout)
+    screenshots: Path | None = None  # save a back-buffer screenshot of the first trial of each kind
+    extra: dict = field(default_factory=dict)
+
+
+def participant_id(cfg: RunConfig) -> str:
+    """The id written to the data: the participant, prefixed with 'pilot-' in pilot mode."""
+    pid = responses_c.check_id(cfg.participant, "participant")
+    return f"pilot-{pid}" if cfg.pilot else pid
+
+
+def choose_list(design: pd.DataFrame, responses_dir: Path, choice: str, this_csv: Path) -> int:
+    """The list to run: a given number, or (auto) rotate over lists by the number of human sessions so far."""
+    lists = sorted(int(k) for k in design["list_id"].unique())
+    if choice != "auto":
+        try:
+            k = int(choice)
+        except ValueError:
+            raise InputError(f"--list: {choice!r} is not 'auto' or a list number ({', '.join(map(str, lists))})") from None
+        if k not in lists:
+            raise InputError(f"--list: {k} is not in the design (lists {', '.join(map(str, lists))})")
+        return k
+    n = 0
+    for rec_path in sorted(responses_dir.glob("*.json")):
+        if rec_path.with_suffix(".csv") == this_csv:
+            continue
+        rec = log.existing_record(rec_path)
+        if rec is not None and not rec.get("simulated"):
+            n += 1
+    return lists[n % len(lists)]
+
+
+def layout(scale: int) -> dict:
+    """Image size, gap and required window size (pixels) for the two screen layouts."""
+    s = IMAGE_SIZE * scale
+    gap = max(24, s // 4)
+    width = 3 * s + 4 * gap
+    height = 2 * s + 3 * gap + 8 * TEXT_HEIGHT
+    return {"image": s, "gap": gap, "width": width + width % 2, "height": height + height % 2}
+
+
+def _load_image(path: Path, scale: int):
+    """An RGB PIL image upscaled by an integer factor with nearest neighbour (every pixel an s×s block)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ContractError(f"{path}: image is {rgb.size[0]}×{rgb.size[1]}, expected {IMAGE_SIZE}×{IMAGE_SIZE}")
+    return rgb.resize((IMAGE_SIZE * scale, IMAGE_SIZE * scale), Image.NEAREST) if scale > 1 else rgb
+
+
+class Session:
+    """One open PsychoPy window running a participant's remaining trials."""
+
+    def __init__(self, cfg: RunConfig, responder: Responder | None = None):
+        self.cfg = cfg
+        self.responder = responder
+        self.design_path = Path(cfg.design)
+        self.pid = participant_id(cfg)
+        self.session = responses_c.check_id(str(cfg.session), "session")
+        if cfg.scale < 1:
+            raise InputError(f"--scale: {cfg.scale} must be an integer ≥ 1")
+        if cfg.break_every < 1:
+            raise InputError(f"--break-every: {cfg.break_every} must be at least 1")
+        if not (cfg.iti >= 0 and math.isfinite(cfg.iti)):
+            raise InputError(f"--iti: {cfg.iti} must be a number of seconds ≥ 0")
+        # Everything that can be refused is refused here, before any window opens.
+        self.design, self.meta = load_design(self.design_path, check_files=True)
+        self.responses_dir = self.design_path.parent / "responses"
+        self.csv_path = responses_c.response_path(self.responses_dir, self.pid, self.session)
+        self.rec_path = log.record_path(self.csv_path)
+        self.record = log.existing_record(self.rec_path)
+        answered = log.read_answered(self.csv_path)
+        if self.record is not None and self.record.get("simulated"):
+            raise InputError(f"{self.csv_path}: belongs to a simulated observer; choose another participant id")
+        if self.record is not None and self.record.get("completed"):
+            raise InputError(f"{self.csv_path}: session {self.session} of {self.pid} is already complete; use a new --session")
+        if self.record is not None:
+            self.list_id = int(self.record["list_id"])
+        elif len(answered):
+            self.list_id = int(answered["list_id"].iloc[0])
+        else:
+            self.list_id = choose_list(self.design, self.responses_dir, cfg.list_choice, self.csv_path)
+        if cfg.list_choice != "auto" and (self.record is not None or len(answered)) and \
+                choose_list(self.design, self.responses_dir, cfg.list_choice, self.csv_path) != self.list_id:
+            raise InputError(f"--list {cfg.list_choice}: {self.csv_path} was started with list {self.list_id}; resume it with that list")
+        self.trials = self.design[self.design["list_id"] == self.list_id].sort_values("trial").reset_index(drop=True)
+        done = set(int(t) for t in answered["trial"]) if len(answered) else set()
+        unknown = sorted(done - set(self.trials["trial"]))
+        if unknown:
+            raise ContractError(f"{self.csv_path}: trial(s) {unknown[:5]} are not in list {self.list_id} of {self.design_path}")
+        self.n_done = len(done)
+        self.remaining = self.trials[~self.trials["trial"].isin(done)].reset_index(drop=True)
+        self.n_main = int((self.trials["block"] == "main").sum())
+        self.main_done = int(((self.trials["block"] == "main") & self.trials["trial"].isin(done)).sum())
+        self.images: dict[str, object] = {}
+        self.win = None
+
+    # --- session record -------------------------------------------------------------------
+    def _write_record(self, **changes) -> None:
+        self.record.update(changes, n_answered=self.n_done)
+        log.write_record(self.rec_path, self.record)
+
+    def _new_record(self, window: dict) -> dict:
+        import psychopy
+
+        return {
+            "participant": self.pid, "session": self.session, "list_id": self.list_id,
+            "design": "../" + self.design_path.name, "design_sha256": manifest_c.file_hash(self.design_path),
+            "simulated": False, "observer": None, "started": log.now_iso(), "ended": None, "completed": False,
+            "n_trials": len(self.trials), "n_answered": self.n_done,
+            "versions": {**versions(), "psychopy": psychopy.__version__}, "window": window,
+            "pilot": self.cfg.pilot, "break_every": self.cfg.break_every, "iti": self.cfg.iti, "resumed": [],
+        }
+
+    # --- window ---------------------------------------------------------------------------
+    def open_window(self) -> None:
+        """Open the window and keyboard, check the layout fits, and write the session record."""
+        from psychopy import logging, visual
+        from psychopy.hardware import keyboard
+
+        need = layout(self.cfg.scale)
+        size = (max(self.cfg.size[0], need["width"]), max(self.cfg.size[1], need["height"]))
+        size = (size[0] + size[0] % 2, size[1] + size[1] % 2)  # even sizes keep the centre on a pixel corner
+        kwargs = {"monitor": self.cfg.monitor} if self.cfg.monitor else {}
+        self.win = visual.Window(size=size, fullscr=self.cfg.fullscreen, units="pix", color=BACKGROUND,
+                                 colorSpace="rgb", allowGUI=not self.cfg.fullscreen, checkTiming=False, **kwargs)
+        width, height = (int(v) for v in self.win.size)
+        if width < need["width"] or height < need["height"]:
+            raise InputError(f"--scale {self.cfg.scale}: needs a {need['width']}×{need['height']} window, the screen gives {width}×{height}")
+        # Half-pixel offset on odd-sized (fullscreen) windows so image pixels land on screen pixels.
+        self.offset = (0.5 * (width % 2), 0.5 * (height % 2))
+        self.kb = keyboard.Keyboard()
+        backend = self.kb.getBackend()
+        if backend != "ptb":
+            msg = (f"WARNING: PsychoPy keyboard backend is {backend!r}, not 'ptb': key timing is coarse and "
+                   "getKeys(keyList=...) is unreliable. Install psychtoolbox and Debian's libjack-jackd2-0.")
+            print("\n" + "!" * 78 + f"\n{msg}\n" + "!" * 78 + "\n", file=sys.stderr)
+            logging.warning(msg)
+        frame_rate = self.win.getActualFrameRate(nIdentical=10, nMaxFrames=60, nWarmUpFrames=5, threshold=1)
+        self.win.mouseVisible = False
+        self._make_stimuli(need)
+        window = {"size": [width, height], "fullscreen": self.cfg.fullscreen, "monitor": self.cfg.monitor,
+                  "scale": self.cfg.scale, "image_px": need["image"], "units": "pix",
+                  "frame_rate": None if frame_rate is None else round(float(frame_rate), 3),
+                  "keyboard_backend": backend, "screen": int(getattr(self.win, "screen", 0) or 0)}
+        if self.record is None:
+            self.record = self._new_record(window)
+        else:
+            self.record.setdefault("resumed", []).append({"at": log.now_iso(), "after": self.n_done, "window": window})
+        self._write_record()
+
+    def _make_stimuli(self, need: dict) -> None:
+        from psychopy import visual
+
+        s, gap = need["image"], need["gap"]
+        ox, oy = self.offset
+        step = s + gap
+        self.pos = {
+            "triplet": {"reference": (ox, oy + gap), "left": (ox - step, oy + gap), "right": (ox + step, oy + gap)},
+            "ranking": {"reference": (ox, oy + (s + gap) // 2 + gap), 1: (ox - step, oy - (s + gap) // 2 + gap),
+                        2: (ox, oy - (s + gap) // 2 + gap), 3: (ox + step, oy - (s + gap) // 2 + gap)},
+        }
+        self.image_stims = {name: visual.ImageStim(self.win, units="pix", size=None, interpolate=False, name=str(name))
+                            for name in ("reference", "a", "b", "c")}
+        self.text = visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white",
+                                    wrapWidth=min(900, int(self.win.size[0]) - 40))
+        self.prompt = visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white",
+                                      wrapWidth=min(900, int(self.win.size[0]) - 40))
+        self.labels = [visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white") for _ in range(3)]
+        self.pilot_text = visual.TextStim(self.win, text="PILOT", units="pix", height=28, color="red", bold=True,
+                                          pos=(-int(self.win.size[0]) // 2 + 60, int(self.win.size[1]) // 2 - 30))
+        self.s, self.gap = s, gap
+
+    def _image(self, rel: str):
+        if rel not in self.images:
+            self.images[rel] = _load_image(self.design_path.resolve().parent / rel, self.cfg.scale)
+        return self.images[rel]
+
+    # --- drawing --------------------------------------------------------------------------
+    def _draw_common(self) -> None:
+        if self.cfg.pilot:
+            self.pilot_text.draw()
+
+    def _set_trial(self, trial: pd.Series) -> None:
+        stims = self.image_stims
+        if trial["kind"] == "ranking":
+            pos = self.pos["ranking"]
+            stims["reference"].setImage(self._image(trial["reference_path"]))
+            stims["reference"].pos = pos["reference"]
+            for k, (name, slot) in enumerate(zip("abc", design_c.RANKING_SCREEN_ORDER), start=1):
+                stims[name].setImage(self._image(trial[f"{slot}_path"]))
+                stims[name].pos = pos[k]
+                self.labels[k - 1].pos = (pos[k][0], pos[k][1] - self.s / 2 - TEXT_HEIGHT)
+            self.prompt.text = "Rank the three lower images by how close they are to the top one:\npress 1, 2, 3 (left, middle, right) from best to worst.  Backspace undoes."
+            self.prompt.pos = (0, pos[1][1] - self.s / 2 - 4 * TEXT_HEIGHT)
+        else:
+            pos = self.pos["triplet"]
+            for name, slot in (("reference", "reference"), ("a", "left"), ("b", "right")):
+                stims[name].setImage(self._image(trial[f"{slot}_path"]))
+                stims[name].pos = pos[slot]
+            self.labels[0].pos = (pos["left"][0], pos["left"][1] - self.s / 2 - TEXT_HEIGHT)
+            self.labels[1].pos = (pos["right"][0], pos["right"][1] - self.s / 2 - TEXT_HEIGHT)
+            self.labels[0].text, self.labels[1].text = "←", "→"
+            self.prompt.text = "Which side is closer to the image in the middle?  ← Left or Right →"
+            self.prompt.pos = (0, pos["left"][1] - self.s / 2 - 4 * TEXT_HEIGHT)
+
+    def _draw_trial(self, trial: pd.Series, pressed: list[str]) -> None:
+        stims = self.image_stims
+        self._draw_common()
+        stims["reference"].draw()
+        stims["a"].draw()
+        stims["b"].draw()
+        if trial["kind"] == "ranking":
+            stims["c"].draw()
+            for k, label in enumerate(self.labels, start=1):
+                rank = pressed.index(str(k)) + 1 if str(k) in pressed else None
+                label.text = f"[{k}]" if rank is None else f"[{k}]  rank {rank}"
+                label.color = "white" if rank is None else "yellow"
+                label.draw()
+        else:
+            self.labels[0].color = self.labels[1].color = "white"
+            self.labels[0].draw()
+            self.labels[1].draw()
+        self.prompt.draw()
+
+    # --- input ----------------------------------------------------------------------------
+    def _respond(self, screen: str, trial: dict | None) -> None:
+        """Let the test hook answer the screen by injecting key events into the keyboard device."""
+        if self.responder is None:
+            return
+        t = self.kb.clock.getTime()
+        for k, key in enumerate(self.responder(screen, trial)):
+            self.kb.device.makeResponse(code=key, tDown=t + 0.01 * (k + 1))
+
+    def _keys(self) -> list:
+        # Filter names here rather than with keyList, which the event backend mishandles in 2026.2.
+        return self.kb.getKeys(waitRelease=False)
+
+    def wait_screen(self, screen: str, message: str, timeout: float | None = None) -> bool:
+        """Show a message until Space (True) or Escape (False); a timeout counts as Space."""
+        from psychopy import core
+
+        self.text.text = message
+        self.text.pos = (0, 0)
+        self.kb.clearEvents()
+        first = True
+        clock = core.Clock()
+        while timeout is None or clock.getTime() < timeout:
+            self._draw_common()
+            self.text.draw()
+            self.win.flip()
+            if first:
+                self._respond(screen, None)
+                first = False
+            for key in self._keys():
+                if key.name == "space":
+                    return True
+                if key.name == "escape":
+                    return False
+        return True
+
+    def blank(self, seconds: float) -> bool:
+        """A blank inter-trial screen; False if Escape was pressed."""
+        from psychopy import core
+
+        clock = core.Clock()
+        while clock.getTime() < seconds:
+            self._draw_common()
+            self.win.flip()
+            if any(k.name == "escape" for k in self._keys()):
+                return False
+        return True
+
+    def run_trial(self, trial: pd.Series, session_clock) -> dict | None:
+        """Show one trial until answered; the response row, or None on Escape."""
+        self._set_trial(trial)
+        pressed: list[str] = []
+        self._draw_trial(trial, pressed)
+        if self.cfg.screenshots is not None and trial["kind"] not in self._shot:
+            self._shot.add(trial["kind"])
+            frame = self.win.getMovieFrame(buffer="back")  # the exact pixels about to be shown
+            self.win.movieFrames.clear()
+            Path(self.cfg.screenshots).mkdir(parents=True, exist_ok=True)
+            frame.save(Path(self.cfg.screenshots) / f"{trial['kind']}.png")
+        onset_holder = {}
+        self.win.callOnFlip(self.kb.clock.reset)  # rt counts from the stimulus onset flip
+        self.win.callOnFlip(lambda: onset_holder.setdefault("onset", session_clock.getTime()))
+        self.kb.clearEvents()  # presses made before the onset do not count
+        self.win.flip()
+        self._respond("trial", trial.to_dict())
+        while True:
+            for key in self._keys():
+                name = key.name
+                if name == "escape":
+                    return None
+                if trial["kind"] == "ranking":
+                    if name == "backspace" and pressed:
+                        pressed.pop()
+                    elif name in log.RANKING_KEYS and name not in pressed:
+                        pressed.append(name)
+                        if len(pressed) == 2:
+                            keys, choice = log.ranking_choice(trial, pressed)
+                            return self._row(trial, keys, choice, key.rt, onset_holder["onset"])
+                elif name in log.TRIPLET_KEYS:
+                    return self._row(trial, name, log.triplet_choice(trial, name), key.rt, onset_holder["onset"])
+            self._draw_trial(trial, pressed)
+            self.win.flip()
+
+    def _row(self, trial: pd.Series, key: str, choice: str, rt: float, onset: float) -> dict:
+        return log.response_row(trial, self.pid, self.session, key=key, choice=choice, rt=max(float(rt), 0.0),
+                                onset=onset, wallclock=log.now_iso(), simulated=False)
+
+    # --- the session ----------------------------------------------------------------------
+    def run(self) -> Path:
+        """Run the remaining trials; return the response CSV path."""
+        from psychopy import core
+
+        self._shot: set[str] = set()
+        self.open_window()
+        completed = False
+        try:
+            with log.ResponseLog(self.csv_path) as responses:
+                completed = self._loop(responses, core.Clock())
+        finally:
+            self._write_record(ended=log.now_iso(), completed=completed)
+            if self.win is not None:
+                self.win.close()
+        print(f"run: {self.n_done}/{len(self.trials)} trials saved in {self.csv_path}"
+              + ("" if completed else " (session ended early; run the same command again to resume)"), file=sys.stderr)
+        return self.csv_path
+
+    def _loop(self, responses: log.ResponseLog, session_clock) -> bool:
+        kinds = set(self.trials["kind"])
+        if self.n_done:
+            intro = (f"Welcome back. {self.n_done} of {len(self.trials)} trials are done; "
+                     "we continue where you stopped.\n\nPress Space to continue.")
+        else:
+            intro = _instructions(kinds, has_practice=bool((self.trials["block"] == "practice").any()))
+        if not self.wait_screen("instructions", intro):
+            return False
+        previous_block = None
+        for _, trial in self.remaining.iterrows():
+            if previous_block == "practice" and trial["block"] == "main":
+                if not self.wait_screen("practice_done", "Practice is over. The main part starts now.\n\nPress Space to begin."):
+                    return False
+            previous_block = trial["block"]
+            if not self.blank(self.cfg.iti):
+                return False
+            row = self.run_trial(trial, session_clock)
+            if row is None:
+                return False
+            responses.append(row)  # flushed and fsync'd before anything else is drawn
+            self.n_done += 1
+            if trial["block"] == "main":
+                self.main_done += 1
+                if self.main_done % self.cfg.break_every == 0 and self.main_done < self.n_main:
+                    self._write_record()
+                    msg = (f"Break. {self.main_done} of {self.n_main} trials done "
+                           f"({100 * self.main_done // self.n_main}%).\n\nRest your eyes, then press Space to continue.")
+                    if not self.wait_screen("break", msg):
+                        return False
+        self._write_record(ended=log.now_iso(), completed=True)
+        self.wait_screen("thanks", "Thank you! You have finished.\n\nPress Space to close.", timeout=THANKS_SECONDS)
+        return True
+
+
+def _instructions(kinds: set[str], has_practice: bool) -> str:
+    parts = ["In each trial you see an original image and copies of it made by different computer models."]
+    if kinds & {"triplet", "catch"}:
+        parts.append("Three in a row: the original is in the middle. Press ← Left or Right → for the side "
+                     "that looks closer to the original.")
+    if "ranking" in kinds:
+        parts.append("Original on top, three copies below: press 1, 2, 3 (left, middle, right) for the best copy, "
+                     "then the second best; the last is implied. Backspace undoes a press.")
+    parts.append("There are no right or wrong answers; go by your first impression. Escape ends the session "
+                 "(your answers so far are kept).")
+    if has_practice:
+        parts.append("A few practice trials come first.")
+    return "\n\n".join(parts) + "\n\nPress Space to start."
+
+
+def run_session(cfg: RunConfig, responder: Responder | None = None) -> Path:
+    """Run (or resume) one participant's session; return the response CSV path."""
+    return Session(cfg, responder).run()
+
+
+def ask_participant(session: str) -> tuple[str, str] | None:
+    """A PsychoPy dialog asking for the participant and session; None if cancelled."""
+    from psychopy import gui
+
+    info = {"participant": "", "session": session}
+    dlg = gui.DlgFromDict(info, title="percept study", order=["participant", "session"])
+    if not dlg.OK:
+        return None
+    return str(info["participant"]).strip(), str(info["session"]).strip()

@@ -1,0 +1,255 @@
+"""Scripted observers: response files in exactly the real format, marked simulated, for dry runs and power.
+
+Two generative models (the exact definitions; every random draw is seeded).
+
+Metric observers (`observer` = mse | mae | psnr | ssim | ms_ssim), Thurstone case V:
+    each option r (a run) on image i seen by participant p has utility
+        U = s_p · sign · m(i, r) / scale + v(i, r) + c_p · [r is at the screen's far left] + e,
+        e ~ N(0, noise² / 2)  (so a difference of two options has noise SD `noise`),
+    where m is the manifest's per-image metric of that run, sign = +1 if higher is better
+    (psnr, ssim, ms_ssim) else −1, scale = the root-mean-square of the metric's differences between
+    the runs shown together on the design's triplet and ranking trials (so differences are in
+    standard units), s_p = exp(N(0, participant_sd²)) the observer's sensitivity, v(i, r) ~
+    N(0, image_sd²) an image effect shared by all observers, c_p ~ N(0, side_sd²) a side bias.
+    Triplets choose the larger U; rankings order by U. psnr is clipped at 100 dB.
+
+Preference observers (`observer` = preference), known truth on the logit scale:
+    for participant p and image i, the log-worth of the `target` loss is
+        w = β + b_p + u_i,  b_p ~ N(0, participant_sd²),  u_i ~ N(0, image_sd²)
+    (u_i shared by all participants, pairs and architectures), every other loss has worth 0, and
+    each option's utility is its worth plus independent standard Gumbel noise. Hence on a triplet
+    involving the target, P(target chosen | p, i) = logistic(β + b_p + u_i) exactly; triplets
+    without the target are fair coins; rankings follow Plackett–Luce with these worths, whose
+    pairwise marginals are the same logistic. β = `logit`, or log(prob / (1 − prob)) from `prob`.
+    `noise` is not used (the logistic scale is fixed at 1). The draws b_p and u_i are written into
+    each session record under "truth".
+
+`random` observers choose uniformly at random. Every observer answers catch trials correctly,
+except with probability `lapse` it answers at random. Response times are lognormal (median 1.5 s
+for triplet/catch, 3.5 s for ranking, log-SD 0.4) with 0.5 s between trials.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from percept.contracts import ContractError, InputError
+from percept.contracts import design as design_c
+from percept.contracts import manifest as manifest_c
+from percept.contracts import responses as responses_c
+from study import responses as log
+from study.design import load_design, versions
+
+METRIC_OBSERVERS = ("ms_ssim", "ssim", "psnr", "mse", "mae")
+OBSERVERS = METRIC_OBSERVERS + ("preference", "random")
+PSNR_CAP = 100.0  # dB; a perfect reconstruction has infinite PSNR
+ITI = 0.5  # s between a response and the next onset
+
+
+@dataclass(frozen=True)
+class ObserverConfig:
+    """Parameters of the simulated observers (see the module docstring for the model)."""
+
+    observer: str = "ms_ssim"
+    noise: float = 0.5  # metric observers: SD of the utility difference, in metric-difference units
+    participant_sd: float = 0.2  # metric: log-SD of sensitivity; preference: SD of b_p (logit)
+    image_sd: float = 0.3  # metric: SD of v(i, r); preference: SD of u_i (logit)
+    side_sd: float = 0.1  # metric: SD of the side bias c_p
+    lapse: float = 0.02  # catch trials: probability of a random answer
+    target: str = "ms_ssim"  # preference: the loss preferred
+    logit: float | None = None  # preference: β on the logit scale
+    prob: float | None = None  # preference: β given as a probability instead
+
+    def beta(self) -> float:
+        """β of the preference model from `logit` or `prob`."""
+        if self.logit is not None and self.prob is not None:
+            raise InputError("give either --logit or --prob for the preference observer, not both")
+        if self.prob is not None:
+            if not 0.0 < self.prob < 1.0:
+                raise InputError(f"--prob: {self.prob} must be strictly between 0 and 1")
+            return math.log(self.prob / (1.0 - self.prob))
+        if self.logit is None:
+            raise InputError("the preference observer needs --logit or --prob (the true preference for --target)")
+        return float(self.logit)
+
+    def describe(self) -> str:
+        """A one-line description stored as the session record's `observer`."""
+        if self.observer == "random":
+            return "random"
+        if self.observer == "preference":
+            return (f"preference target={self.target} logit={self.beta():.4g} participant_sd={self.participant_sd:g} "
+                    f"image_sd={self.image_sd:g} lapse={self.lapse:g}")
+        return (f"{self.observer} noise={self.noise:g} participant_sd={self.participant_sd:g} "
+                f"image_sd={self.image_sd:g} side_sd={self.side_sd:g} lapse={self.lapse:g}")
+
+    def validate(self) -> None:
+        """Raise InputError naming a bad parameter."""
+        if self.observer not in OBSERVERS:
+            raise InputError(f"--observer: {self.observer!r} is not one of {', '.join(OBSERVERS)}")
+        for name in ("noise", "participant_sd", "image_sd", "side_sd"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise InputError(f"--{name.replace('_', '-')}: {value} must be a finite number ≥ 0")
+        if not 0.0 <= self.lapse <= 1.0:
+            raise InputError(f"--lapse: {self.lapse} must be in [0, 1]")
+        if self.observer == "preference":
+            self.beta()
+
+
+def _manifest_for(design_path: Path, meta: dict) -> pd.DataFrame:
+    rel = meta.get("manifest")
+    if not rel:
+        raise ContractError(f"{design_path.with_suffix('.json')}: no 'manifest' key; rebuild the design with `percept design`")
+    path = design_path.resolve().parent / rel
+    manifest = manifest_c.read_manifest(path)
+    want = meta.get("manifest_sha256")
+    if want and manifest_c.file_hash(path) != want:
+        raise ContractError(f"{path}: manifest changed since the design was made (sha256 differs from design.json)")
+    return manifest
+
+
+def _metric_table(manifest: pd.DataFrame, metric: str) -> dict[tuple[str, str], float]:
+    values = manifest[metric].to_numpy(dtype=float)
+    if metric == "psnr":
+        values = np.minimum(values, PSNR_CAP)
+    sign = 1.0 if manifest_c.HIGHER_IS_BETTER[metric] else -1.0
+    return {(i, r): sign * v for i, r, v in zip(manifest["image_id"], manifest["run"], values)}
+
+
+def metric_scale(design: pd.DataFrame, table: dict[tuple[str, str], float]) -> float:
+    """RMS of the metric differences between runs shown together (triplet and ranking trials)."""
+    diffs = []
+    for row in design[design["kind"].isin(["triplet", "ranking"])].itertuples(index=False):
+        runs = [row.left_run, row.right_run] + ([row.third_run] if row.kind == "ranking" else [])
+        vals = [table[(row.image_id, r)] for r in runs]
+        diffs += [a - b for k, a in enumerate(vals) for b in vals[k + 1:]]
+    rms = float(np.sqrt(np.mean(np.square(diffs)))) if diffs else 0.0
+    return rms
+
+
+def _onscreen_runs(row) -> list[str]:
+    """Runs at screen positions left→right."""
+    if row["kind"] == "ranking":
+        return [row[f"{slot}_run"] for slot in design_c.RANKING_SCREEN_ORDER]
+    return [row["left_run"], row["right_run"]]
+
+
+def _answer(row: pd.Series, utilities: np.ndarray) -> tuple[str, str]:
+    """(key, choice) from per-position utilities (screen left→right)."""
+    order = np.argsort(-utilities, kind="stable")
+    if row["kind"] == "ranking":
+        return log.ranking_choice(row, [str(k + 1) for k in order[:2]])
+    key = log.TRIPLET_KEYS[int(order[0])]
+    return key, log.triplet_choice(row, key)
+
+
+def simulate(design_path: str | Path, participants: int, observer: str = "ms_ssim", noise: float = 0.5,
+             seed: int = 0, *, config: ObserverConfig | None = None, first: int = 1,
+             start: datetime | None = None) -> list[Path]:
+    """Write one response file + session record per simulated participant; return the CSV paths.
+
+    Participants are named sim01, sim02, … (from `first`); participant k (0-based) does list
+    k mod K. `config` overrides `observer`/`noise` with every parameter of the model. An existing
+    file of the same name is replaced only if its record says it was simulated.
+    """
+    design_path = Path(design_path)
+    cfg = config or ObserverConfig(observer=observer, noise=noise)
+    cfg.validate()
+    if participants < 1:
+        raise InputError(f"--participants: {participants} must be at least 1")
+    design, meta = load_design(design_path, check_files=False)
+    manifest = _manifest_for(design_path, meta)
+    lists = sorted(design["list_id"].unique())
+    shown = design[design["kind"] != "catch"]
+    table, scale = {}, 1.0
+    if cfg.observer in METRIC_OBSERVERS:
+        table = _metric_table(manifest, cfg.observer)
+        missing = [(r.image_id, run) for r in shown.itertuples(index=False) for run in (r.left_run, r.right_run, r.third_run)
+                   if run and (r.image_id, run) not in table]
+        if missing:
+            raise ContractError(f"{design_path}: image {missing[0][0]!r} run {missing[0][1]!r} is not in the design's manifest")
+        scale = metric_scale(design, table)
+        if scale == 0:
+            raise InputError(f"--observer {cfg.observer}: the metric is identical for every run shown; it cannot tell them apart")
+    beta = cfg.beta() if cfg.observer == "preference" else 0.0
+    if cfg.observer == "preference" and cfg.target not in set(shown["left_loss"]) | set(shown["right_loss"]):
+        raise InputError(f"--target: loss {cfg.target!r} is never shown in {design_path}")
+
+    # Image-level effects, drawn in a fixed order so they do not depend on the number of participants.
+    image_ids = sorted(design["image_id"].unique())
+    pairs = sorted({(r.image_id, run) for r in shown.itertuples(index=False) for run in (r.left_run, r.right_run, r.third_run) if run})
+    img_rng = np.random.default_rng([seed, 1])
+    u_image = dict(zip(image_ids, img_rng.normal(0.0, cfg.image_sd, len(image_ids))))
+    v_image_run = dict(zip(pairs, img_rng.normal(0.0, cfg.image_sd, len(pairs))))
+
+    responses_dir = design_path.parent / "responses"
+    width = max(2, len(str(first + participants - 1)))
+    started = start or datetime.now(timezone.utc).astimezone()
+    out = []
+    for k in range(participants):
+        number = first - 1 + k
+        pid = f"sim{number + 1:0{width}d}"
+        csv_path = responses_c.response_path(responses_dir, pid, "1")
+        _refuse_human(csv_path)
+        list_id = int(lists[number % len(lists)])
+        trials = design[design["list_id"] == list_id].sort_values("trial")
+        p_rng = np.random.default_rng([seed, 2, number])
+        b_p = float(p_rng.normal(0.0, cfg.participant_sd))
+        side = float(p_rng.normal(0.0, cfg.side_sd))
+        sens = math.exp(b_p) if cfg.observer in METRIC_OBSERVERS else 1.0
+        t = 2.0  # instructions before the first trial
+        rows = []
+        for _, row in trials.iterrows():
+            positions = _onscreen_runs(row)
+            if row["kind"] == "catch":
+                if p_rng.random() < cfg.lapse:
+                    util = p_rng.random(2)
+                else:
+                    util = np.array([1.0, 0.0]) if row["answer"] == "left" else np.array([0.0, 1.0])
+            elif cfg.observer == "random":
+                util = p_rng.random(len(positions))
+            elif cfg.observer == "preference":
+                losses = [row[f"{s}_loss"] for s in (design_c.RANKING_SCREEN_ORDER if row["kind"] == "ranking" else ("left", "right"))]
+                worth = np.array([beta + b_p + u_image[row["image_id"]] if lo == cfg.target else 0.0 for lo in losses])
+                util = worth + p_rng.gumbel(0.0, 1.0, len(worth))
+            else:
+                util = np.array([sens * table[(row["image_id"], r)] / scale + v_image_run[(row["image_id"], r)] for r in positions])
+                util[0] += side
+                util += p_rng.normal(0.0, cfg.noise / math.sqrt(2.0), len(util))
+            key, choice = _answer(row, util)
+            rt = float(p_rng.lognormal(math.log(3.5 if row["kind"] == "ranking" else 1.5), 0.4))
+            rows.append(log.response_row(row, pid, "1", key=key, choice=choice, rt=rt, onset=t,
+                                         wallclock=(started + timedelta(seconds=t + rt)).isoformat(timespec="milliseconds"),
+                                         simulated=True))
+            t += rt + ITI
+        log.write_rows(csv_path, rows)
+        record = {
+            "participant": pid, "session": "1", "list_id": list_id, "design": "../" + design_path.name,
+            "design_sha256": manifest_c.file_hash(design_path), "simulated": True, "observer": cfg.describe(),
+            "observer_params": {**{k2: v for k2, v in cfg.__dict__.items()}, "scale": scale, "seed": seed},
+            "started": started.isoformat(timespec="milliseconds"),
+            "ended": (started + timedelta(seconds=t)).isoformat(timespec="milliseconds"),
+            "completed": True, "n_trials": len(trials), "n_answered": len(rows), "versions": versions(),
+            "window": None, "pilot": False,
+        }
+        if cfg.observer == "preference":
+            record["truth"] = {"beta": beta, "target": cfg.target, "participant_effect": b_p,
+                               "image_effects": {i: float(u_image[i]) for i in image_ids}}
+        log.write_record(log.record_path(csv_path), record)
+        out.append(csv_path)
+    return out
+
+
+def _refuse_human(csv_path: Path) -> None:
+    """Refuse to replace a response file that is not marked simulated."""
+    rec_path = log.record_path(csv_path)
+    if not csv_path.exists() and not rec_path.exists():
+        return
+    rec = log.existing_record(rec_path) if rec_path.exists() else None
+    if rec is None or rec.get("simulated") is not True:
+        raise InputError(f"{csv_path}: exists and is not marked simulated; refusing to overwrite it (move it or use other ids)")

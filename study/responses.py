@@ -1,0 +1,197 @@
+"""Crash-safe response logging: one fsync'd row per answered trial, atomic session records, resume.
+
+A `kill -9` can at worst leave a half-written last line (the trial on screen); reopening the log
+cuts it off, so that trial is simply asked again. Rows are never rewritten or duplicated.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from percept.contracts import ContractError
+from percept.contracts import responses as responses_c
+
+
+def now_iso() -> str:
+    """The current local time as ISO 8601 with its UTC offset (milliseconds)."""
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def record_path(csv_path: str | Path) -> Path:
+    """The session record (`.json`) beside a response CSV."""
+    return Path(csv_path).with_suffix(".json")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_record(path: str | Path, record: dict) -> Path:
+    """Write a session record atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def repair_tail(path: str | Path) -> int:
+    """Cut a half-written last line left by a crash; return the number of bytes removed."""
+    path = Path(path)
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1  # 0 when even the header was torn
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(data) - keep
+
+
+def read_answered(path: str | Path) -> pd.DataFrame:
+    """Rows already saved in a response file (empty frame if none), after repairing a torn tail."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=list(responses_c.COLUMNS))
+    repair_tail(path)
+    text = path.read_text()
+    if not text.strip():
+        return pd.DataFrame(columns=list(responses_c.COLUMNS))
+    header = text.splitlines()[0].split(",")
+    if header != list(responses_c.COLUMNS):
+        raise ContractError(f"{path}: header is not the response contract's columns ({','.join(responses_c.COLUMNS)})")
+    if len(text.splitlines()) == 1:
+        return pd.DataFrame(columns=list(responses_c.COLUMNS))
+    return responses_c.read_responses(path)
+
+
+class ResponseLog:
+    """Append-only response CSV: each `append` is flushed and fsync'd before it returns."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.is_file() and self.path.stat().st_size > 0
+        if existed:
+            repair_tail(self.path)
+            existed = self.path.stat().st_size > 0
+        self._fh = open(self.path, "a", newline="")
+        if not existed:
+            self._write_line(list(responses_c.COLUMNS))
+            _fsync_dir(self.path.parent)
+
+    def _write_line(self, values: list) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        # One write call per row keeps a crash from interleaving partial rows.
+        self._fh.write(buf.getvalue())
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def append(self, row: dict) -> None:
+        """Write one answered trial (all contract columns) durably."""
+        missing = [c for c in responses_c.COLUMNS if c not in row]
+        if missing:
+            raise ContractError(f"{self.path}: response row lacks {', '.join(missing)}")
+        self._write_line([_cell(row[c]) for c in responses_c.COLUMNS])
+
+    def close(self) -> None:
+        """Close the file (every row is already on disk)."""
+        self._fh.close()
+
+    def __enter__(self) -> "ResponseLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    return str(value)
+
+
+def response_row(trial: pd.Series | dict, participant: str, session: str, *, key: str, choice: str,
+                 rt: float, onset: float, wallclock: str, simulated: bool) -> dict:
+    """One response row in the contract's columns from a design row and what was answered."""
+    get = trial.get
+    return {
+        "participant": participant, "session": session, "list_id": int(get("list_id")), "trial": int(get("trial")),
+        "block": get("block"), "kind": get("kind"), "image_id": get("image_id"), "arch": get("arch"),
+        "left_run": get("left_run"), "left_loss": get("left_loss"), "right_run": get("right_run"),
+        "right_loss": get("right_loss"), "third_run": get("third_run"), "third_loss": get("third_loss"),
+        "key": key, "choice": choice, "rt": float(rt), "onset": float(onset), "wallclock": wallclock,
+        "simulated": int(bool(simulated)),
+    }
+
+
+def existing_record(path: str | Path) -> dict | None:
+    """The session record if one exists (validated), else None."""
+    path = Path(path)
+    return responses_c.read_session(path) if path.is_file() else None
+
+
+TRIPLET_KEYS = ("left", "right")
+RANKING_KEYS = ("1", "2", "3")  # screen positions left, middle, right
+
+
+def triplet_choice(trial: pd.Series | dict, key: str) -> str:
+    """The run chosen by pressing `key` ('left' or 'right') on a triplet or catch trial."""
+    if key not in TRIPLET_KEYS:
+        raise ValueError(f"triplet key {key!r} is not one of {TRIPLET_KEYS}")
+    return trial.get(f"{key}_run")
+
+
+def ranking_choice(trial: pd.Series | dict, pressed: list[str]) -> tuple[str, str]:
+    """(key, choice) for a ranking: the positions pressed best-first (last implied) → runs joined by '>'."""
+    from percept.contracts.design import RANKING_SCREEN_ORDER
+
+    if len(pressed) != 2 or len(set(pressed)) != 2 or not set(pressed) <= set(RANKING_KEYS):
+        raise ValueError(f"a ranking needs two different presses of {RANKING_KEYS}, got {pressed}")
+    order = list(pressed) + [k for k in RANKING_KEYS if k not in pressed]
+    runs = [trial.get(f"{RANKING_SCREEN_ORDER[int(k) - 1]}_run") for k in order]
+    return ",".join(pressed), responses_c.ORDER_SEP.join(runs)
+
+
+def write_rows(path: str | Path, rows: list[dict]) -> Path:
+    """Write a whole response file at once, atomically, in the same format `ResponseLog` appends."""
+    path = Path(path)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(responses_c.COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row[c]) for c in responses_c.COLUMNS])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,108 @@
+"""Shared helpers for the study tests: a small real manifest of generated 96×96 PNGs, X display handling."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from percept.contracts import manifest as manifest_c
+
+REPO = Path(__file__).resolve().parents[1]
+PERCEPT = [sys.executable, "-m", "percept"]
+LOSSES = ("mse", "mae", "ms_ssim")
+
+
+def _smooth_image(rng: np.random.Generator) -> np.ndarray:
+    """A 96×96 RGB image with structure at several scales, float [0,1], (H, W, 3)."""
+    from scipy.ndimage import gaussian_filter, zoom
+
+    coarse = rng.random((12, 12, 3))
+    img = zoom(coarse, (8, 8, 1), order=1)
+    img = 0.7 * img + 0.3 * gaussian_filter(rng.random((96, 96, 3)), sigma=(1, 1, 0))
+    return np.clip((img - img.min()) / (img.max() - img.min()), 0, 1)
+
+
+def _metrics(orig: np.ndarray, rec: np.ndarray) -> dict:
+    from skimage.metrics import structural_similarity
+
+    mse = float(np.mean((orig - rec) ** 2))
+    ssim = float(structural_similarity(orig, rec, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False))
+    # A three-scale stand-in for MS-SSIM (the tests need a plausible metric, not the exact one).
+    scales = [ssim]
+    a, b = orig, rec
+    for _ in range(2):
+        a = a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2, 3).mean(axis=(1, 3))
+        b = b.reshape(b.shape[0] // 2, 2, b.shape[1] // 2, 2, 3).mean(axis=(1, 3))
+        scales.append(float(structural_similarity(a, b, channel_axis=2, data_range=1.0, win_size=7)))
+    return {"mse": mse, "mae": float(np.mean(np.abs(orig - rec))), "psnr": float(10 * np.log10(1.0 / mse)),
+            "ssim": ssim, "ms_ssim": float(np.prod(np.clip(scales, 1e-6, 1) ** np.array([0.0711, 0.4530, 0.4760])))}
+
+
+def make_manifest(root: Path, n_images: int = 6, archs=("conv",), losses=LOSSES, seed: int = 0) -> Path:
+    """Write originals, reconstructions (blur/noise variants per loss) and manifest.csv under root/reconstructions."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    recon = root / "reconstructions"
+    rows = []
+    for i in range(n_images):
+        orig = _smooth_image(rng)
+        image_id = f"synthetic:test:{i:04d}"
+        opath = recon / "originals" / f"{i:04d}.png"
+        opath.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(orig * 255).astype(np.uint8)).save(opath)
+        orig8 = np.asarray(Image.open(opath), dtype=np.float32) / 255
+        for arch in archs:
+            for k, loss in enumerate(losses):
+                run = f"{arch}-{loss}-s0"
+                sigma = 0.8 + 0.6 * k + 0.3 * rng.random()
+                rec = np.clip(gaussian_filter(orig8, sigma=(sigma, sigma, 0)) + rng.normal(0, 0.02 * (k + 1), orig8.shape), 0, 1)
+                rpath = recon / run / f"{i:04d}.png"
+                rpath.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.round(rec * 255).astype(np.uint8)).save(rpath)
+                rec8 = np.asarray(Image.open(rpath), dtype=np.float32) / 255
+                rows.append(dict(image_id=image_id, split="test", label="", original_path=opath.relative_to(recon).as_posix(),
+                                 run=run, arch=arch, loss=loss, recon_path=rpath.relative_to(recon).as_posix(),
+                                 **_metrics(orig8.astype(np.float64), rec8.astype(np.float64))))
+    return manifest_c.write_manifest(pd.DataFrame(rows), recon / "manifest.csv")
+
+
+def display_env() -> dict | None:
+    """An environment with a usable X DISPLAY (the given one, or a private Xvfb), or None."""
+    env = dict(os.environ)
+    if env.get("DISPLAY") and shutil.which("xdotool"):
+        ok = subprocess.run(["xdotool", "getdisplaygeometry"], env=env, capture_output=True, timeout=10)
+        if ok.returncode == 0:
+            return env
+    return None
+
+
+def start_xvfb() -> tuple[subprocess.Popen, str] | None:
+    """Start a private Xvfb (1280×800×24) when none is given; return (process, display) or None."""
+    if not shutil.which("Xvfb"):
+        return None
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    number = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        chunk = os.read(r, 16)
+        if not chunk or chunk.endswith(b"\n"):
+            number += chunk
+            break
+        number += chunk
+    os.close(r)
+    if not number.strip():
+        proc.kill()
+        return None
+    return proc, f":{number.decode().strip()}"
