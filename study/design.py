@@ -116,7 +116,7 @@ def _save_rgb(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.round(array * 255.0).astype(np.uint8), mode="RGB").save(path, format="PNG")
+    Image.fromarray(np.round(array * 255.0).astype(np.uint8)).save(path, format="PNG")
 
 
 def order_no_repeats(items: list[dict], rng: np.random.Generator) -> list[dict]:
@@ -140,7 +140,7 @@ def order_no_repeats(items: list[dict], rng: np.random.Generator) -> list[dict]:
     while rest:
         counts = pd.Series([it["image_id"] for it in rest]).value_counts(sort=False)
         last = out[-1]["image_id"] if out else None
-        options = counts.drop(last, errors="ignore")
+        options = counts if last is None else counts.drop(last, errors="ignore")
         if options.empty:
             raise InputError(f"cannot order a list without showing image {last!r} twice in a row: use more images or fewer pairs per list")
         best = options.idxmax()
@@ -285,8 +285,9 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
 
         practice = []
         pool = spare if spare else images
+        pool = [pool[i] for i in rng.permutation(len(pool))]
         for k in range(cfg.practice):
-            img = pool[int(rng.integers(len(pool)))]
+            img = pool[k % len(pool)]
             # Practice alternates the kinds so that every task is tried before the main block.
             kind = cfg.kinds[k % len(cfg.kinds)]
             of_kind = [cd for cd in conditions if cd[0] == kind]
@@ -296,7 +297,10 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
             else:
                 perms = list(itertools.permutations(cfg.ranking_losses))
                 practice.append(_ranking(arch, img, perms[int(rng.integers(len(perms)))], runs, paths))
-        practice = order_no_repeats(practice, rng)
+        try:
+            practice = order_no_repeats(practice, rng)
+        except InputError:
+            pass  # a single spare image: practice repeats it, which is harmless (excluded from analysis)
         if practice and main and practice[-1]["image_id"] == main[0]["image_id"]:
             main = _fix_boundary(practice[-1]["image_id"], main)
         for row in practice:
