@@ -213,3 +213,43 @@ def participant_checks(main: pd.DataFrame, rules: ExclusionRules) -> pd.DataFram
 def chosen_order(choice: str) -> list[str]:
     """The runs of a ranking answer, best first."""
     return choice.split(ORDER_SEP)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages the analysis relies on, saved with every output."""
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in ("percept", "numpy", "pandas", "scipy", "statsmodels", "choix", "scikit-learn", "matplotlib", "pillow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_json(obj: dict, path: str | Path) -> Path:
+    """Write JSON atomically (NaN becomes null, so browsers and other tools can read it)."""
+    import json
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, np.generic):
+            return clean(x.item())
+        if isinstance(x, Path):
+            return str(x)
+        return x
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(clean(obj), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path

@@ -21,10 +21,33 @@ def _bt_fit(items: list[str], winners: np.ndarray, losers: np.ndarray, alpha: fl
     return np.asarray(choix.ilsr_pairwise_dense(counts, alpha=alpha))
 
 
-def _pl_fit(items: list[str], rankings: list[list[int]], alpha: float = ALPHA) -> np.ndarray:
-    import choix
+def _pl_fit(n_items: int, orders: np.ndarray, counts: np.ndarray, alpha: float = ALPHA, tol: float = 1e-8,
+            max_iter: int = 100) -> np.ndarray:
+    """choix's iterative Luce spectral ranking (ilsr_rankings) with each distinct order weighted by its count.
 
-    return np.asarray(choix.ilsr_rankings(len(items), rankings, alpha=alpha))
+    The LSR Markov chain is a sum over rankings, so counting repeated orders once with a weight gives
+    exactly choix.ilsr_rankings on the expanded list, at a cost independent of the number of trials
+    (which makes the participant bootstrap cheap).
+    """
+    from choix.utils import exp_transform, log_transform, statdist
+
+    params = None
+    for _ in range(max_iter):
+        weights = np.ones(n_items) if params is None else exp_transform(params)
+        chain = alpha * np.ones((n_items, n_items))
+        for order, count in zip(orders, counts):
+            if count == 0:
+                continue
+            total = weights[order].sum()
+            for i, winner in enumerate(order[:-1]):
+                chain[order[i + 1:], winner] += count / total
+                total -= weights[winner]
+        chain -= np.diag(chain.sum(axis=1))
+        new = log_transform(statdist(chain))
+        if params is not None and np.abs(new - params).sum() < tol:
+            return new
+        params = new
+    raise RuntimeError(f"Plackett–Luce fit did not converge after {max_iter} iterations")
 
 
 def bradley_terry(trials: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -63,11 +86,15 @@ def plackett_luce(ranks: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.D
         idx = {l: i for i, l in enumerate(items)}
         g = g.sort_values(["trial_key", "rank"])
         trial_rows = g.groupby("trial_key", sort=False)
-        orders = [[idx[l] for l in t["loss"]] for _, t in trial_rows]
+        orders = [tuple(idx[l] for l in t["loss"]) for _, t in trial_rows]
         who = np.array([t["participant"].iloc[0] for _, t in trial_rows])
+        distinct = sorted(set(orders))
+        code = np.array([distinct.index(o) for o in orders])
+        distinct_arr = [np.array(o) for o in distinct]
 
         def fit(sel: np.ndarray) -> np.ndarray:
-            return _pl_fit(items, [orders[i] for i in np.arange(len(orders))[sel]])
+            counts = np.bincount(code[sel], minlength=len(distinct)).astype(float)
+            return _pl_fit(len(items), distinct_arr, counts)
 
         rows += _with_bootstrap(arch, "plackett_luce", items, who, fit, n_boot, seed, n_obs=len(orders))
     return _frame(rows)

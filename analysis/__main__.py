@@ -1,0 +1,4 @@
+"""`python -m analysis COMMAND ...`."""
+from analysis.cli import main
+
+raise SystemExit(main())
