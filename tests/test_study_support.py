@@ -75,14 +75,25 @@ def make_manifest(root: Path, n_images: int = 6, archs=("conv",), losses=LOSSES,
     return manifest_c.write_manifest(pd.DataFrame(rows), recon / "manifest.csv")
 
 
-def display_env() -> dict | None:
-    """An environment with a usable X DISPLAY (the given one, or a private Xvfb), or None."""
-    env = dict(os.environ)
-    if env.get("DISPLAY") and shutil.which("xdotool"):
-        ok = subprocess.run(["xdotool", "getdisplaygeometry"], env=env, capture_output=True, timeout=10)
-        if ok.returncode == 0:
-            return env
-    return None
+def can_open(display: str | None) -> bool:
+    """Whether an X display can be opened (XOpenDisplay through libX11)."""
+    import ctypes
+    import ctypes.util
+
+    if not display:
+        return False
+    name = ctypes.util.find_library("X11")
+    if name is None:
+        return False
+    x11 = ctypes.CDLL(name)
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    handle = x11.XOpenDisplay(display.encode())
+    if not handle:
+        return False
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay(handle)
+    return True
 
 
 def start_xvfb() -> tuple[subprocess.Popen, str] | None:
