@@ -55,7 +55,7 @@ class DesignConfig:
     seed: int = 0
     archs: tuple[str, ...] | None = None  # None: every architecture in the manifest
     blur_sigma: float = 4.0  # catch degradation: Gaussian blur σ in pixels (96 px images)
-    noise_sd: float = 0.2  # catch degradation: Gaussian noise SD on [0,1] images
+    noise_sd: float = 0.1  # catch degradation: Gaussian noise SD on [0,1] images
 
 
 def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:

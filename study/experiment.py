@@ -76,7 +76,7 @@ def choose_list(design: pd.DataFrame, responses_dir: Path, choice: str, this_csv
         if rec_path.with_suffix(".csv") == this_csv:
             continue
         rec = log.existing_record(rec_path)
-        if rec is not None and not rec.get("simulated"):
+        if rec is not None and not rec.get("simulated") and not rec.get("pilot"):
             n += 1
     return lists[n % len(lists)]
 
