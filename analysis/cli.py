@@ -57,7 +57,7 @@ def analyze(study_dir: str | Path, *, rules=None, exclude_simulated: bool = Fals
     models = pr.model_table(trials, bayes=bayes, lme4=lme4)
     ranks = rk.ranking_table(study.responses)
     dist = rk.rank_distribution(ranks)
-    friedman, posthoc = rk.ranking_tests(ranks, rank_unit)
+    friedman, posthoc = rk.ranking_tests(ranks, rank_unit, seed)
     scale = pd.concat([sc.bradley_terry(trials, n_boot, seed), sc.plackett_luce(ranks, n_boot, seed)], ignore_index=True)
     if study.manifest is not None:
         agreement = pd.concat([ag.agreement_table(ag.pairs_from_triplets(trials), study.manifest, "triplet", seed=seed),

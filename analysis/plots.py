@@ -129,7 +129,7 @@ def agreement_plot(agreement: pd.DataFrame, path: Path) -> Path | None:
     if agreement.empty:
         return None
     sources = list(dict.fromkeys(agreement["source"]))
-    fig = _figure(4.6 * len(sources), 3.4)
+    fig = _figure(4.4 * len(sources) + 1.2, 3.4)
     for i, source in enumerate(sources):
         ax = fig.add_subplot(1, len(sources), i + 1)
         g = agreement[agreement["source"] == source]
@@ -150,7 +150,7 @@ def agreement_plot(agreement: pd.DataFrame, path: Path) -> Path | None:
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{source} judgments", fontsize=10)
         ax.set_ylabel("2AFC agreement with people")
-        ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     return _save(fig, path)
 
 

@@ -70,7 +70,16 @@ def block_ranks(ranks: pd.DataFrame, unit: str = "participant") -> pd.DataFrame:
     return mat.dropna()
 
 
-def friedman(ranks: pd.DataFrame, arch: str, unit: str = "participant") -> tuple[FriedmanResult, pd.DataFrame]:
+def _wilcoxon_method(diff: np.ndarray, seed: int):
+    """Exact null distribution without ties or zeros; else a seeded sign-flip permutation test (exact up to 2^12 blocks)."""
+    absd = np.abs(diff)
+    if np.any(absd == 0) or len(np.unique(absd)) < len(absd):
+        return stats.PermutationMethod(n_resamples=4999, rng=np.random.default_rng(seed))
+    return "auto"
+
+
+def friedman(ranks: pd.DataFrame, arch: str, unit: str = "participant",
+             seed: int = 0) -> tuple[FriedmanResult, pd.DataFrame]:
     """Friedman χ² and Kendall's W over blocks, then pairwise Wilcoxon signed-rank tests with Holm's correction."""
     from statsmodels.stats.multitest import multipletests
 
@@ -87,7 +96,7 @@ def friedman(ranks: pd.DataFrame, arch: str, unit: str = "participant") -> tuple
         if np.all(diff == 0):
             w, pw = nan, 1.0
         else:
-            w, pw = stats.wilcoxon(mat[a], mat[b])
+            w, pw = stats.wilcoxon(mat[a], mat[b], method=_wilcoxon_method(diff, seed))
         rows.append({"arch": arch, "unit": unit, "loss_a": a, "loss_b": b, "n_blocks": n,
                      "mean_rank_a": float(mat[a].mean()), "mean_rank_b": float(mat[b].mean()),
                      "wilcoxon_w": float(w), "p": float(pw)})
@@ -96,13 +105,13 @@ def friedman(ranks: pd.DataFrame, arch: str, unit: str = "participant") -> tuple
     return res, post
 
 
-def ranking_tests(ranks: pd.DataFrame, unit: str = "participant") -> tuple[pd.DataFrame, pd.DataFrame]:
+def ranking_tests(ranks: pd.DataFrame, unit: str = "participant", seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Friedman per architecture (one row each) and the post-hoc table, as DataFrames."""
     from dataclasses import asdict
 
     tests, posts = [], []
     for arch, g in ranks.groupby("arch", sort=True):
-        res, post = friedman(g, arch, unit)
+        res, post = friedman(g, arch, unit, seed)
         tests.append(asdict(res))
         posts.append(post)
     posthoc = pd.concat(posts, ignore_index=True) if posts else pd.DataFrame()
