@@ -45,7 +45,7 @@ def make_manifest(exp: Path, n_images: int, archs=("fc", "conv"), losses=("mse",
         for arch, loss in itertools.product(archs, losses):
             run = f"{arch}-{loss}-s0"
             q = QUALITY.get(loss, 0.0) + rng.normal(0, 0.3)
-            mse = float(np.exp(-3 - q + rng.normal(0, 0.2)))
+            mse = float(np.exp(-3 - q + rng.normal(0, 0.5)))
             recon = f"{run}/{i:04d}.png"
             if pngs:
                 _png(rec / recon, 60 + 7 * i % 180)
