@@ -437,8 +437,27 @@ def run_session(cfg: RunConfig, responder: Responder | None = None) -> Path:
     return Session(cfg, responder).run()
 
 
+def dialog_problem() -> str | None:
+    """Why a Qt dialog cannot open here (None if it can), probed in a subprocess because Qt aborts the process."""
+    import subprocess
+
+    probe = ("try:\n from PyQt6.QtWidgets import QApplication\nexcept ImportError:\n from PyQt5.QtWidgets import QApplication\n"
+             "QApplication([])")
+    try:
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "the Qt probe did not finish in 30 s"
+    if r.returncode == 0:
+        return None
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    return lines[0] if lines else f"Qt exited with code {r.returncode}"
+
+
 def ask_participant(session: str) -> tuple[str, str] | None:
     """A PsychoPy dialog asking for the participant and session; None if cancelled."""
+    problem = dialog_problem()
+    if problem is not None:
+        raise InputError(f"cannot open the participant dialog ({problem}); give --participant (and --session) instead")
     from psychopy import gui
 
     info = {"participant": "", "session": session}
