@@ -1,0 +1,406 @@
+"""Tests for autoencoders.losses: SSIM/MS-SSIM against skimage, piq and pytorch_msssim; gradients; registry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from autoencoders.losses import (
+    CS_FLOOR,
+    LOSS_NAMES,
+    MS_SSIM_WEIGHTS,
+    _resolve_scales,
+    default_scales,
+    get_loss,
+    image_metrics,
+    ms_ssim,
+    psnr,
+    ssim,
+)
+from percept.contracts import InputError
+
+piq = pytest.importorskip("piq")
+pytorch_msssim = pytest.importorskip("pytorch_msssim")
+skimage_data = pytest.importorskip("skimage.data")
+from skimage import filters, metrics  # noqa: E402  (after the importorskip above)
+
+IMAGES = ("astronaut", "chelsea", "coffee")
+DISTORTIONS = ("noise", "blur")
+
+
+def _natural(name: str, size: int) -> torch.Tensor:
+    """A size x size centre crop of a bundled scikit-image photo as a float64 (1,3,size,size) tensor in [0,1]."""
+    img = getattr(skimage_data, name)().astype(np.float64) / 255.0
+    top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+    crop = img[top : top + size, left : left + size]
+    return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]
+
+
+def _distort(x: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
+    """Gaussian noise (sd 0.08, clipped) or Gaussian blur (sigma 1.2) of a (1,3,H,W) float64 batch."""
+    if kind == "noise":
+        gen = torch.Generator().manual_seed(seed)
+        return (x + 0.08 * torch.randn(x.shape, generator=gen, dtype=x.dtype)).clamp(0, 1)
+    if kind == "blur":
+        img = x[0].permute(1, 2, 0).numpy()
+        out = filters.gaussian(img, sigma=1.2, channel_axis=-1, preserve_range=True)
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))[None]
+    raise ValueError(kind)
+
+
+@pytest.fixture(scope="module")
+def pairs96() -> tuple[torch.Tensor, torch.Tensor]:
+    """Six 96x96 natural image pairs (3 photos x noise/blur), float64 (6,3,96,96)."""
+    xs, ys = [], []
+    for name in IMAGES:
+        x = _natural(name, 96)
+        for kind in DISTORTIONS:
+            xs.append(x)
+            ys.append(_distort(x, kind))
+    return torch.cat(xs), torch.cat(ys)
+
+
+@pytest.fixture(scope="module")
+def pairs192() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three 192x192 natural image pairs (one per distortion and photo), enough for five MS-SSIM scales."""
+    xs, ys = [], []
+    for name, kind in zip(IMAGES, DISTORTIONS + ("noise",)):
+        x = _natural(name, 192)
+        xs.append(x)
+        ys.append(_distort(x, kind, seed=1))
+    return torch.cat(xs), torch.cat(ys)
+
+
+# --------------------------------------------------------------------------- agreement with references
+
+
+def test_ssim_matches_skimage_valid_crop(pairs96):
+    x, y = pairs96
+    ours = ssim(x, y, 1.0, reduction="none")
+    for i in range(x.shape[0]):
+        # skimage filters with reflection, then averages after cropping (win_size-1)//2 = 5 px per
+        # border: exactly the 'valid' map.
+        ref = metrics.structural_similarity(
+            x[i].permute(1, 2, 0).numpy(), y[i].permute(1, 2, 0).numpy(), gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False, data_range=1.0, channel_axis=-1,
+        )
+        assert abs(float(ours[i]) - ref) < 1e-5
+    assert ours.dtype == torch.float64
+    assert float(ours.min()) < 0.95  # the distortions are real, not near-identity
+
+
+def test_ssim_matches_piq_and_pytorch_msssim(pairs96):
+    x, y = pairs96
+    ours = ssim(x, y, 1.0, reduction="none")
+    ref_piq = piq.ssim(x, y, kernel_size=11, kernel_sigma=1.5, data_range=1.0, reduction="none", k1=0.01, k2=0.03)
+    ref_pm = pytorch_msssim.ssim(x, y, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
+    torch.testing.assert_close(ours, ref_piq, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours, ref_pm.to(ours.dtype), rtol=0, atol=1e-5)
+
+
+def test_ms_ssim_matches_piq_at_96_with_three_scales(pairs96):
+    x, y = pairs96
+    ours = ms_ssim(x, y, 1.0, reduction="none")
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:3], dtype=torch.float64)  # piq renormalises them
+    ref = piq.multi_scale_ssim(x, y, kernel_size=11, kernel_sigma=1.5, data_range=1.0, reduction="none",
+                               scale_weights=weights, k1=0.01, k2=0.03)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+def test_ms_ssim_explicit_four_scales_matches_piq(pairs96):
+    x, y = pairs96
+    weights = (0.1, 0.2, 0.3, 0.4)
+    ours = ms_ssim(x, y, 1.0, scales=4, weights=weights, reduction="none")
+    ref = piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none", scale_weights=torch.tensor(weights,
+                                                                                                 dtype=torch.float64))
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+def test_ms_ssim_five_scales_matches_piq_and_pytorch_msssim(pairs192):
+    x, y = pairs192
+    ours = ms_ssim(x, y, 1.0, reduction="none")
+    ref_piq = piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none")
+    ref_pm = pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False)
+    torch.testing.assert_close(ours, ref_piq, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours, ref_pm.to(ours.dtype), rtol=0, atol=1e-5)
+
+
+def test_float32_matches_float64(pairs96):
+    x, y = pairs96
+    for fn in (ssim, ms_ssim):
+        v32 = fn(x.float(), y.float(), 1.0, reduction="none")
+        assert v32.dtype == torch.float32
+        torch.testing.assert_close(v32.double(), fn(x, y, 1.0, reduction="none"), rtol=0, atol=1e-5)
+
+
+def test_psnr_matches_skimage(pairs96):
+    x, y = pairs96
+    ours = psnr(x, y, 1.0, reduction="none")
+    for i in range(x.shape[0]):
+        ref = metrics.peak_signal_noise_ratio(x[i].numpy(), y[i].numpy(), data_range=1.0)
+        assert abs(float(ours[i]) - ref) < 1e-9
+
+
+def test_data_range_is_used_not_inferred(pairs96):
+    x, y = pairs96
+    scaled = ssim(255 * x, 255 * y, 255.0, reduction="none")
+    torch.testing.assert_close(scaled, ssim(x, y, 1.0, reduction="none"), rtol=0, atol=1e-9)
+    # The same 0-255 images scored with the wrong range give a different (wrong) value, not a silent fix.
+    assert (ssim(255 * x, 255 * y, 1.0, reduction="none") - scaled).abs().max() > 1e-3
+
+
+# --------------------------------------------------------------------------- definition details
+
+
+def test_identical_images_score_one(pairs96):
+    x, _ = pairs96
+    torch.testing.assert_close(ms_ssim(x, x, reduction="none"), torch.ones(6, dtype=torch.float64), rtol=0,
+                               atol=1e-12)
+    torch.testing.assert_close(ssim(x, x, reduction="none"), torch.ones(6, dtype=torch.float64), rtol=0,
+                               atol=1e-12)
+    assert float(ms_ssim(x.float(), x.float())) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_channels_are_averaged(pairs96):
+    x, y = pairs96
+    per_channel = torch.stack([ssim(x[:, c : c + 1], y[:, c : c + 1], reduction="none") for c in range(3)])
+    torch.testing.assert_close(ssim(x, y, reduction="none"), per_channel.mean(0), rtol=0, atol=1e-12)
+
+
+def test_reductions(pairs96):
+    x, y = pairs96
+    for fn in (ssim, ms_ssim, psnr):
+        per_image = fn(x, y, 1.0, reduction="none")
+        assert per_image.shape == (6,)
+        torch.testing.assert_close(fn(x, y, 1.0, reduction="mean"), per_image.mean())
+        torch.testing.assert_close(fn(x, y, 1.0, reduction="sum"), per_image.sum())
+
+
+def test_default_scales_and_weights():
+    assert default_scales(96, 96) == 3
+    assert default_scales(176, 176) == 5
+    assert default_scales(512, 300) == 5
+    assert default_scales(42, 42) == 2  # second 'valid' map 11 px
+    assert default_scales(40, 40) == 1  # it would be 10 px
+    assert default_scales(11, 11) == 1
+    scales, weights = _resolve_scales(96, 96, 11, None, None)
+    assert scales == 3
+    assert weights == pytest.approx((0.0711, 0.4530, 0.4760), abs=1e-4)
+    assert sum(weights) == pytest.approx(1.0)
+    assert _resolve_scales(200, 200, 11, None, None) == (5, MS_SSIM_WEIGHTS)
+
+
+def test_default_ms_ssim_at_96_equals_explicit_three_scales(pairs96):
+    x, y = pairs96
+    explicit = ms_ssim(x, y, scales=3, weights=(0.0448 / 0.6305, 0.2856 / 0.6305, 0.3001 / 0.6305),
+                       reduction="none")
+    torch.testing.assert_close(ms_ssim(x, y, reduction="none"), explicit, rtol=0, atol=1e-12)
+
+
+def test_one_scale_ms_ssim_is_ssim(pairs96):
+    x, y = pairs96
+    torch.testing.assert_close(ms_ssim(x, y, scales=1, reduction="none"), ssim(x, y, reduction="none"),
+                               rtol=0, atol=1e-12)
+
+
+def test_odd_sizes_pool_with_replicated_edge():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 45, 39, generator=gen, dtype=torch.float64)
+    y = (x + 0.1 * torch.rand(x.shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    # Appending a copy of the last row/column changes nothing at the pooled scale.
+    x_even = torch.cat([x, x[..., -1:, :]], dim=-2)
+    x_even = torch.cat([x_even, x_even[..., -1:]], dim=-1)
+    y_even = torch.cat([y, y[..., -1:, :]], dim=-2)
+    y_even = torch.cat([y_even, y_even[..., -1:]], dim=-1)
+    from autoencoders.losses import _downsample
+
+    torch.testing.assert_close(_downsample(x), _downsample(x_even))
+    assert _downsample(y).shape[-2:] == (23, 20)
+    assert torch.isfinite(ms_ssim(x, y, scales=2, win_size=7)).item()
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def _gradcheck_pair(seed: int, shape: tuple[int, ...], noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A correlated float64 pair (both requiring grad): every term stays above the floor, where the function is smooth."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=gen, dtype=torch.float64)
+    y = (x + noise * torch.rand(shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    return x.requires_grad_(True), y.requires_grad_(True)
+
+
+def test_gradcheck_ssim():
+    x, y = _gradcheck_pair(0, (1, 1, 24, 24), 0.5)
+    assert torch.autograd.gradcheck(lambda a, b: ssim(a, b, win_size=7), (x, y), fast_mode=True)
+    x, y = _gradcheck_pair(4, (1, 1, 12, 11), 0.5)  # the full Jacobian, on a small image
+    assert torch.autograd.gradcheck(lambda a: ssim(a, y.detach(), win_size=5), (x,))
+    x, y = _gradcheck_pair(1, (2, 2, 20, 17), 0.5)  # per-image values, several channels, non-square
+    assert torch.autograd.gradcheck(lambda a, b: ssim(a, b, win_size=7, reduction="none"), (x, y), fast_mode=True)
+
+
+def test_gradcheck_ms_ssim():
+    x, y = _gradcheck_pair(2, (1, 1, 24, 24), 0.2)
+    assert torch.autograd.gradcheck(lambda a, b: ms_ssim(a, b, scales=2, win_size=7), (x, y), fast_mode=True)
+    x, y = _gradcheck_pair(3, (2, 2, 23, 30), 0.2)  # odd sizes go through the replicated-edge pooling
+    assert torch.autograd.gradcheck(lambda a, b: ms_ssim(a, b, scales=2, win_size=5, reduction="none"), (x, y),
+                                    fast_mode=True)
+
+
+def _grad(fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the summed loss with respect to x."""
+    x = x.clone().requires_grad_(True)
+    fn(x, y).sum().backward()
+    return x.grad
+
+
+@pytest.mark.parametrize("loss_name", ["ssim", "ms_ssim", "mix"])
+def test_gradients_finite_on_degenerate_pairs(pairs96, loss_name):
+    x = pairs96[0][:2].float()
+    constant = torch.full_like(x, 0.5)
+    loss = get_loss(loss_name)
+    for a, b in ((x, x), (constant, constant), (constant, x), (x, 1 - x)):
+        g = _grad(loss, a, b)
+        assert torch.isfinite(g).all()
+    assert _grad(loss, x, 1 - x).abs().sum() > 0
+
+
+def test_anti_correlated_sample_keeps_its_gradient(pairs96):
+    x = pairs96[0][:2].clone()
+    y = torch.stack([x[0], 1 - x[1]])  # sample 0 similar to its target, sample 1 anti-correlated
+    y[0] = _distort(x[:1], "noise")[0]
+    per_image = ms_ssim(x, y, reduction="none")
+    assert per_image[1] < 0.01  # floored, no NaN
+    assert torch.isfinite(per_image).all()
+    g = _grad(lambda a, b: ms_ssim(a, b, reduction="sum"), x, y)
+    assert torch.isfinite(g).all()
+    assert g[1].abs().sum() > 0  # a ReLU clip would give exactly zero here
+    # Its gradient points uphill: a small step along it raises the (unfloored) similarity.
+    x1 = x[1:] + 1e-3 * g[1:] / g[1:].abs().max()
+    assert ssim(x1, y[1:]) > ssim(x[1:], y[1:])
+
+
+def test_floor_only_touches_tiny_terms():
+    assert 0 < CS_FLOOR <= 1e-3
+
+
+# --------------------------------------------------------------------------- mixed precision
+
+
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_losses_run_in_float32_under_bf16_autocast(pairs96, loss_name):
+    x, y = (t.float() for t in pairs96)
+    loss = get_loss(loss_name)
+    expected = loss(x, y)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = loss(x, y)
+        got_bf16_inputs = loss(x.bfloat16(), y.bfloat16())
+    assert got.dtype == torch.float32 and got_bf16_inputs.dtype == torch.float32
+    assert got.shape == ()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got_bf16_inputs, loss(x.bfloat16().float(), y.bfloat16().float()), rtol=0,
+                               atol=1e-6)
+
+
+# --------------------------------------------------------------------------- registry and metrics
+
+
+def test_registry_names_and_values(pairs96):
+    assert LOSS_NAMES == ("mse", "mae", "ssim", "ms_ssim", "mix")
+    x, y = (t.float() for t in pairs96)
+    values = {name: get_loss(name)(x, y) for name in LOSS_NAMES}
+    torch.testing.assert_close(values["mse"], ((x - y) ** 2).mean())
+    torch.testing.assert_close(values["mae"], (x - y).abs().mean())
+    torch.testing.assert_close(values["ssim"], 1 - ssim(x, y))
+    torch.testing.assert_close(values["ms_ssim"], 1 - ms_ssim(x, y))
+    torch.testing.assert_close(values["mix"], 0.84 * (1 - ms_ssim(x, y)) + 0.16 * (x - y).abs().mean())
+    torch.testing.assert_close(get_loss("mix", alpha=0.5)(x, y), 0.5 * values["ms_ssim"] + 0.5 * values["mae"])
+    for name in LOSS_NAMES:
+        assert float(get_loss(name)(x, x)) == pytest.approx(0.0, abs=1e-6)
+        assert values[name] > 0
+
+
+def test_registry_options_reach_the_functions(pairs96):
+    x, y = pairs96
+    torch.testing.assert_close(get_loss("ssim", win_size=7, sigma=1.0)(x, y), 1 - ssim(x, y, win_size=7, sigma=1.0))
+    torch.testing.assert_close(get_loss("ms_ssim", scales=2)(x, y), 1 - ms_ssim(x, y, scales=2))
+    assert "scales=2" in repr(get_loss("ms_ssim", scales=2))
+
+
+def test_registry_errors():
+    with pytest.raises(InputError, match="unknown loss 'ssmi'.*mse, mae, ssim, ms_ssim, mix"):
+        get_loss("ssmi")
+    with pytest.raises(InputError, match="no option.*alpha.*valid options: data_range"):
+        get_loss("ssim", alpha=0.5)
+    with pytest.raises(InputError, match="valid options: none"):
+        get_loss("mse", data_range=1.0)
+    with pytest.raises(InputError, match="alpha must be a number in \\[0, 1\\], got 1.5"):
+        get_loss("mix", alpha=1.5)
+    with pytest.raises(InputError, match="win_size must be an odd"):
+        get_loss("ms_ssim", win_size=10)
+    with pytest.raises(InputError, match="3 MS-SSIM weights for 2 scales"):
+        get_loss("mix", scales=2, weights=(0.2, 0.3, 0.5))
+    with pytest.raises(InputError, match="6 scales need explicit weights"):
+        get_loss("ms_ssim", scales=6)
+    with pytest.raises(InputError, match="data_range must be a positive"):
+        get_loss("ssim", data_range=0)
+
+
+def test_input_errors_quote_shapes():
+    x = torch.rand(2, 3, 96, 96)
+    with pytest.raises(InputError, match=r"same shape, got \(2, 3, 96, 96\) and \(2, 3, 96, 95\)"):
+        ssim(x, x[..., :95])
+    with pytest.raises(InputError, match=r"4-D \(N,C,H,W\) tensor, got shape \(3, 96, 96\)"):
+        ms_ssim(x[0], x[0])
+    with pytest.raises(InputError, match=r"8x8 px .* smaller than the 11x11 window"):
+        ssim(x[..., :8, :8], x[..., :8, :8])
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="y contains NaN"):
+        get_loss("ssim")(x, bad)
+    with pytest.raises(InputError, match="x contains NaN"):
+        get_loss("mse")(bad, x)
+    with pytest.raises(InputError, match="float tensor"):
+        ssim((x * 255).to(torch.uint8), (x * 255).to(torch.uint8), 255.0)
+    with pytest.raises(InputError, match="reduction must be one of mean, none, sum"):
+        ssim(x, x, reduction="avg")
+    with pytest.raises(InputError, match="same shape"):
+        get_loss("mae")(x, x[:1])  # would broadcast silently in F.l1_loss
+
+
+def test_scale_configuration_errors_name_sizes():
+    x = torch.rand(1, 3, 96, 96)
+    with pytest.raises(InputError, match=r"5 MS-SSIM scales do not fit 96x96 px .* coarsest scale would be 6x6 px; "
+                                         r"at most 4 scale\(s\) fit"):
+        ms_ssim(x, x, scales=5)
+    with pytest.raises(InputError, match="got 2 MS-SSIM weights for 3 scales"):
+        ms_ssim(x, x, scales=3, weights=(0.5, 0.5))
+    with pytest.raises(InputError, match="positive finite"):
+        ms_ssim(x, x, weights=(0.5, -0.5))
+    with pytest.raises(InputError, match=r"6 MS-SSIM scales do not fit"):
+        ms_ssim(x, x, weights=(1.0,) * 6)
+    # Four scales fit 96 px when asked for explicitly (coarsest 12 px >= 11).
+    assert float(ms_ssim(x, x, scales=4)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_image_metrics(pairs96):
+    x, y = (t.float() for t in pairs96)
+    x.requires_grad_(True)
+    out = image_metrics(x, y, 1.0)
+    assert list(out) == ["mse", "mae", "psnr", "ssim", "ms_ssim"]
+    for name, values in out.items():
+        assert values.shape == (6,), name
+        assert values.dtype == torch.float32, name
+        assert not values.requires_grad, name
+    torch.testing.assert_close(out["ssim"], ssim(x, y, reduction="none").detach())
+    torch.testing.assert_close(out["ms_ssim"], ms_ssim(x, y, reduction="none").detach())
+    torch.testing.assert_close(out["psnr"], psnr(x, y, reduction="none").detach())
+    torch.testing.assert_close(out["mae"], (x - y).abs().mean(dim=(1, 2, 3)).detach())
+    assert torch.isinf(image_metrics(y, y)["psnr"]).all()  # a perfect reconstruction
+
+
+def test_image_metrics_refuses_wrong_range():
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(InputError, match=r"x has values in \[.*\], outside \[0, 1\]"):
+        image_metrics(x * 255, x)
+    assert image_metrics(x * 255, x * 255, 255.0)["ssim"].allclose(torch.ones(2))
