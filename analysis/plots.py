@@ -27,6 +27,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _err(y, low, high) -> np.ndarray:
+    """Error-bar lengths (2, N) from interval ends; rounding can put an end a hair inside y, so clip at 0."""
+    y = np.asarray(y, dtype=float)
+    err = np.vstack([y - np.asarray(low, dtype=float), np.asarray(high, dtype=float) - y])
+    return np.clip(np.nan_to_num(err), 0.0, None)
+
+
 def _colour(name: str, i: int = 0) -> str:
     return COLOURS.get(name, f"C{i % 10}")
 
@@ -37,7 +44,7 @@ def preference_bars(pairwise: pd.DataFrame, path: Path) -> Path | None:
         return None
     labels = [f"{r.arch}\n{r.loss_a} vs {r.loss_b}" for r in pairwise.itertuples()]
     y = pairwise["prop_a"].to_numpy()
-    err = np.vstack([y - pairwise["ci_low"], pairwise["ci_high"] - y])
+    err = _err(y, pairwise["ci_low"], pairwise["ci_high"])
     fig = _figure(max(4.5, 1.1 * len(labels) + 1.5), 3.6)
     ax = fig.add_subplot()
     x = np.arange(len(labels))
@@ -114,8 +121,8 @@ def scale_plot(scale: pd.DataFrame, path: Path) -> Path | None:
         for j, arch in enumerate(archs):
             a = s[s["arch"] == arch].set_index("item").reindex(items)
             x = np.arange(len(items)) + (j - (len(archs) - 1) / 2) * width
-            err = np.vstack([a["score"] - a["ci_low"], a["ci_high"] - a["score"]])
-            ax.errorbar(x, a["score"], yerr=np.nan_to_num(err), fmt="o", capsize=3, label=arch, color=f"C{j}")
+            err = _err(a["score"], a["ci_low"], a["ci_high"])
+            ax.errorbar(x, a["score"], yerr=err, fmt="o", capsize=3, label=arch, color=f"C{j}")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(np.arange(len(items)), items, fontsize=8)
         ax.set_ylabel("log-worth (mean 0)")
@@ -141,7 +148,7 @@ def agreement_plot(agreement: pd.DataFrame, path: Path) -> Path | None:
             x = np.arange(len(metrics)) + (j - (len(archs) - 1) / 2) * width
             y = a["agreement"].to_numpy()
             ax.bar(x, y, width=width * 0.95, color=f"C{j}", label=arch)
-            ax.errorbar(x, y, yerr=np.vstack([y - a["ci_low"], a["ci_high"] - y]), fmt="none", ecolor="black",
+            ax.errorbar(x, y, yerr=_err(y, a["ci_low"], a["ci_high"]), fmt="none", ecolor="black",
                         capsize=2, lw=0.8)
         pooled = g[g["arch"] == "all"] if (g["arch"] == "all").any() else g
         ax.axhline(pooled["human_ceiling"].iloc[0], color="black", ls="--", lw=1, label="human ceiling")
@@ -164,7 +171,7 @@ def classification_plot(table: pd.DataFrame, path: Path) -> Path | None:
     x = np.arange(len(codes))
     y = codes["accuracy"].to_numpy()
     ax.bar(x, y, color=[_colour(l, i) for i, l in enumerate(codes["loss"])])
-    ax.errorbar(x, y, yerr=np.vstack([y - codes["ci_low"], codes["ci_high"] - y]), fmt="none", ecolor="black", capsize=3)
+    ax.errorbar(x, y, yerr=_err(y, codes["ci_low"], codes["ci_high"]), fmt="none", ecolor="black", capsize=3)
     styles = {"pixels": ("black", "-", "raw pixels"), "chance_majority": ("grey", "--", "majority class"),
               "chance_uniform": ("grey", ":", "1/K")}
     for kind, (colour, ls, label) in styles.items():
@@ -187,7 +194,7 @@ def power_plot(power: pd.DataFrame, path: Path) -> Path | None:
     ax = fig.add_subplot()
     for i, (n_i, g) in enumerate(power.groupby("images")):
         g = g.sort_values("participants")
-        ax.errorbar(g["participants"], g["power"], yerr=np.vstack([g["power"] - g["ci_low"], g["ci_high"] - g["power"]]),
+        ax.errorbar(g["participants"], g["power"], yerr=_err(g["power"], g["ci_low"], g["ci_high"]),
                     marker="o", capsize=3, label=f"{n_i} images", color=f"C{i}")
     ax.axhline(0.8, color="grey", ls="--", lw=1)
     ax.set_xlabel("participants")

@@ -30,6 +30,8 @@ from scipy import stats
 
 ESTIMATORS = ("cluster_logit", "bayes_mixed_vb", "lme4_glmer")
 ALL_ARCHS = "all"
+PAIRWISE_COLUMNS = ["arch", "pair", "loss_a", "loss_b", "n", "wins_a", "wins_b", "prop_a", "prop_b", "ci_low", "ci_high",
+                    "p_binom", "n_participants", "n_images", "left_fraction"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def pairwise_table(trials: pd.DataFrame) -> pd.DataFrame:
             "n_participants": int(g["participant"].nunique()), "n_images": int(g["image_id"].nunique()),
             "left_fraction": float(np.mean(g["chose_a"] == g["a_left"])),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
 
 
 def per_image_table(trials: pd.DataFrame) -> pd.DataFrame:

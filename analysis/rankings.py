@@ -18,6 +18,8 @@ from percept.contracts import InputError
 from percept.contracts.responses import ORDER_SEP
 
 UNITS = ("participant", "image", "trial")
+POSTHOC_COLUMNS = ["arch", "unit", "loss_a", "loss_b", "n_blocks", "mean_rank_a", "mean_rank_b", "wilcoxon_w", "p",
+                   "p_holm"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def friedman(ranks: pd.DataFrame, arch: str, unit: str = "participant",
     n, k = mat.shape
     nan = float("nan")
     if n < 2 or k < 3:
-        return FriedmanResult(arch, unit, n, k, nan, nan, nan), pd.DataFrame()
+        return FriedmanResult(arch, unit, n, k, nan, nan, nan), pd.DataFrame(columns=POSTHOC_COLUMNS)
     stat, p = stats.friedmanchisquare(*(mat[c].to_numpy() for c in mat.columns))
     res = FriedmanResult(arch, unit, n, k, float(stat), float(p), float(stat / (n * (k - 1))))
     rows = []
@@ -114,5 +116,5 @@ def ranking_tests(ranks: pd.DataFrame, unit: str = "participant", seed: int = 0)
         res, post = friedman(g, arch, unit, seed)
         tests.append(asdict(res))
         posts.append(post)
-    posthoc = pd.concat(posts, ignore_index=True) if posts else pd.DataFrame()
+    posthoc = pd.concat(posts, ignore_index=True) if posts else pd.DataFrame(columns=POSTHOC_COLUMNS)
     return pd.DataFrame(tests, columns=list(FriedmanResult.__dataclass_fields__)), posthoc

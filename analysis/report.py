@@ -80,8 +80,10 @@ def _img(path: Path, alt: str) -> str:
 def _csv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    df = pd.read_csv(path, keep_default_na=True)
-    return df
+    try:
+        return pd.read_csv(path, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def _load_images(paths: list[Path]) -> list[np.ndarray] | None:
