@@ -168,6 +168,10 @@ class Session:
     # --- window ---------------------------------------------------------------------------
     def open_window(self) -> None:
         """Open the window and keyboard, check the layout fits, and write the session record."""
+        import os
+
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError("no display to open the window on: set DISPLAY (or run under xvfb-run for a dry run)")
         from psychopy import logging, visual
         from psychopy.hardware import keyboard
 
@@ -179,6 +183,7 @@ class Session:
                                  colorSpace="rgb", allowGUI=not self.cfg.fullscreen, checkTiming=False, **kwargs)
         width, height = (int(v) for v in self.win.size)
         if width < need["width"] or height < need["height"]:
+            self.win.close()
             raise InputError(f"--scale {self.cfg.scale}: needs a {need['width']}×{need['height']} window, the screen gives {width}×{height}")
         # Half-pixel offset on odd-sized (fullscreen) windows so image pixels land on screen pixels.
         self.offset = (0.5 * (width % 2), 0.5 * (height % 2))

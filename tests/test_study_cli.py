@@ -77,6 +77,9 @@ def test_run_refuses_before_any_window_opens(tmp_path, capsys, monkeypatch):
     assert "session 'a/b' is invalid" in capsys.readouterr().err
     assert cli.main(["run", "--design", str(design), "--participant", "P1", "--list", "9"]) == 2
     assert "--list: 9 is not in the design" in capsys.readouterr().err
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert cli.main(["run", "--design", str(design), "--participant", "P1"]) == 2
+    assert "no display to open the window on" in capsys.readouterr().err
     df = design_c.read_design(design)
     victim = design.parent / df["left_path"].iloc[0]
     victim.write_bytes(b"not a png")

@@ -188,8 +188,13 @@ def _drive(env, proc, csv, trials, until):
             time.sleep(0.02)
         if _rows(csv) == n:
             _press(env, "space")  # perhaps an instruction or break screen; harmless on a trial screen
-        else:
-            time.sleep(0.3)  # let the blank inter-trial interval pass: earlier presses are discarded at onset
+            continue
+        time.sleep(0.3)  # let the blank inter-trial interval pass: earlier presses are discarded at onset
+        done = trials.iloc[:n + 1]
+        n_main = int((done["block"] == "main").sum())
+        if n + 1 < len(trials) and (trials["block"].iloc[n] != trials["block"].iloc[n + 1]
+                                    or (trials["block"].iloc[n] == "main" and n_main % 4 == 0)):
+            _press(env, "space")  # the practice-over or break screen comes next
 
 
 @pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed (Debian package xdotool)")
@@ -207,6 +212,7 @@ def test_xdotool_keys_and_sigkill_mid_session_lose_nothing(display_env, design, 
             assert time.monotonic() - t < TIMEOUT
             time.sleep(0.05)
         time.sleep(0.3)
+        _press(display_env, "space")  # instructions or welcome-back screen
         return proc
 
     proc = start()
