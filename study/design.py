@@ -21,7 +21,6 @@ The scheme (also written into design.json):
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import platform
 import sys
@@ -377,8 +376,3 @@ def describe(df: pd.DataFrame) -> str:
     """A short text summary of a design: trials per list and kind."""
     counts = df.groupby(["list_id", "block", "kind"]).size().rename("n").reset_index()
     return counts.to_string(index=False)
-
-
-def dump_json(obj: dict) -> str:
-    """JSON text used for every record this package writes."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ from study.design import load_design, versions
 # returns are injected into the real keyboard device, so the whole key path is exercised.
 Responder = Callable[[str, "dict | None"], list[str]]
 
-IMAGE_SIZE = 96  # the manifests' image resolution (STL-10)
+IMAGE_SIZE = 96  # the manifests' usual image resolution (STL-10); others work if all images share one size
 BACKGROUND = (0.0, 0.0, 0.0)  # mid-grey in PsychoPy's rgb space [-1, 1]
 TEXT_HEIGHT = 20  # px
 THANKS_SECONDS = 10.0  # the thank-you screen closes by itself after this long
@@ -51,7 +51,6 @@ class RunConfig:
     pilot: bool = False  # shows PILOT, marks the record and prefixes the participant id
     size: tuple[int, int] = (1024, 768)  # window size when not fullscreen (grown to fit the layout)
     screenshots: Path | None = None  # save a back-buffer screenshot of the first trial of each kind
-    extra: dict = field(default_factory=dict)
 
 
 def participant_id(cfg: RunConfig) -> str:
@@ -81,9 +80,9 @@ def choose_list(design: pd.DataFrame, responses_dir: Path, choice: str, this_csv
     return lists[n % len(lists)]
 
 
-def layout(scale: int) -> dict:
+def layout(scale: int, image_px: int = IMAGE_SIZE) -> dict:
     """Image size, gap and required window size (pixels) for the two screen layouts."""
-    s = IMAGE_SIZE * scale
+    s = image_px * scale
     gap = max(24, s // 4)
     width = 3 * s + 4 * gap
     height = 2 * s + 3 * gap + 8 * TEXT_HEIGHT
@@ -96,9 +95,22 @@ def _load_image(path: Path, scale: int):
 
     with Image.open(path) as im:
         rgb = im.convert("RGB")
-    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ContractError(f"{path}: image is {rgb.size[0]}×{rgb.size[1]}, expected {IMAGE_SIZE}×{IMAGE_SIZE}")
-    return rgb.resize((IMAGE_SIZE * scale, IMAGE_SIZE * scale), Image.NEAREST) if scale > 1 else rgb
+    return rgb.resize((rgb.size[0] * scale, rgb.size[1] * scale), Image.NEAREST) if scale > 1 else rgb
+
+
+def common_image_size(design: pd.DataFrame, design_path: Path) -> int:
+    """The one square size (px) of every image the design shows; refuse mixed or non-square sizes."""
+    from PIL import Image
+
+    base = design_path.resolve().parent
+    sizes: dict[tuple[int, int], str] = {}
+    for rel in design_c.image_paths(design):
+        with Image.open(base / rel) as im:
+            sizes.setdefault(im.size, rel)
+    if len(sizes) != 1 or next(iter(sizes))[0] != next(iter(sizes))[1]:
+        shown = ", ".join(f"{w}×{h} ({rel})" for (w, h), rel in sizes.items())
+        raise ContractError(f"{design_path}: images must all be square and the same size, found {shown}")
+    return next(iter(sizes))[0]
 
 
 class Session:
@@ -137,6 +149,7 @@ class Session:
                 choose_list(self.design, self.responses_dir, cfg.list_choice, self.csv_path) != self.list_id:
             raise InputError(f"--list {cfg.list_choice}: {self.csv_path} was started with list {self.list_id}; resume it with that list")
         self.trials = self.design[self.design["list_id"] == self.list_id].sort_values("trial").reset_index(drop=True)
+        self.image_px = common_image_size(self.trials, self.design_path)
         done = set(int(t) for t in answered["trial"]) if len(answered) else set()
         unknown = sorted(done - set(self.trials["trial"]))
         if unknown:
@@ -175,7 +188,7 @@ class Session:
         from psychopy import logging, visual
         from psychopy.hardware import keyboard
 
-        need = layout(self.cfg.scale)
+        need = layout(self.cfg.scale, self.image_px)
         size = (max(self.cfg.size[0], need["width"]), max(self.cfg.size[1], need["height"]))
         size = (size[0] + size[0] % 2, size[1] + size[1] % 2)  # even sizes keep the centre on a pixel corner
         kwargs = {"monitor": self.cfg.monitor} if self.cfg.monitor else {}

@@ -62,6 +62,16 @@ def test_resume_state_and_refusals(design):
         Session(RunConfig(design=design, participant="Z", scale=0))
 
 
+def test_mixed_image_sizes_are_refused_before_the_window(design):
+    from PIL import Image
+
+    s = Session(RunConfig(design=design, participant="S1", list_choice="0"))
+    assert s.image_px == 96
+    Image.new("RGB", (64, 64)).save(design.parent / s.trials["left_path"].iloc[-1])
+    with pytest.raises(InputError, match="same size, found 96×96 .*64×64"):
+        Session(RunConfig(design=design, participant="S1", list_choice="0"))
+
+
 def test_layout_keeps_images_on_whole_pixels():
     for scale in (1, 2, 3):
         lay = layout(scale)
