@@ -183,6 +183,12 @@ class Session:
         """Open the window and keyboard, check the layout fits, and write the session record."""
         import os
 
+        if self.cfg.monitor:
+            from psychopy import monitors
+
+            if self.cfg.monitor not in monitors.getAllMonitors():
+                known = ", ".join(monitors.getAllMonitors()) or "none"
+                raise InputError(f"--monitor: {self.cfg.monitor!r} is not in PsychoPy's Monitor Center (known: {known})")
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("no display to open the window on: set DISPLAY (or run under xvfb-run for a dry run)")
         from psychopy import logging, visual

@@ -80,6 +80,8 @@ def test_run_refuses_before_any_window_opens(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert cli.main(["run", "--design", str(design), "--participant", "P1"]) == 2
     assert "no display to open the window on" in capsys.readouterr().err
+    assert cli.main(["run", "--design", str(design), "--participant", "P1", "--monitor", "no-such-monitor"]) == 2
+    assert "--monitor: 'no-such-monitor' is not in PsychoPy's Monitor Center" in capsys.readouterr().err
     df = design_c.read_design(design)
     victim = design.parent / df["left_path"].iloc[0]
     victim.write_bytes(b"not a png")
