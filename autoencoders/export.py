@@ -77,7 +77,7 @@ def save_png(path: Path, image: np.ndarray) -> None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"PNG export needs uint8 (H, W, 3), got {image.dtype} {image.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image, mode="RGB").save(path, format="PNG")
+    Image.fromarray(image).save(path, format="PNG")  # uint8 (H, W, 3) is RGB
 
 
 def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -475,7 +475,7 @@ def train(config: TrainConfig) -> Path:
                 loss = loss_fn(recon, x)
                 if kl is not None:
                     loss = loss + cfg.beta * kl / d
-                bad = None if torch.isfinite(loss) else f"the loss is {float(loss)}"
+                bad = None if torch.isfinite(loss) else f"the loss is {float(loss.detach())}"
             if bad is not None:
                 _fail(run_dir, record, f"{bad} at step {step + 1} (epoch {epoch + 1}, batch {batch_index}, "
                       f"first image {train_set.image_id(int(idx[0]))}); stopped, the last good checkpoint "
