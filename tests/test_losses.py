@@ -62,9 +62,9 @@ def pairs96() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def pairs192() -> tuple[torch.Tensor, torch.Tensor]:
-    """Three 192x192 natural image pairs (one per distortion and photo), enough for five MS-SSIM scales."""
+    """Two 192x192 natural image pairs (noise, blur), enough for the standard five MS-SSIM scales."""
     xs, ys = [], []
-    for name, kind in zip(IMAGES, DISTORTIONS + ("noise",)):
+    for name, kind in zip(("astronaut", "coffee"), DISTORTIONS):
         x = _natural(name, 192)
         xs.append(x)
         ys.append(_distort(x, kind, seed=1))
@@ -108,7 +108,7 @@ def test_ms_ssim_matches_piq_at_96_with_three_scales(pairs96):
 
 
 def test_ms_ssim_explicit_four_scales_matches_piq(pairs96):
-    x, y = pairs96
+    x, y = (t[:2] for t in pairs96)
     weights = (0.1, 0.2, 0.3, 0.4)
     ours = ms_ssim(x, y, 1.0, scales=4, weights=weights, reduction="none")
     ref = piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none", scale_weights=torch.tensor(weights,
