@@ -133,6 +133,18 @@ class Session:
         self.responses_dir = self.design_path.parent / "responses"
         self.csv_path = responses_c.response_path(self.responses_dir, self.pid, self.session)
         self.rec_path = log.record_path(self.csv_path)
+        if self.responses_dir.is_dir():  # briefly, so a session running elsewhere is refused right away
+            with log.session_lock(self.csv_path):
+                self._load_state()
+        else:
+            self._load_state()
+        self.image_px = common_image_size(self.trials, self.design_path)
+        self.images: dict[str, object] = {}
+        self.win = None
+
+    def _load_state(self) -> None:
+        """Read what this participant/session already has: record, answered trials, list, remaining trials."""
+        cfg = self.cfg
         self.record = log.existing_record(self.rec_path)
         answered = log.read_answered(self.csv_path)
         if self.record is not None and self.record.get("simulated"):
@@ -149,7 +161,6 @@ class Session:
                 choose_list(self.design, self.responses_dir, cfg.list_choice, self.csv_path) != self.list_id:
             raise InputError(f"--list {cfg.list_choice}: {self.csv_path} was started with list {self.list_id}; resume it with that list")
         self.trials = self.design[self.design["list_id"] == self.list_id].sort_values("trial").reset_index(drop=True)
-        self.image_px = common_image_size(self.trials, self.design_path)
         done = set(int(t) for t in answered["trial"]) if len(answered) else set()
         unknown = sorted(done - set(self.trials["trial"]))
         if unknown:
@@ -158,8 +169,6 @@ class Session:
         self.remaining = self.trials[~self.trials["trial"].isin(done)].reset_index(drop=True)
         self.n_main = int((self.trials["block"] == "main").sum())
         self.main_done = int(((self.trials["block"] == "main") & self.trials["trial"].isin(done)).sum())
-        self.images: dict[str, object] = {}
-        self.win = None
 
     # --- session record -------------------------------------------------------------------
     def _write_record(self, **changes) -> None:
@@ -179,8 +188,8 @@ class Session:
         }
 
     # --- window ---------------------------------------------------------------------------
-    def open_window(self) -> None:
-        """Open the window and keyboard, check the layout fits, and write the session record."""
+    def preflight(self) -> None:
+        """Refuse an unknown monitor or a missing display before anything is written or opened."""
         import os
 
         if self.cfg.monitor:
@@ -191,6 +200,9 @@ class Session:
                 raise InputError(f"--monitor: {self.cfg.monitor!r} is not in PsychoPy's Monitor Center (known: {known})")
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("no display to open the window on: set DISPLAY (or run under xvfb-run for a dry run)")
+
+    def open_window(self) -> None:
+        """Open the window and keyboard, check the layout fits, and write the session record."""
         from psychopy import logging, visual
         from psychopy.hardware import keyboard
 
@@ -393,15 +405,19 @@ class Session:
         from psychopy import core
 
         self._shot: set[str] = set()
-        self.open_window()
-        completed = False
-        try:
-            with log.ResponseLog(self.csv_path) as responses:
-                completed = self._loop(responses, core.Clock())
-        finally:
-            self._write_record(ended=log.now_iso(), completed=completed)
-            if self.win is not None:
-                self.win.close()
+        self.preflight()
+        # Held for the whole session: a second `percept run` of the same session is refused.
+        with log.session_lock(self.csv_path):
+            self._load_state()  # again, under the lock: nothing can have changed unseen
+            self.open_window()
+            completed = False
+            try:
+                with log.ResponseLog(self.csv_path) as responses:
+                    completed = self._loop(responses, core.Clock())
+            finally:
+                self._write_record(ended=log.now_iso(), completed=completed)
+                if self.win is not None:
+                    self.win.close()
         print(f"run: {self.n_done}/{len(self.trials)} trials saved in {self.csv_path}"
               + ("" if completed else " (session ended early; run the same command again to resume)"), file=sys.stderr)
         return self.csv_path

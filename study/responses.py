@@ -10,12 +10,14 @@ import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
-from percept.contracts import ContractError
+from percept.contracts import ContractError, InputError
 from percept.contracts import responses as responses_c
 
 
@@ -84,6 +86,25 @@ def read_answered(path: str | Path) -> pd.DataFrame:
     if len(text.splitlines()) == 1:
         return pd.DataFrame(columns=list(responses_c.COLUMNS))
     return responses_c.read_responses(path)
+
+
+@contextmanager
+def session_lock(csv_path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on one participant/session (a hidden `.lock` file beside the CSV)."""
+    import fcntl
+
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(csv_path.parent / f".{csv_path.stem}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InputError(f"{csv_path}: another `percept run` is using this participant/session right now") from None
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 class ResponseLog:

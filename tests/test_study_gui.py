@@ -217,6 +217,8 @@ def test_xdotool_keys_and_sigkill_mid_session_lose_nothing(display_env, design, 
 
     proc = start()
     try:
+        second = subprocess.run(cmd, env=display_env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
+        assert second.returncode == 2 and "another `percept run` is using this participant/session" in second.stderr
         _drive(display_env, proc, csv, trials, until=5)
     finally:
         proc.send_signal(signal.SIGKILL)

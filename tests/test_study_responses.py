@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from percept.contracts import ContractError
+from percept.contracts import ContractError, InputError
 from percept.contracts import responses as responses_c
 from study import responses as log
 
@@ -92,3 +92,13 @@ def test_record_written_atomically(tmp_path):
     assert log.existing_record(path)["participant"] == "P01"
     assert list(tmp_path.iterdir()) == [path]  # no temp files left behind
     assert log.now_iso()[-6] in "+-"  # the wallclock carries its UTC offset
+
+
+def test_session_lock_refuses_a_second_holder(tmp_path):
+    csv = tmp_path / "responses" / "P01-1.csv"
+    with log.session_lock(csv):
+        with pytest.raises(InputError, match="another `percept run` is using"):
+            with log.session_lock(csv):
+                pass
+    with log.session_lock(csv):  # released on exit
+        pass
