@@ -242,9 +242,9 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
         raise InputError(f"--images: {n_images} asked but only {len(eligible)} image(s) have every run needed")
     picked = sorted(rng.choice(len(eligible), size=n_images, replace=False).tolist())
     images = [eligible[k] for k in picked]
-    spare = [i for i in eligible if i not in set(images)]
+    chosen = set(images)
+    spare = [i for i in eligible if i not in chosen]
 
-    originals = manifest.drop_duplicates("image_id").set_index("image_id")["original_path"]
     paths: dict[tuple[str, str], str] = {}
     for row in shown.itertuples(index=False):
         paths[(row.run, row.image_id)] = _rel(manifest_path.parent / row.recon_path, study_dir)
@@ -273,7 +273,8 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
                 perms = [perms[i] for i in rng.permutation(len(perms))]
                 for k, img in enumerate(members):
                     main.append(_ranking(arch, img, perms[k % len(perms)], runs, paths))
-        n_catch = int(round(cfg.catch * len(main))) if cfg.catch > 0 else 0
+        # `catch` is the share of the main block: n / (items + n) ≈ catch.
+        n_catch = int(round(cfg.catch / (1.0 - cfg.catch) * len(main))) if cfg.catch > 0 else 0
         n_catch = max(n_catch, 1) if cfg.catch > 0 and main else n_catch
         catch_pool = [images[i] for i in rng.permutation(len(images))]
         for k, left in enumerate(_alternating_sides(n_catch, rng)):

@@ -78,7 +78,7 @@ def test_catch_trials_show_original_and_strong_degradation(manifest, tmp_path):
     df, meta, path = _build(manifest, tmp_path, catch=0.2, practice=0, lists=1)
     catch = df[df["kind"] == "catch"]
     n_main = int((df["block"] == "main").sum())
-    assert len(catch) == round(0.2 * (n_main - len(catch)))
+    assert len(catch) == round(0.2 / 0.8 * (n_main - len(catch)))  # a fifth of the main block
     assert Counter(catch["answer"])["left"] in (len(catch) // 2, (len(catch) + 1) // 2)
     for _, row in catch.iterrows():
         good, bad = row["answer"], "right" if row["answer"] == "left" else "left"
