@@ -33,7 +33,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--data-root", help="folder holding stl10_binary/ (default data)")
     p.add_argument("--train-split", help="split to train on (default train)")
     p.add_argument("--eval-split", help="held-out split evaluated each epoch (default test)")
-    p.add_argument("--eval-images", type=int, help="held-out images evaluated each epoch (default 256)")
+    p.add_argument("--eval-images", type=int, help="held-out images evaluated each epoch (default 128)")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--download", action="store_const", const=True, help="download STL-10 (2.6 GB) if missing")
     p.add_argument("--no-verify", dest="verify", action="store_const", const=False, help="skip the STL-10 MD5 check")

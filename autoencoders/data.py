@@ -10,6 +10,7 @@ Every dataset holds its images as uint8 (N, 3, H, W) and returns float32 (3, H, 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,17 +299,25 @@ def plan_patches(photo: str, height: int, width: int, *, size: int = 96, short_s
     return PatchPlan(photo, h, w, (x0, x0 + band), test, train)
 
 
-def load_photos(split: str, *, size: int = 96) -> ImageSet:
-    """Patches of the bundled photographs; label = photo index; train patches also come mirrored."""
+@functools.lru_cache(maxsize=len(PHOTOS))
+def _resized_photo(name: str, size: int) -> tuple[PatchPlan, np.ndarray]:
+    """A photo's patch plan and the photo resized to it (cached: train and test cut the same image)."""
     from PIL import Image
 
+    img = _read_photo(name)
+    plan = plan_patches(name, img.shape[0], img.shape[1], size=size)
+    resized = np.asarray(Image.fromarray(img).resize((plan.width, plan.height), Image.Resampling.LANCZOS))
+    resized.flags.writeable = False  # shared by every caller through the cache
+    return plan, resized
+
+
+def load_photos(split: str, *, size: int = 96) -> ImageSet:
+    """Patches of the bundled photographs; label = photo index; train patches also come mirrored."""
     if split not in SPLITS["photos"]:
         raise InputError(f"dataset 'photos' has no split {split!r}; choose from train, test")
     patches, labels, ids = [], [], []
     for label, name in enumerate(PHOTOS):
-        img = _read_photo(name)
-        plan = plan_patches(name, img.shape[0], img.shape[1], size=size)
-        resized = np.asarray(Image.fromarray(img).resize((plan.width, plan.height), Image.Resampling.LANCZOS))
+        plan, resized = _resized_photo(name, size)
         corners = plan.test if split == "test" else plan.train
         k = 0
         for y, x in corners:

@@ -66,7 +66,7 @@ class TrainConfig:
     verify: bool = True  # MD5-check STL-10 files before training on them
     train_split: str = "train"  # the 5000 labelled STL-10 images; "train+unlabeled" adds 100k
     eval_split: str = "test"  # held-out images for per-epoch metrics and export
-    eval_images: int = 256  # first N held-out images evaluated each epoch: stable means, cheap
+    eval_images: int = 128  # first N held-out (and N spread train) images scored each epoch: stable, cheap
     weight_decay: float = 0.0  # none: the bottleneck already regularises
     loss_options: dict = field(default_factory=dict)  # passed to get_loss, e.g. {alpha = 0.84} for mix
     resume: bool = False  # continue a killed run from its checkpoint

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -188,3 +189,11 @@ def test_bad_names_list_the_valid_ones(capsys):
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA device"):
             tr.resolve_device("cuda")
+
+
+def test_example_configs_parse():
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+    assert configs
+    for path in configs:
+        cfg = ae_cli.train_config(ae_cli.build_parser().parse_args(["train", "--config", str(path)]))
+        assert cfg.code_size == 128 and cfg.epochs >= 1, path

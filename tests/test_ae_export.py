@@ -1,0 +1,129 @@
+"""`percept train | reconstruct | encode` end to end on real files: manifest, PNGs, codes, contact sheet."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from autoencoders.export import safe_names
+from autoencoders.losses import image_metrics
+from percept import cli
+from percept.contracts.codes import read_codes
+from percept.contracts.manifest import METRICS, read_manifest
+
+PERCEPT = str(Path(sys.executable).with_name("percept"))
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """Three tiny runs (fc, conv, vae) on a folder of 32×32 images, trained through the CLI."""
+    root = tmp_path_factory.mktemp("export")
+    images = root / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(23):  # file-name hashing puts 3 of these 23 names into the test split
+        img = np.kron(rng.random((4, 4, 3)), np.ones((12, 12, 1)))[:40, :48]
+        Image.fromarray((img * 255).astype(np.uint8)).save(images / f"photo {i:02d}.jpg", quality=95)
+    out = root / "exp"
+    for arch, loss in (("fc", "mse"), ("conv", "mae"), ("vae", "ms_ssim")):
+        assert cli.main(["train", "--data", f"folder:{images}", "--image-size", "32", "--arch", arch, "--loss", loss,
+                         "--width", "0.05", "--code-size", "6", "--batch-size", "4", "--epochs", "1", "--lr", "3e-3",
+                         "--out", str(out), "--no-progress"]) == 0
+    return out, images
+
+
+@pytest.mark.slow
+def test_reconstruct_writes_a_valid_manifest_of_lossless_pngs(experiment):
+    out, _ = experiment
+    proc = subprocess.run([PERCEPT, "reconstruct", "--out", str(out), "--n", "3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest_path = out / "reconstructions" / "manifest.csv"
+    df = read_manifest(manifest_path, check_files=True)
+    runs = ["conv-mae-s0", "fc-mse-s0", "vae-ms_ssim-s0"]
+    assert sorted(df["run"].unique()) == runs and len(df) == 3 * 3
+    # the same images, in the same order, for every run
+    per_run = [df[df.run == r]["image_id"].tolist() for r in runs]
+    assert per_run[0] == per_run[1] == per_run[2] and all(i.startswith("folder:test:photo ") for i in per_run[0])
+    assert df["label"].isna().all() and set(df["split"]) == {"test"}
+    assert set(df[df.run == "vae-ms_ssim-s0"]["loss"]) == {"ms_ssim"}
+    originals = sorted((out / "reconstructions" / "originals").iterdir())
+    assert len(originals) == 3 and df["original_path"].nunique() == 3
+    for row in df.itertuples():
+        orig = Image.open(manifest_path.parent / row.original_path)
+        recon = Image.open(manifest_path.parent / row.recon_path)
+        assert orig.format == recon.format == "PNG" and orig.mode == recon.mode == "RGB" and recon.size == (32, 32)
+        # the manifest's metrics are those of the 8-bit files people will see
+        x = torch.from_numpy(np.array(recon)).permute(2, 0, 1)[None].float() / 255
+        y = torch.from_numpy(np.array(orig)).permute(2, 0, 1)[None].float() / 255
+        got = image_metrics(x, y, data_range=1.0)
+        for m in METRICS:
+            assert float(got[m][0]) == pytest.approx(getattr(row, m), rel=1e-5, abs=1e-7), (row.run, m)
+
+
+@pytest.mark.slow
+def test_pngs_are_lossless_round_trips_of_the_originals(experiment):
+    out, images = experiment
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "2"]) == 0
+    df = read_manifest(out / "reconstructions" / "manifest.csv")
+    from autoencoders.data import load_dataset
+
+    test = load_dataset(f"folder:{images}", "test", image_size=32)
+    for k, image_id in enumerate(df["image_id"].unique()):
+        saved = np.asarray(Image.open(out / "reconstructions" / df[df.image_id == image_id]["original_path"].iloc[0]))
+        assert np.array_equal(saved, test.images[test.image_ids.index(image_id)].transpose(1, 2, 0))
+    # a re-export starts from scratch: no files of the earlier, larger export remain
+    assert len(list((out / "reconstructions" / "originals").iterdir())) == 2
+    sheet = Image.open(out / "reconstructions" / "contact_sheet.png")
+    assert sheet.format == "PNG" and sheet.size[0] > 4 * 96 and sheet.size[1] > 2 * 96
+
+
+@pytest.mark.slow
+def test_encode_writes_codes_of_train_and_test(experiment):
+    out, images = experiment
+    assert cli.main(["encode", "--out", str(out)]) == 0
+    for run in ("conv-mae-s0", "fc-mse-s0", "vae-ms_ssim-s0"):
+        codes = read_codes(out / "codes" / f"{run}.npz")
+        assert codes.codes.shape == (23, 6) and codes.codes.dtype == np.float32
+        assert set(codes.splits) == {"train", "test"} and (codes.labels == -1).all()
+        assert len(set(codes.image_ids)) == 23 and (codes.splits == "test").sum() == 3
+    # the VAE's codes are its posterior means: deterministic across calls
+    first = read_codes(out / "codes" / "vae-ms_ssim-s0.npz").codes
+    assert cli.main(["encode", "--out", str(out)]) == 0
+    assert np.array_equal(first, read_codes(out / "codes" / "vae-ms_ssim-s0.npz").codes)
+
+
+@pytest.mark.slow
+def test_export_refuses_runs_on_different_data(experiment, tmp_path, capsys):
+    out, images = experiment
+    other = tmp_path / "exp"
+    for size in ("32", "24"):
+        assert cli.main(["train", "--data", f"folder:{images}", "--image-size", size, "--arch", "fc", "--width", "0.05",
+                         "--code-size", "4", "--epochs", "1", "--seed", size, "--out", str(other), "--no-progress"]) == 0
+    assert cli.main(["reconstruct", "--out", str(other)]) == 2
+    assert "must share dataset and image size: image_size 24 (fc-mse-s24) vs 32 (fc-mse-s32)" in capsys.readouterr().err
+    assert cli.main(["encode", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no finished runs to export" in capsys.readouterr().err
+
+
+def test_safe_names_are_unique_file_stems():
+    names = safe_names(["folder:test:a b.png", "folder:test:a_b.png", "photos:test:chelsea:0003", "folder:test:x/y.png"])
+    assert names[2] == "photos_test_chelsea_0003" and names[3] == "folder_test_x_y_png"
+    assert len(set(names)) == 4 and all("/" not in n and ":" not in n for n in names)
+
+
+@pytest.mark.slow
+def test_photos_train_and_export_as_the_demo_runs_it(tmp_path):
+    """The demo's path: bundled photos at their default 96×96."""
+    out = tmp_path / "demo"
+    assert cli.main(["train", "--data", "photos", "--arch", "fc", "--loss", "mse", "--epochs", "1", "--width", "0.01",
+                     "--batch-size", "64", "--eval-images", "8", "--out", str(out), "--no-progress"]) == 0
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "4"]) == 0
+    df = read_manifest(out / "reconstructions" / "manifest.csv", check_files=True)
+    assert df["image_id"].tolist() == [f"photos:test:astronaut:{i:04d}" for i in range(4)]
+    assert df["label"].tolist() == [0, 0, 0, 0]
+    assert Image.open(out / "reconstructions" / df["recon_path"].iloc[0]).size == (96, 96)
