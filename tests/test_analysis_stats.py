@@ -217,3 +217,10 @@ def test_power_setting_from_fitted_models(study):
     assert "fc ms_ssim:mae" in setting.source
     with pytest.raises(Exception, match="no mixed-model fit"):
         setting_from_models(models, arch="vae")
+
+
+def test_lme4_is_skipped_cleanly_without_r(monkeypatch, truth_trials):
+    monkeypatch.setattr(pr.shutil, "which", lambda name: None)
+    assert pr.lme4_available() is False
+    table = pr.model_table(truth_trials.assign(arch="fc", pair="a:b"), bayes=False)
+    assert list(table["estimator"]) == ["cluster_logit"]
