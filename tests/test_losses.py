@@ -245,6 +245,28 @@ def test_gradcheck_ms_ssim():
     x, y = _gradcheck_pair(3, (2, 2, 23, 30), 0.2)  # odd sizes go through the replicated-edge pooling
     assert torch.autograd.gradcheck(lambda a, b: ms_ssim(a, b, scales=2, win_size=5, reduction="none"), (x, y),
                                     fast_mode=True)
+    # A target without grad (as in training) takes a shorter backward path.
+    assert torch.autograd.gradcheck(lambda a: ms_ssim(a, y.detach(), scales=2, win_size=5, reduction="none"), (x,),
+                                    fast_mode=True)
+
+
+def test_gradients_match_piq_at_96(pairs96):
+    # At full size the banded products run in several row and column blocks, unlike the gradchecks.
+    x, y = (t[:2] for t in pairs96)
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:3], dtype=torch.float64)
+    cases = [
+        (lambda a, b: ssim(a, b, reduction="sum"), lambda a, b: piq.ssim(a, b, data_range=1.0, reduction="sum")),
+        (lambda a, b: ms_ssim(a, b, reduction="sum"),
+         lambda a, b: piq.multi_scale_ssim(a, b, data_range=1.0, reduction="sum", scale_weights=weights)),
+    ]
+    for ours, theirs in cases:
+        a, b = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        ours(a, b).backward()
+        a_ref, b_ref = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        theirs(a_ref, b_ref).backward()
+        scale = float(a_ref.grad.abs().max())
+        torch.testing.assert_close(a.grad, a_ref.grad, rtol=0, atol=1e-9 * scale)
+        torch.testing.assert_close(b.grad, b_ref.grad, rtol=0, atol=1e-9 * scale)
 
 
 def _grad(fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
