@@ -228,7 +228,13 @@ class _SSIMScale(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        """Gradients with respect to x and y."""
+        """Gradients with respect to x and y, in the forward's precision even if backward() runs under autocast."""
+        with torch.autocast(device_type=grad.device.type, enabled=False):
+            return _SSIMScale._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """The body of `backward`."""
         x, y, band_h, band_w, mu_x, mu_y, cs_map, denom_cs, lum, denom_l = ctx.saved_tensors
         need_x, need_y = ctx.needs_input_grad[:2]
         n_pix = cs_map.shape[0] * cs_map.shape[-1]

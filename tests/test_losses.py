@@ -322,6 +322,15 @@ def test_losses_run_in_float32_under_bf16_autocast(pairs96, loss_name):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(got_bf16_inputs, loss(x.bfloat16().float(), y.bfloat16().float()), rtol=0,
                                atol=1e-6)
+    # backward() called inside the autocast region still computes the gradient in float32.
+    recon = x.clone().requires_grad_(True)
+    loss(recon, y).backward()
+    expected_grad = recon.grad
+    recon.grad = None
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        loss(recon, y).backward()
+    assert recon.grad.dtype == torch.float32
+    torch.testing.assert_close(recon.grad, expected_grad, rtol=1e-5, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- registry and metrics
