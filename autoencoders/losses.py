@@ -30,7 +30,7 @@ __all__ = [
     "get_loss",
 ]
 
-# Wang et al. (2003), Table/eq. 7: the exponents of the five scales, finest first.
+# Wang et al. (2003): the exponents of the five scales, finest first.
 MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # Floor for MS-SSIM's per-scale terms before the fractional power; see `ms_ssim`.
 CS_FLOOR: float = 1e-3
@@ -83,9 +83,11 @@ def _check_pair(x: Tensor, y: Tensor, min_size: int = 1) -> None:
         raise InputError(
             f"images of {h}x{w} px (shape {tuple(x.shape)}) are smaller than the {min_size}x{min_size} window"
         )
-    # One reduction per tensor; a NaN or inf anywhere makes the sum non-finite.
+    # One cheap reduction per tensor: a NaN or inf anywhere makes the sum non-finite (an
+    # overflowing sum of finite values is told apart by the exact check).
     for name, t in (("x", x), ("y", y)):
-        if not math.isfinite(float(t.detach().sum(dtype=torch.float64))):
+        t = t.detach()
+        if not math.isfinite(float(t.sum(dtype=torch.float64))) and not bool(torch.isfinite(t).all()):
             raise InputError(f"{name} contains NaN or infinite values (shape {tuple(t.shape)})")
 
 
@@ -601,8 +603,11 @@ class MixLoss(_Loss):
 
     def forward(self, recon: Tensor, target: Tensor) -> Tensor:
         """alpha * (1 - MS-SSIM) + (1 - alpha) * mean absolute error."""
-        l1 = PixelLoss("mae")(recon, target)
-        return self.alpha * self.ms_ssim(recon, target) + (1 - self.alpha) * l1
+        structural = self.ms_ssim(recon, target)  # validates the pair
+        with torch.autocast(device_type=recon.device.type, enabled=False):
+            dtype = _compute_dtype(recon)
+            l1 = (recon.to(dtype) - target.to(dtype)).abs().mean()
+        return self.alpha * structural + (1 - self.alpha) * l1
 
 
 _OPTIONS: dict[str, tuple[str, ...]] = {
