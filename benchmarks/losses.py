@@ -1,8 +1,11 @@
 """Forward+backward time of every registry loss against pytorch_msssim and piq; run `python benchmarks/losses.py`.
 
-Prints one table per device (CPU with 2 threads; CUDA too when available): median wall time of
-several repeats after warm-up, each peer's time as a multiple of ours, and the largest absolute
-difference between our per-image values and theirs on the same batch.
+Prints one table per device (CPU with 2 threads; CUDA too when available): median wall time and
+process CPU time of several repeats after warm-up, each peer's time as a multiple of ours, and
+the largest absolute difference between our per-image values and theirs on the same batch.
+The candidates are timed round-robin (one call of each per repeat), so a change in machine
+load hits all of them alike. `--size 192` gives the standard five MS-SSIM scales, which
+pytorch_msssim needs (it refuses 96 px with an 11-tap window).
 """
 from __future__ import annotations
 
@@ -11,26 +14,6 @@ import os
 import statistics
 import time
 from typing import Callable, Sequence
-
-
-def _time(fn: Callable[[], object], device: str, repeats: int, warmup: int) -> float:
-    """Median wall time of fn() in milliseconds after `warmup` untimed calls."""
-    import torch
-
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def _pair(batch: int, size: int, device: str, seed: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -45,8 +28,34 @@ def _pair(batch: int, size: int, device: str, seed: int = 0) -> tuple["torch.Ten
     return x.to(device), y.to(device)
 
 
+def _time_round_robin(
+    fns: dict[str, Callable[[], object]], device: str, repeats: int, warmup: int
+) -> dict[str, tuple[float, float]]:
+    """Median wall and process-CPU milliseconds of each fn, timed one call of each per round."""
+    import torch
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            sync()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (1e3 * statistics.median(wall[name]), 1e3 * statistics.median(cpu[name])) for name in fns}
+
+
 def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) -> list[dict[str, object]]:
-    """Rows (name, ms, vs_ours, max_abs_diff, note) for one device."""
+    """Rows (name, ms, cpu, vs, cpu_vs, diff, note) for one device; peers' ratios are their time / ours."""
     import piq
     import pytorch_msssim
     import torch
@@ -63,20 +72,14 @@ def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) 
 
         return run
 
-    rows: list[dict[str, object]] = []
-    ours: dict[str, float] = {}
-    for name in LOSS_NAMES:
-        loss = get_loss(name)
-        ours[name] = _time(fwd_bwd(loss), device, repeats, warmup)
-        rows.append({"name": f"ours {name}", "ms": ours[name], "vs": "", "diff": "", "note": ""})
-
     scales = default_scales(size, size)
     weights = MS_SSIM_WEIGHTS[:scales]
-    piq_weights = torch.tensor(weights, device=device)  # piq renormalises them, as we do
-    peers: list[tuple[str, str, Callable, Callable | None, str]] = [
+    piq_weights = torch.tensor(weights, device=device)  # piq renormalises them, as we do below 5 scales
+    # (label, kind compared with, loss to time, per-image values, note)
+    peers: list[tuple[str, str, Callable, Callable, str]] = [
         ("pytorch_msssim ssim", "ssim",
          lambda a, b: 1 - pytorch_msssim.ssim(a, b, data_range=1.0),
-         lambda a, b: pytorch_msssim.ssim(a, b, data_range=1.0, size_average=False), "data_range=1.0"),
+         lambda a, b: pytorch_msssim.ssim(a, b, data_range=1.0, size_average=False), "data_range=1.0 passed"),
         ("piq ssim", "ssim",
          lambda a, b: 1 - piq.ssim(a, b, data_range=1.0),
          lambda a, b: piq.ssim(a, b, data_range=1.0, reduction="none"), ""),
@@ -89,21 +92,35 @@ def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) 
          lambda a, b: pytorch_msssim.ms_ssim(a, b, data_range=1.0, weights=list(weights), size_average=False),
          f"{scales} scales"),
     ]
-    ours_values = {
-        "ssim": ssim(x, y, 1.0, reduction="none"),
-        "ms_ssim": ms_ssim(x, y, 1.0, reduction="none"),
-    }
-    for label, kind, loss_fn, value_fn, note in peers:
+    ours_values = {"ssim": ssim(x, y, 1.0, reduction="none"), "ms_ssim": ms_ssim(x, y, 1.0, reduction="none")}
+
+    fns: dict[str, Callable[[], None]] = {f"ours {name}": fwd_bwd(get_loss(name)) for name in LOSS_NAMES}
+    diffs: dict[str, tuple[str, float]] = {}
+    refused: dict[str, str] = {}
+    for label, kind, loss_fn, value_fn, _ in peers:
         try:
             with torch.no_grad():
                 theirs = value_fn(x, y)
-            ms = _time(fwd_bwd(loss_fn), device, repeats, warmup)
-        except (AssertionError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            rows.append({"name": label, "ms": float("nan"), "vs": "", "diff": "", "note": f"refuses: {reason}"})
+        except (AssertionError, ValueError) as exc:  # a peer that refuses this size says so by asserting
+            refused[label] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
-        diff = float((theirs.to(ours_values[kind].dtype) - ours_values[kind]).abs().max())
-        rows.append({"name": label, "ms": ms, "vs": f"{ms / ours[kind]:.2f}x", "diff": f"{diff:.1e}", "note": note})
+        diffs[label] = (kind, float((theirs.to(ours_values[kind].dtype) - ours_values[kind]).abs().max()))
+        fns[label] = fwd_bwd(loss_fn)
+    times = _time_round_robin(fns, device, repeats, warmup)
+
+    rows: list[dict[str, object]] = []
+    for name in LOSS_NAMES:
+        ms, cpu = times[f"ours {name}"]
+        rows.append({"name": f"ours {name}", "ms": ms, "cpu": cpu, "vs": "", "cpu_vs": "", "diff": "", "note": ""})
+    for label, kind, _, _, note in peers:
+        if label in refused:
+            rows.append({"name": label, "ms": float("nan"), "cpu": float("nan"), "vs": "", "cpu_vs": "", "diff": "",
+                         "note": f"refuses: {refused[label]}"})
+            continue
+        ms, cpu = times[label]
+        ours_ms, ours_cpu = times[f"ours {kind}"]
+        rows.append({"name": label, "ms": ms, "cpu": cpu, "vs": f"{ms / ours_ms:.2f}x",
+                     "cpu_vs": f"{cpu / ours_cpu:.2f}x", "diff": f"{diffs[label][1]:.1e}", "note": note})
     return rows
 
 
@@ -112,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64, help="images per batch (default 64)")
     parser.add_argument("--size", type=int, default=96, help="image side in px (default 96, STL-10)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds; the median is reported")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls of each candidate first")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="all")
     args = parser.parse_args(argv)
@@ -124,15 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices = ["cpu"] if args.device in ("all", "cpu") else []
     if args.device in ("all", "cuda") and torch.cuda.is_available():
         devices.append("cuda")
-    print(f"forward+backward, {args.batch}x3x{args.size}x{args.size} float32, median of {args.repeats} "
+    print(f"forward+backward, {args.batch}x3x{args.size}x{args.size} float32, median of {args.repeats} rounds "
           f"after {args.warmup} warm-up; torch {torch.__version__}; CPU threads {args.threads}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}; 'vs ours' = their time / our time")
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         print(f"\n[{name}]")
-        print(f"{'loss':<24} {'ms':>9} {'vs ours':>8} {'max|diff|':>10}  note")
+        print(f"{'loss':<24} {'wall ms':>9} {'vs ours':>8} {'cpu ms':>9} {'vs ours':>8} {'max|diff|':>10}  note")
         for row in bench_device(device, args.batch, args.size, args.repeats, args.warmup):
-            print(f"{row['name']:<24} {row['ms']:>9.1f} {row['vs']:>8} {row['diff']:>10}  {row['note']}")
+            print(f"{row['name']:<24} {row['ms']:>9.1f} {row['vs']:>8} {row['cpu']:>9.1f} {row['cpu_vs']:>8} "
+                  f"{row['diff']:>10}  {row['note']}")
     return 0
 
 
