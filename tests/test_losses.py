@@ -28,6 +28,17 @@ IMAGES = ("astronaut", "chelsea", "coffee")
 DISTORTIONS = ("noise", "blur")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Run this module single-threaded, restoring the previous setting afterwards."""
+    # Its tensors are small, and on a shared 2-core machine threaded kernels mostly wait for each
+    # other: with 2 threads this module took 4x longer under load.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _natural(name: str, size: int) -> torch.Tensor:
     """A size x size centre crop of a bundled scikit-image photo as a float64 (1,3,size,size) tensor in [0,1]."""
     img = getattr(skimage_data, name)().astype(np.float64) / 255.0
