@@ -177,9 +177,9 @@ def _md5(path: Path) -> str:
 
 def _missing_message(root: str | Path, missing: list[Path]) -> str:
     names = ", ".join(p.name for p in missing)
-    return (f"STL-10 file(s) {names} not found in {Path(root) / STL10_FOLDER}/; extract the official "
-            f"stl10_binary.tar.gz (http://ai.stanford.edu/~acoates/stl10/) there so that folder holds "
-            f"{STL10_FOLDER}/*.bin under the data root (--data-root, default data/), or pass --download to fetch it (2.6 GB)")
+    return (f"STL-10 file(s) {names} not found in {Path(root) / STL10_FOLDER}/: put the official binary files there "
+            f"(extract stl10_binary.tar.gz from http://ai.stanford.edu/~acoates/stl10/ into the data root {root}, "
+            f"set with --data-root, default data/), or pass --download to fetch them (2.6 GB)")
 
 
 def load_stl10(root: str | Path, split: str, *, download: bool = False, verify: bool = True) -> ImageSet:
