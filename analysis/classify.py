@@ -48,9 +48,13 @@ def fit_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from threadpoolctl import threadpool_limits
+
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed))
-    clf.fit(x_train, y_train)
-    return _accuracy(int((clf.predict(x_test) == y_test).sum()), len(y_test))
+    # One BLAS/OpenMP thread: on a busy 2-core machine extra threads spin and made one fit 50x slower.
+    with threadpool_limits(limits=1):
+        clf.fit(x_train, y_train)
+        return _accuracy(int((clf.predict(x_test) == y_test).sum()), len(y_test))
 
 
 def _split(path: Path, codes) -> tuple[np.ndarray, np.ndarray]:

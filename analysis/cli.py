@@ -57,7 +57,7 @@ def analyze(study_dir: str | Path, *, rules=None, exclude_simulated: bool = Fals
     models = pr.model_table(trials, bayes=bayes, lme4=lme4)
     ranks = rk.ranking_table(study.responses)
     dist = rk.rank_distribution(ranks)
-    friedman, posthoc = rk.ranking_tests(ranks, rank_unit, seed)
+    friedman, posthoc = rk.ranking_tests(ranks, rank_unit)
     scale = pd.concat([sc.bradley_terry(trials, n_boot, seed), sc.plackett_luce(ranks, n_boot, seed)], ignore_index=True)
     if study.manifest is not None:
         agreement = pd.concat([ag.agreement_table(ag.pairs_from_triplets(trials), study.manifest, "triplet", seed=seed),
@@ -116,8 +116,11 @@ def headline(pairwise: pd.DataFrame, models: pd.DataFrame, friedman: pd.DataFram
     main = models[models["estimator"] == "cluster_logit"].set_index(["arch", "pair"]) if len(models) else None
     for r in pairwise.itertuples():
         p = main.loc[(r.arch, r.pair), "p"] if main is not None and (r.arch, r.pair) in main.index else float("nan")
-        lines.append(f"{r.arch}: {r.prop_a:.0%} chose {r.loss_a} over {r.loss_b} "
-                     f"(95% CI {r.ci_low:.0%}–{r.ci_high:.0%}, n={r.n}; cluster-robust logit p={p:.3g}){tag}")
+        # phrase each pair in favour of the loss chosen more often
+        win, lose, prop, low, high = ((r.loss_a, r.loss_b, r.prop_a, r.ci_low, r.ci_high) if r.prop_a >= 0.5 else
+                                      (r.loss_b, r.loss_a, 1 - r.prop_a, 1 - r.ci_high, 1 - r.ci_low))
+        lines.append(f"{r.arch}: {prop:.0%} chose {win} over {lose} "
+                     f"(95% CI {low:.0%}–{high:.0%}, n={r.n}; cluster-robust logit p={p:.3g}){tag}")
     for r in friedman.itertuples():
         means = dist[dist["arch"] == r.arch].drop_duplicates("loss").sort_values("mean_rank")
         order = " < ".join(f"{m.loss} ({m.mean_rank:.2f})" for m in means.itertuples())
@@ -270,7 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: argv starts with the subcommand (analyze | classify | power | report)."""
+    from threadpoolctl import threadpool_limits
+
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    # The matrices here are small: one BLAS thread avoids oversubscription on a shared 2-core machine.
+    with threadpool_limits(limits=1):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         out = analyze(args.study, rules=_rules(args), exclude_simulated=args.exclude_simulated,
                       rank_unit=args.rank_unit, n_boot=args.boot, bayes=not args.no_bayes,
