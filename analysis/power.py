@@ -106,7 +106,7 @@ def setting_from_models(models: pd.DataFrame, arch: str | None = None, pair: str
         # the pooled fit uses every triplet; otherwise the fit with most trials
         pooled = fits[fits["arch"] == "all"]
         fits = pooled if len(pooled) else fits
-    row = fits.sort_values("n", ascending=False).iloc[0]
+    row = fits.sort_values("n", ascending=False, kind="stable").iloc[0]
     sdp = 0.0 if np.isnan(row["sd_participant"]) else float(row["sd_participant"])
     sdi = 0.0 if np.isnan(row["sd_image"]) else float(row["sd_image"])
     side = 0.0 if np.isnan(row["side_estimate"]) else float(row["side_estimate"])

@@ -175,8 +175,10 @@ def report(out_dir: str | Path) -> Path:
     figs = adir / "figures"
     study_dir = out_dir / "study" if (out_dir / "study").is_dir() else Path(summary.get("study", out_dir / "study"))
     manifest_path = summary.get("manifest")
-    if manifest_path and not Path(manifest_path).is_file():
-        manifest_path = None
+    if not manifest_path or not Path(manifest_path).is_file():
+        # the experiment folder may have moved since the analysis: look beside it
+        beside = out_dir / "reconstructions" / "manifest.csv"
+        manifest_path = str(beside) if beside.is_file() else None
 
     csv = {name: _csv(adir / f"{name}.csv") for name in ("exclusions", "pairwise", "models", "per_image", "rankings",
                                                            "friedman", "ranking_posthoc", "scale", "agreement",
