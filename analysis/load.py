@@ -180,7 +180,8 @@ def participant_checks(main: pd.DataFrame, rules: ExclusionRules) -> pd.DataFram
     rows = []
     for pid, g in main.groupby("participant", sort=True):
         catch = g[g["kind"] == "catch"]
-        correct = catch["choice"] == "original"
+        # design.csv's `answer` names the slot holding the correct option (the run "original")
+        correct = catch["choice"] == np.where(catch["answer"] == "left", catch["left_run"], catch["right_run"])
         catch_acc = float(correct.mean()) if len(catch) else np.nan
         twoafc = g[g["kind"].isin(["triplet", "catch"])]
         left = (twoafc["choice"] == twoafc["left_run"]).mean() if len(twoafc) else np.nan
