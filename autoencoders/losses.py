@@ -456,21 +456,33 @@ def ms_ssim(
     _check_pair(x, y, min_size=win_size)
     n_scales, scale_weights = _resolve_scales(x.shape[-2], x.shape[-1], win_size, scales, weights)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        dtype = _compute_dtype(x)
-        x, y = x.to(dtype), y.to(dtype)
-        win = _gaussian_window(win_size, sigma, dtype, x.device)
-        c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-        terms = []
-        for scale in range(n_scales):
-            if scale:
-                x, y = _downsample(x), _downsample(y)
-            coarsest = scale == n_scales - 1
-            ssim_c, cs_c = _ssim_terms(x, y, win, c1, c2, luminance=coarsest)
-            terms.append(ssim_c if coarsest else cs_c)
-        stacked = _floor_straight_through(torch.stack(terms), CS_FLOOR)  # (S, N, C)
-        exponents = torch.tensor(scale_weights, dtype=dtype, device=x.device).view(-1, 1, 1)
-        per_channel = torch.prod(stacked**exponents, dim=0)  # (N, C)
-        return _reduce(per_channel.mean(dim=1), reduction)
+        per_image, _ = _ms_ssim_per_image(x, y, data_range, scale_weights, win_size, sigma, k1, k2)
+        return _reduce(per_image, reduction)
+
+
+def _ms_ssim_per_image(
+    x: Tensor, y: Tensor, data_range: float, scale_weights: Sequence[float], win_size: int, sigma: float,
+    k1: float, k2: float, with_ssim: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Per-image MS-SSIM (N,) of validated inputs and, if `with_ssim`, the single-scale SSIM from the same first pass."""
+    dtype = _compute_dtype(x)
+    x, y = x.to(dtype), y.to(dtype)
+    win = _gaussian_window(win_size, sigma, dtype, x.device)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    n_scales = len(scale_weights)
+    terms, ssim_first = [], None
+    for scale in range(n_scales):
+        if scale:
+            x, y = _downsample(x), _downsample(y)
+        coarsest = scale == n_scales - 1
+        ssim_c, cs_c = _ssim_terms(x, y, win, c1, c2, luminance=coarsest or (with_ssim and scale == 0))
+        terms.append(ssim_c if coarsest else cs_c)
+        if scale == 0 and with_ssim:
+            ssim_first = ssim_c.mean(dim=1)
+    stacked = _floor_straight_through(torch.stack(terms), CS_FLOOR)  # (S, N, C)
+    exponents = torch.tensor(scale_weights, dtype=dtype, device=x.device).view(-1, 1, 1)
+    per_channel = torch.prod(stacked**exponents, dim=0)  # (N, C)
+    return per_channel.mean(dim=1), ssim_first
 
 
 # --------------------------------------------------------------------------- PSNR and metrics
@@ -491,10 +503,10 @@ def image_metrics(x: Tensor, y: Tensor, data_range: float = 1.0) -> dict[str, Te
     """Per-image (N,) mse, mae, psnr, ssim and ms_ssim of reconstructions x against originals y, without grad.
 
     Values must lie in [0, data_range] (a 0-255 batch with data_range=1 is refused, not mis-scored).
-    MS-SSIM uses the default scales for the image size (3 at 96x96).
+    SSIM and MS-SSIM use the defaults of `ssim` and `ms_ssim` (11 taps, sigma 1.5, 3 scales at 96x96).
     """
     _check_data_range(data_range)
-    _check_pair(x, y)
+    _check_pair(x, y, min_size=11)
     with torch.no_grad():
         for name, t in (("x", x), ("y", y)):
             low, high = float(t.min()), float(t.max())
@@ -504,16 +516,20 @@ def image_metrics(x: Tensor, y: Tensor, data_range: float = 1.0) -> dict[str, Te
                     f"{name} has values in [{low:.4g}, {high:.4g}], outside [0, {data_range:g}] = [0, data_range]; "
                     "clip the images or pass the matching data_range"
                 )
-        dtype = _compute_dtype(x)
-        diff = x.to(dtype) - y.to(dtype)
-        mse = diff.square().mean(dim=(1, 2, 3))
-        return {
-            "mse": mse,
-            "mae": diff.abs().mean(dim=(1, 2, 3)),
-            "psnr": 10 * torch.log10(data_range**2 / mse),
-            "ssim": ssim(x, y, data_range, reduction="none"),
-            "ms_ssim": ms_ssim(x, y, data_range, reduction="none"),
-        }
+        _, weights = _resolve_scales(x.shape[-2], x.shape[-1], 11, None, None)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            dtype = _compute_dtype(x)
+            diff = x.to(dtype) - y.to(dtype)
+            mse = diff.square().mean(dim=(1, 2, 3))
+            # SSIM is MS-SSIM's first scale plus luminance, so both come from one filtering pass.
+            ms, single = _ms_ssim_per_image(x, y, data_range, weights, 11, 1.5, 0.01, 0.03, with_ssim=True)
+            return {
+                "mse": mse,
+                "mae": diff.abs().mean(dim=(1, 2, 3)),
+                "psnr": 10 * torch.log10(data_range**2 / mse),
+                "ssim": single,
+                "ms_ssim": ms,
+            }
 
 
 # --------------------------------------------------------------------------- loss registry
