@@ -10,11 +10,15 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from percept.contracts import InputError
 from percept.contracts.tables import atomic_write_csv
+
+if TYPE_CHECKING:
+    from analysis.load import ExclusionRules
 
 # Figures `analyze` owns; any not redrawn on a rerun is removed, so old and new never mix.
 ANALYZE_FIGURES = ("preferences.png", "per_image.png", "ranks.png", "scale.png", "agreement.png")
@@ -32,7 +36,7 @@ def _figure(fn, data, path: Path) -> str | None:
     return path.name
 
 
-def analyze(study_dir: str | Path, *, rules=None, exclude_simulated: bool = False, rank_unit: str = "participant",
+def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclude_simulated: bool = False, rank_unit: str = "participant",
             n_boot: int = 200, bayes: bool = True, lme4: bool | None = None, seed: int = 0,
             out_dir: str | Path | None = None) -> Path:
     """Run every preference analysis of a study folder; write CSVs, figures and summary.json; return the folder."""
@@ -151,7 +155,7 @@ def classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifes
 
 def power(study_dir: str | Path, participants: list[int], images: list[int], *, sims: int = 200, alpha: float = 0.05,
           test: str = "cluster_logit", arch: str | None = None, pair: str | None = None, effect: float | None = None,
-          sd_participant: float | None = None, sd_image: float | None = None, rules=None,
+          sd_participant: float | None = None, sd_image: float | None = None, rules: ExclusionRules | None = None,
           exclude_simulated: bool = False, seed: int = 0, out_dir: str | Path | None = None) -> Path:
     """Power per (participants, images) from the study's fitted variance components (overridable); return power.csv."""
     from dataclasses import replace

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ import pandas as pd
 from percept.contracts import ContractError, InputError
 from percept.contracts.design import read_design, read_design_meta
 from percept.contracts.manifest import file_hash, read_manifest
-from percept.contracts.responses import ORDER_SEP, read_responses, read_session
+from percept.contracts.responses import read_responses, read_session
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def load_study(
     rules: ExclusionRules | None = None,
     *,
     exclude_simulated: bool = False,
-    warn=None,
+    warn: Callable[[str], None] | None = None,
 ) -> Study:
     """Read design, manifest and every response file of `study_dir`; apply the exclusion rules."""
     rules = rules or ExclusionRules()
@@ -211,11 +212,6 @@ def participant_checks(main: pd.DataFrame, rules: ExclusionRules) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def chosen_order(choice: str) -> list[str]:
-    """The runs of a ranking answer, best first."""
-    return choice.split(ORDER_SEP)
-
-
 def versions() -> dict[str, str]:
     """Versions of Python and the packages the analysis relies on, saved with every output."""
     import importlib.metadata as md
@@ -235,7 +231,7 @@ def write_json(obj: dict, path: str | Path) -> Path:
     import json
     import math
 
-    def clean(x):
+    def clean(x: object) -> object:
         if isinstance(x, float) and not math.isfinite(x):
             return None
         if isinstance(x, dict):
