@@ -228,12 +228,51 @@ def _rules(args):
                           max_fast_fraction=args.max_fast_fraction)
 
 
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file whose [analyze] / [classify] / [power] table sets defaults; flags override it")
+
+
+def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Make the TOML table of the command (if --config is given) the defaults of its subparser."""
+    import tomllib
+
+    if not argv or argv[0] not in ("analyze", "classify", "power"):
+        return
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.config is None:
+        return
+    try:
+        table = tomllib.loads(known.config.read_text()).get(argv[0], {})
+    except FileNotFoundError:
+        raise InputError(f"--config: {known.config} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"--config: {known.config} is not valid TOML ({exc})") from None
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+    dests = {a.dest: a for a in sub._actions}
+    values = {k.replace("-", "_"): v for k, v in table.items()}
+    unknown = sorted(k for k in values if k not in dests or k == "config")
+    if unknown:
+        raise InputError(f"--config: {known.config} [{argv[0]}] has unknown key(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(sorted(d for d in dests if d not in ('help', 'config')))}")
+    for key, value in values.items():
+        if key in ("participants", "images") and isinstance(value, list):
+            value = [int(v) for v in value]
+        elif key in ("study", "codes", "pixels", "manifest", "out") and value is not None:
+            value = Path(value)
+        dests[key].required = False
+        sub.set_defaults(**{key: value})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the four analysis commands."""
     parser = argparse.ArgumentParser(prog="percept", description="Analysis of a percept study.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("analyze", help="preference statistics, rankings, scaling, metric agreement")
+    _add_config(p)
     p.add_argument("--study", type=Path, required=True, help="study folder runs/EXP/study (design.csv, responses/)")
     _add_rules(p)
     p.add_argument("--rank-unit", default="participant", choices=("participant", "image", "trial"),
@@ -245,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the study's sibling analysis/)")
 
     p = sub.add_parser("classify", help="linear classification of latent codes")
+    _add_config(p)
     p.add_argument("--codes", type=Path, required=True, help="folder of codes/<run>.npz")
     p.add_argument("--pixels", type=Path, default=None, help="npz with 'pixels' and 'image_ids' for the pixel baseline")
     p.add_argument("--manifest", type=Path, default=None, help="manifest whose originals give the pixel baseline "
@@ -255,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the codes folder's sibling analysis/)")
 
     p = sub.add_parser("power", help="power by simulation from the fitted variance components")
+    _add_config(p)
     p.add_argument("--study", type=Path, required=True)
     p.add_argument("--participants", type=_int_list, default=[10, 20, 40], help="comma-separated (default 10,20,40)")
     p.add_argument("--images", type=_int_list, default=[50, 100], help="comma-separated (default 50,100)")
@@ -279,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: argv starts with the subcommand (analyze | classify | power | report)."""
     from threadpoolctl import threadpool_limits
 
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    _apply_config(parser, argv)
+    args = parser.parse_args(argv)
     # The matrices here are small: one BLAS thread avoids oversubscription on a shared 2-core machine.
     with threadpool_limits(limits=1):
         return _run(args)

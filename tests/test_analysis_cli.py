@@ -136,3 +136,18 @@ def test_console_script_runs_analyze(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "analysis" / "report.html").is_file()
+
+
+def test_config_table_sets_defaults_and_flags_override(tmp_path, capsys):
+    study = make_study(tmp_path, n_images=4, archs=("fc",), n_participants=3)
+    cfg = tmp_path / "analysis.toml"
+    cfg.write_text(f'[analyze]\nstudy = "{study}"\nboot = 0\nno-bayes = true\ncatch-threshold = 0.5\n')
+    assert cli.main(["analyze", "--config", str(cfg), "--seed", "3"]) == 0
+    summary = json.loads((tmp_path / "analysis" / "summary.json").read_text())
+    assert summary["options"]["n_boot"] == 0 and summary["options"]["bayes"] is False
+    assert summary["options"]["rules"]["catch_threshold"] == 0.5 and summary["options"]["seed"] == 3
+    assert cli.main(["analyze", "--config", str(cfg), "--boot", "5"]) == 0
+    assert json.loads((tmp_path / "analysis" / "summary.json").read_text())["options"]["n_boot"] == 5
+    cfg.write_text("[analyze]\nbootstrap = 5\n")
+    assert cli.main(["analyze", "--config", str(cfg)]) == 2
+    assert "unknown key(s) bootstrap" in capsys.readouterr().err
