@@ -252,7 +252,8 @@ def fit_lme4(g: pd.DataFrame, arch: str = "", pair: str = "", alpha: float = 0.0
         proc = subprocess.run([shutil.which("Rscript") or "Rscript", str(script), str(csv)],
                               capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        return _degenerate(arch, pair, "lme4_glmer", g, f"glmer failed: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        return _degenerate(arch, pair, "lme4_glmer", g, f"glmer failed: {last}")
     vals = [float(v) if v != "NA" else float("nan") for v in proc.stdout.split()]
     est, se, p, side, side_se, sdp, sdi = vals[:7]
     z = stats.norm.ppf(1 - alpha / 2)
