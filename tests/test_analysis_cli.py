@@ -151,3 +151,12 @@ def test_config_table_sets_defaults_and_flags_override(tmp_path, capsys):
     cfg.write_text("[analyze]\nbootstrap = 5\n")
     assert cli.main(["analyze", "--config", str(cfg)]) == 2
     assert "unknown key(s) bootstrap" in capsys.readouterr().err
+
+
+def test_report_of_human_data_has_no_simulation_banner(tmp_path):
+    study = make_study(tmp_path, n_images=4, archs=("fc",), n_participants=3, simulated=0)
+    assert cli.main(["analyze", "--study", str(study), "--no-bayes", "--boot", "0"]) == 0
+    assert cli.main(["report", "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "analysis" / "report.html").read_text()
+    assert 'class="banner"' not in page and "[simulated observers]" not in page
+    assert json.loads((tmp_path / "analysis" / "summary.json").read_text())["simulated"] is False
