@@ -20,6 +20,7 @@ from percept.contracts import InputError
 
 __all__ = [
     "LOSS_NAMES",
+    "IMAGE_LOSS_NAMES",
     "MS_SSIM_WEIGHTS",
     "CS_FLOOR",
     "ssim",
@@ -34,7 +35,10 @@ __all__ = [
 MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # Floor for MS-SSIM's per-scale terms before the fractional power; see `ms_ssim`.
 CS_FLOOR: float = 1e-3
-LOSS_NAMES: tuple[str, ...] = ("mse", "mae", "ssim", "ms_ssim", "mix")
+# "vgg" is Johnson et al.'s perceptual loss (autoencoders/perceptual.py): it needs VGG-16 weights.
+LOSS_NAMES: tuple[str, ...] = ("mse", "mae", "ssim", "ms_ssim", "mix", "vgg")
+# The losses computed from the two images alone (no pretrained network, nothing to load).
+IMAGE_LOSS_NAMES: tuple[str, ...] = ("mse", "mae", "ssim", "ms_ssim", "mix")
 REDUCTIONS: tuple[str, ...] = ("mean", "none", "sum")
 
 
@@ -633,6 +637,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "ssim": ("data_range", "win_size", "sigma", "k1", "k2"),
     "ms_ssim": ("data_range", "scales", "weights", "win_size", "sigma", "k1", "k2"),
     "mix": ("alpha", "data_range", "scales", "weights", "win_size", "sigma", "k1", "k2"),
+    "vgg": ("feature_layer", "feature_weight", "style_weight", "tv_weight", "weights"),
 }
 
 
@@ -652,4 +657,8 @@ def get_loss(name: str, **options: object) -> nn.Module:
         return MSSSIMLoss(**options)
     if name == "mix":
         return MixLoss(**options)
+    if name == "vgg":
+        from autoencoders.perceptual import PerceptualLoss  # torchvision's VGG only when asked for
+
+        return PerceptualLoss(**options)
     raise AssertionError(f"loss {name!r} is in LOSS_NAMES but has no constructor")

@@ -60,7 +60,7 @@ def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) 
     import pytorch_msssim
     import torch
 
-    from autoencoders.losses import LOSS_NAMES, MS_SSIM_WEIGHTS, default_scales, get_loss, ms_ssim, ssim
+    from autoencoders.losses import IMAGE_LOSS_NAMES, MS_SSIM_WEIGHTS, default_scales, get_loss, ms_ssim, ssim
 
     x, y = _pair(batch, size, device)
     recon = x.clone().requires_grad_(True)
@@ -94,7 +94,7 @@ def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) 
     ]
     ours_values = {"ssim": ssim(x, y, 1.0, reduction="none"), "ms_ssim": ms_ssim(x, y, 1.0, reduction="none")}
 
-    fns: dict[str, Callable[[], None]] = {f"ours {name}": fwd_bwd(get_loss(name)) for name in LOSS_NAMES}
+    fns: dict[str, Callable[[], None]] = {f"ours {name}": fwd_bwd(get_loss(name)) for name in IMAGE_LOSS_NAMES}
     diffs: dict[str, tuple[str, float]] = {}
     refused: dict[str, str] = {}
     for label, kind, loss_fn, value_fn, _ in peers:
@@ -109,7 +109,7 @@ def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) 
     times = _time_round_robin(fns, device, repeats, warmup)
 
     rows: list[dict[str, object]] = []
-    for name in LOSS_NAMES:
+    for name in IMAGE_LOSS_NAMES:
         ms, cpu = times[f"ours {name}"]
         rows.append({"name": f"ours {name}", "ms": ms, "cpu": cpu, "vs": "", "cpu_vs": "", "diff": "", "note": ""})
     for label, kind, _, _, note in peers:

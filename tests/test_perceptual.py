@@ -77,3 +77,13 @@ def test_bad_options(weights_file):
         perceptual.PerceptualLoss(weights=weights_file, feature_layer="relu5_3")
     with pytest.raises(InputError, match="style_weight must be a non-negative"):
         perceptual.PerceptualLoss(weights=weights_file, style_weight=-1)
+
+
+def test_registry_builds_vgg_loss(weights_file):
+    from autoencoders.losses import get_loss
+
+    loss = get_loss("vgg", weights=str(weights_file), feature_layer="relu1_2")
+    x = torch.rand(1, 3, 32, 32)
+    assert loss(x, x).item() == 0.0 and loss(x, 1 - x).item() > 0
+    with pytest.raises(InputError, match="loss 'vgg' has no option\\(s\\) alpha"):
+        get_loss("vgg", alpha=0.5)
