@@ -53,7 +53,9 @@ def steps(cfg: DemoConfig, out: Path) -> list[tuple[str, str, list[str]]]:
             chain.append((f"train {arch}-{loss}", "autoencoders.cli", [
                 "train", "--data", "photos", "--arch", arch, "--loss", loss, "--epochs", str(cfg.epochs),
                 "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--width", str(cfg.width),
-                "--code-size", str(cfg.code_size), "--seed", str(cfg.seed), "--out", str(out)]))
+                "--code-size", str(cfg.code_size), "--seed", str(cfg.seed), "--out", str(out),
+                # a demo killed mid-training continues from the run's last checkpoint
+                "--resume"]))
     study = out / "study"
     chain += [
         ("reconstruct", "autoencoders.cli", ["reconstruct", "--out", str(out), "--split", "test", "--n", str(cfg.images)]),

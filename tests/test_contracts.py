@@ -151,3 +151,17 @@ def test_ids_reject_path_tricks(bad, tmp_path):
 
 def test_ids_accept_plain():
     assert responses_c.check_id("P01_a-2", "participant") == "P01_a-2"
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        csv = manifest_c.write_manifest(_manifest_rows(1), tmp_path / "m.csv")
+        npz = codes_c.write_codes(tmp_path / "c.npz", np.ones((1, 2)), np.array([0]), ["a"], ["test"])
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(csv.stat().st_mode) == 0o644
+    assert stat.S_IMODE(npz.stat().st_mode) == 0o644

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from percept.contracts.tables import ContractError
+from percept.contracts.tables import ContractError, replace_atomically
 
 KEYS = ("codes", "labels", "image_ids", "splits")
 
@@ -34,7 +34,7 @@ def write_codes(path: str | Path, codes: np.ndarray, labels: np.ndarray, image_i
             np.savez(fh, codes=c.codes, labels=c.labels, image_ids=c.image_ids, splits=c.splits)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_atomically(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -18,6 +18,19 @@ class ContractError(InputError):
     """A file breaks its contract; the message names the file, row and column."""
 
 
+def _umask_mode() -> int:
+    """0o666 less the process umask: the mode a plain open() would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def replace_atomically(tmp: str | Path, path: str | Path) -> None:
+    """Give a finished temp file (mkstemp makes them 0600) the usual mode, then rename it over `path`."""
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+
+
 def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """Write `df` to `path` through a temp file + fsync + rename, so readers never see half a file."""
     path = Path(path)
@@ -28,7 +41,7 @@ def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
             df.to_csv(fh, index=False, lineterminator="\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_atomically(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
