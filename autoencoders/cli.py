@@ -37,7 +37,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--download", action="store_const", const=True, help="download STL-10 (2.6 GB) if missing")
     p.add_argument("--no-verify", dest="verify", action="store_const", const=False, help="skip the STL-10 MD5 check")
-    p.add_argument("--resume", action="store_const", const=True, help="continue a killed run from its checkpoint")
+    p.add_argument("--resume", action="store_const", const=True, help="continue a killed run from its checkpoint (a run finished with the same settings: nothing to do)")
     p.add_argument("--overwrite", action="store_const", const=True, help="discard a previous run of the same name")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
 

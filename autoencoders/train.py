@@ -383,7 +383,11 @@ def _kl_term(kl: torch.Tensor, cfg: TrainConfig, x: torch.Tensor) -> torch.Tenso
 
 
 def prepare_run_dir(cfg: TrainConfig) -> dict | None:
-    """Decide between a fresh start, a resume (returns the checkpoint) and a clear refusal."""
+    """Decide between a fresh start (None), a resume (the checkpoint), done already ({"finished": True}) and a refusal.
+
+    `--resume` of a run that finished with the same settings is a no-op, so a pipeline that always
+    passes --resume can be rerun safely; without --resume a finished run is refused, never retrained.
+    """
     run_dir = cfg.run_dir
     record_path = run_dir / "config.json"
     ckpt_path = run_dir / "checkpoint.pt"
@@ -394,6 +398,8 @@ def prepare_run_dir(cfg: TrainConfig) -> dict | None:
         return None
     record = read_run_record(run_dir) if record_path.exists() else None
     if record is not None and record["status"] == "finished":
+        if cfg.resume and not _differing(record["config"], cfg):
+            return {"finished": True}  # nothing left to resume; nothing is retrained or mixed
         raise InputError(f"{run_dir}: run {cfg.run_name} already finished ({record['config'].get('epochs')} epochs); "
                          f"use a new --out or --seed, or --overwrite to retrain it")
     if not cfg.resume:
@@ -402,13 +408,17 @@ def prepare_run_dir(cfg: TrainConfig) -> dict | None:
     if not ckpt_path.exists():
         return None  # killed before its first checkpoint: nothing to continue from
     state = load_checkpoint(ckpt_path)
-    saved = state["config"]
-    now = asdict(cfg)
-    differ = [k for k in now if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k]]
+    differ = _differing(state["config"], cfg)
     if differ:
-        shown = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {now[k]!r}" for k in differ)
-        raise InputError(f"{ckpt_path}: cannot resume with different settings ({shown}); use the saved ones or --overwrite")
+        raise InputError(f"{ckpt_path}: cannot resume with different settings ({differ}); use the saved ones or --overwrite")
     return state
+
+
+def _differing(saved: dict, cfg: TrainConfig) -> str:
+    """The settings (other than RESUME_MAY_DIFFER) where `cfg` differs from a saved config, as text; '' if none."""
+    now = asdict(cfg)
+    return ", ".join(f"{k}: saved {saved.get(k)!r} vs now {now[k]!r}" for k in now
+                     if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k])
 
 
 def train(config: TrainConfig) -> Path:
@@ -423,6 +433,9 @@ def train(config: TrainConfig) -> Path:
     device = resolve_device(cfg.device)
     resume_state = prepare_run_dir(cfg)
     run_dir = cfg.run_dir
+    if resume_state is not None and resume_state.get("finished"):
+        print(f"train {cfg.run_name}: already finished with these settings; nothing to resume")
+        return run_dir
 
     train_set = load_dataset(cfg.data, cfg.train_split, root=cfg.data_root, image_size=cfg.image_size,
                              download=cfg.download, verify=cfg.verify)

@@ -99,9 +99,11 @@ def test_finished_run_is_not_retrained_without_overwrite(images, tmp_path):
     tr.train(cfg)
     with pytest.raises(InputError, match="already finished.*new --out or --seed, or --overwrite"):
         tr.train(cfg)
-    with pytest.raises(InputError, match="already finished"):
-        tr.train(replace(cfg, resume=True))
     before = (cfg.run_dir / "checkpoint.pt").read_bytes()
+    assert tr.train(replace(cfg, resume=True)) == cfg.run_dir  # same settings: nothing to resume, nothing retrained
+    assert (cfg.run_dir / "checkpoint.pt").read_bytes() == before
+    with pytest.raises(InputError, match="already finished"):
+        tr.train(replace(cfg, resume=True, epochs=2))
     tr.train(replace(cfg, overwrite=True, lr=1e-3))
     assert (cfg.run_dir / "checkpoint.pt").read_bytes() != before
     assert json.loads((cfg.run_dir / "config.json").read_text())["config"]["lr"] == 1e-3
