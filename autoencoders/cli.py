@@ -47,7 +47,7 @@ def _export_parsers(sub) -> None:
                        description="Write <out>/reconstructions/{manifest.csv, originals/, <run>/, contact_sheet.png}.")
     p.add_argument("--out", required=True, type=Path, help="experiment folder holding models/")
     p.add_argument("--split", help="split to reconstruct (default: the runs' held-out split)")
-    p.add_argument("--n", type=int, default=100, help="first N images of the split (default 100; fewer if the split is smaller)")
+    p.add_argument("--n", type=int, default=100, help="N images spread evenly over the split (default 100; all if the split is smaller)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p = sub.add_parser("encode", help="latent codes of train and held-out images by every finished run",
                        description="Write <out>/codes/<run>.npz (VAE: posterior means).")

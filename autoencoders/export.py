@@ -89,7 +89,11 @@ def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DEFAULT_N, device: str = "auto",
                 batch_size: int = 64) -> Path:
-    """Reconstruct the first n images of `split` (default: the runs' held-out split) with every finished run; return manifest.csv."""
+    """Reconstruct n images of `split` (default: the runs' held-out split) with every finished run; return manifest.csv.
+
+    The n images are spread evenly over the split (all of it when n is None or ≥ its size), so a
+    short study still samples every source photo or class rather than the first few.
+    """
     import pandas as pd
 
     from autoencoders.data import load_dataset, to_float, to_uint8
@@ -108,7 +112,7 @@ def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DE
     count = len(dataset) if n is None else min(n, len(dataset))
     if count == 0:
         raise InputError(f"--split {split}: dataset {shared['data']!r} has no images in it")
-    indices = np.arange(count)
+    indices = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int))  # count distinct, ordered
     originals_u8 = dataset.images[indices].transpose(0, 2, 3, 1)  # (N, H, W, 3) uint8, exactly what is saved
     originals = to_float(dataset.images[indices])
     ids = [dataset.image_id(i) for i in indices]
