@@ -18,6 +18,7 @@ from percept.contracts import ContractError, InputError
 from percept.contracts.design import read_design, read_design_meta
 from percept.contracts.manifest import file_hash, read_manifest
 from percept.contracts.responses import read_responses, read_session
+from percept.contracts.tables import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,6 @@ def versions() -> dict[str, str]:
 
 def write_json(obj: dict, path: str | Path) -> Path:
     """Write JSON atomically (NaN becomes null, so browsers and other tools can read it)."""
-    import json
     import math
 
     def clean(x: object) -> object:
@@ -244,9 +244,4 @@ def write_json(obj: dict, path: str | Path) -> Path:
             return str(x)
         return x
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(clean(obj), indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(path, clean(obj))

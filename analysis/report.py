@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from percept.contracts import InputError
+from percept.contracts.tables import atomic_write
 
 CSS = """
 body{font-family:DejaVu Sans,Arial,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -337,8 +338,4 @@ def report(out_dir: str | Path) -> Path:
 
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
-    path = adir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(adir / "report.html", page)

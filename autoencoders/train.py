@@ -9,14 +9,13 @@ uninterrupted one on the same device.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
-import os
 import platform
 import random
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from percept.contracts import InputError
+from percept.contracts.tables import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -197,30 +197,9 @@ def git_commit() -> str | None:
 # Files
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(fh) on a temp file beside `path`, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def read_run_record(run_dir: str | Path) -> dict:
@@ -250,7 +229,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save through a temp file + fsync + rename, so a crash never leaves half a checkpoint."""
     import torch
 
-    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -13,7 +13,10 @@ import argparse
 import os
 import statistics
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _pair(batch: int, size: int, device: str, seed: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:

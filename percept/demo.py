@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from percept.contracts import InputError
+from percept.contracts.tables import atomic_write_json
 
 STATE_FILE = "demo.json"
 
@@ -82,9 +83,7 @@ def _load_state(out: Path) -> dict | None:
 
 
 def _save_state(out: Path, state: dict) -> None:
-    tmp = out / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(out / STATE_FILE)
+    atomic_write_json(out / STATE_FILE, state)
 
 
 def prepare(out: Path, cfg: DemoConfig, fresh: bool) -> dict:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
-import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +17,7 @@ import pandas as pd
 
 from percept.contracts import ContractError, InputError
 from percept.contracts import responses as responses_c
+from percept.contracts.tables import atomic_write, atomic_write_json, fsync_dir
 
 
 def now_iso() -> str:
@@ -31,30 +30,9 @@ def record_path(csv_path: str | Path) -> Path:
     return Path(csv_path).with_suffix(".json")
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_record(path: str | Path, record: dict) -> Path:
     """Write a session record atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write_json(path, record)
 
 
 def repair_tail(path: str | Path) -> int:
@@ -120,7 +98,7 @@ class ResponseLog:
         self._fh = open(self.path, "a", newline="")
         if not existed:
             self._write_line(list(responses_c.COLUMNS))
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def _write_line(self, values: list) -> None:
         buf = io.StringIO()
@@ -204,15 +182,4 @@ def write_rows(path: str | Path, rows: list[dict]) -> Path:
     writer.writerow(responses_c.COLUMNS)
     for row in rows:
         writer.writerow([_cell(row[c]) for c in responses_c.COLUMNS])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, buf.getvalue())

@@ -1,14 +1,13 @@
 """Latent codes `codes/<run>.npz`: keys codes (N×D float32), labels (N int64, -1 if none), image_ids, splits."""
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from percept.contracts.tables import ContractError, replace_atomically
+from percept.contracts.tables import ContractError, atomic_write
 
 KEYS = ("codes", "labels", "image_ids", "splits")
 
@@ -27,17 +26,9 @@ def write_codes(path: str | Path, codes: np.ndarray, labels: np.ndarray, image_i
     """Validate shapes and write an uncompressed, pickle-free npz atomically."""
     path = Path(path)
     c = _validate(path, np.asarray(codes, dtype=np.float32), np.asarray(labels), np.asarray(image_ids, dtype=str), np.asarray(splits, dtype=str))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, codes=c.codes, labels=c.labels, image_ids=c.image_ids, splits=c.splits)
-            fh.flush()
-            os.fsync(fh.fileno())
-        replace_atomically(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, codes=c.codes, labels=c.labels, image_ids=c.image_ids, splits=c.splits)
+    atomic_write(path, buf.getvalue())
     return path
 
 

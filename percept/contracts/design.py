@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from percept.contracts.tables import ContractError, atomic_write_csv, read_csv_checked
+from percept.contracts.tables import ContractError, atomic_write_csv, atomic_write_json, read_csv_checked
 
 SLOTS = ("left", "right", "third")
 # Ranking trials: the slot shown at screen positions 1 (left), 2 (middle), 3 (right).
@@ -47,10 +47,7 @@ def write_design(df: pd.DataFrame, path: str | Path, meta: dict) -> Path:
         raise ContractError(f"{path}: design to write lacks column(s) {', '.join(missing)}")
     extra = [c for c in df.columns if c not in COLUMNS]
     atomic_write_csv(df[list(COLUMNS) + extra], path)
-    json_path = path.with_suffix(".json")
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(json_path)
+    atomic_write_json(path.with_suffix(".json"), meta)
     return path
 
 

@@ -1,6 +1,7 @@
 """Shared helpers for the CSV contracts: atomic writes and validated reads."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -25,27 +26,47 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def replace_atomically(tmp: str | Path, path: str | Path) -> None:
-    """Give a finished temp file (mkstemp makes them 0600) the usual mode, then rename it over `path`."""
-    os.chmod(tmp, _umask_mode())
-    os.replace(tmp, path)
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` to `path` via a temp file, fsync and rename, then fsync the folder.
 
-
-def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write `df` to `path` through a temp file + fsync + rename, so readers never see half a file."""
+    Readers see the old file or the new one, never half of one, whatever kills the process.
+    The file gets the mode a plain open() would give it (mkstemp's own is 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False, lineterminator="\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        replace_atomically(tmp, path)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """fsync a folder so a rename or a new file in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write `df` (without its index) to `path` atomically, so readers never see half a file."""
+    return atomic_write(path, df.to_csv(index=False, lineterminator="\n"))
+
+
+def atomic_write_json(path: str | Path, obj: object) -> Path:
+    """Write `obj` as indented JSON atomically (non-JSON values such as paths as strings)."""
+    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_csv_checked(
