@@ -3,7 +3,8 @@
 For each codes file `codes/<run>.npz` (percept/contracts/codes.py): a multinomial logistic
 regression (scikit-learn, lbfgs) on standardised train codes, scored on the test codes, with a
 Wilson 95% interval on test accuracy. Baselines: the same classifier on raw pixels of the same
-images (from `--pixels`, or the originals the manifest lists, when it lists every image), the
+images (from `--pixels`, else `pixels.npz` beside the codes folder as `percept encode` writes it, else
+the originals the manifest lists when it lists every image), the
 majority class of the train labels, and 1/K.
 """
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from percept.contracts import ContractError, InputError
+from percept.contracts import InputError
 from percept.contracts.codes import read_codes
+from percept.contracts.pixels import read_pixels
 
 RUN_PATTERN = re.compile(r"^(?P<arch>[^-]+)-(?P<loss>.+)-s(?P<seed>\d+)$")
 COLUMNS = ["kind", "run", "arch", "loss", "n_train", "n_test", "dim", "n_classes", "accuracy", "ci_low", "ci_high",
@@ -69,20 +71,6 @@ def _split(path: Path, codes) -> tuple[np.ndarray, np.ndarray]:
     return train, test
 
 
-def load_pixels(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a pixels npz (keys `pixels` N×… float in [0,1], `image_ids` N) as (ids, N×D float32)."""
-    if not path.is_file():
-        raise InputError(f"{path}: pixels file not found (an npz with keys 'pixels' and 'image_ids')")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("pixels", "image_ids") if k not in z.files]
-        if missing:
-            raise ContractError(f"{path}: pixels file lacks key(s) {', '.join(missing)}")
-        pix, ids = z["pixels"].astype(np.float32), z["image_ids"].astype(str)
-    if len(pix) != len(ids):
-        raise ContractError(f"{path}: {len(pix)} pixel rows but {len(ids)} image_ids")
-    return ids, pix.reshape(len(pix), -1)
-
-
 def pixels_from_manifest(manifest_path: Path, image_ids: np.ndarray) -> tuple[np.ndarray | None, str]:
     """Originals of `image_ids` as N×D float32 in [0,1] when the manifest lists all of them; else (None, why)."""
     from PIL import Image
@@ -132,8 +120,10 @@ def classify_codes(codes_dir: str | Path, *, pixels: str | Path | None = None, m
     base = {"run": "", "arch": "", "loss": "", "n_train": int(train0.sum()), "n_test": int(test0.sum()),
             "n_classes": len(np.unique(y_train))}
     ids = codes0.image_ids
+    if pixels is None and (codes_dir.parent / "pixels.npz").is_file():
+        pixels = codes_dir.parent / "pixels.npz"  # written by `percept encode` beside codes/
     if pixels is not None:
-        pix_ids, pix = load_pixels(Path(pixels))
+        pix_ids, pix = read_pixels(pixels)
         where = {iid: i for i, iid in enumerate(pix_ids)}
         missing = [i for i in ids[train0 | test0] if i not in where]
         if missing:

@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="linear classification of latent codes")
     _add_config(p)
     p.add_argument("--codes", type=Path, required=True, help="folder of codes/<run>.npz")
-    p.add_argument("--pixels", type=Path, default=None, help="npz with 'pixels' and 'image_ids' for the pixel baseline")
+    p.add_argument("--pixels", type=Path, default=None, help="pixels npz (percept/contracts/pixels.py) for the pixel baseline (default: pixels.npz beside the codes folder)")
     p.add_argument("--manifest", type=Path, default=None, help="manifest whose originals give the pixel baseline "
                    "(default: ../reconstructions/manifest.csv beside the codes folder)")
     p.add_argument("--C", dest="c", type=float, default=1.0, help="inverse L2 strength of the logistic regression")

@@ -187,6 +187,7 @@ def encode(out: str | Path, *, splits: Sequence[str] | None = None, device: str 
     from autoencoders.data import load_dataset
     from autoencoders.train import load_model, resolve_device
     from percept.contracts.codes import write_codes
+    from percept.contracts.pixels import write_pixels
 
     out = Path(out)
     runs = finished_runs(out)
@@ -211,4 +212,8 @@ def encode(out: str | Path, *, splits: Sequence[str] | None = None, device: str 
         path = write_codes(out / "codes" / f"{name}.npz", np.concatenate(codes), np.concatenate(labels), ids, split_names)
         print(f"encode {name}: {len(ids)} codes of size {codes[0].shape[1]} → {path}")
         paths.append(path)
+    # The same images as raw 8-bit pixels, for the classification experiment's pixel baseline.
+    pixels = write_pixels(out / "pixels.npz", np.concatenate([ds.images for ds in datasets]),
+                          [i for ds in datasets for i in ds.image_ids])
+    print(f"encode: raw pixels of the same images → {pixels}")
     return paths

@@ -91,6 +91,15 @@ def test_encode_writes_codes_of_train_and_test(experiment):
         assert codes.codes.shape == (23, 6) and codes.codes.dtype == np.float32
         assert set(codes.splits) == {"train", "test"} and (codes.labels == -1).all()
         assert len(set(codes.image_ids)) == 23 and (codes.splits == "test").sum() == 3
+    # the raw pixels of the same images, for the pixel baseline, exactly the dataset's 8-bit values
+    from percept.contracts.pixels import read_pixels
+
+    from autoencoders.data import load_dataset
+
+    ids, pixels = read_pixels(out / "pixels.npz")
+    assert ids.tolist() == codes.image_ids.tolist() and pixels.shape == (23, 3 * 32 * 32)
+    expected = np.concatenate([load_dataset(f"folder:{images}", s, image_size=32).images for s in ("train", "test")])
+    assert np.array_equal(np.round(pixels * 255).astype(np.uint8), expected.reshape(23, -1))
     # the VAE's codes are its posterior means: deterministic across calls
     first = read_codes(out / "codes" / "vae-ms_ssim-s0.npz").codes
     assert cli.main(["encode", "--out", str(out)]) == 0

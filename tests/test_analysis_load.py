@@ -172,3 +172,18 @@ def test_session_record_incomplete_warns(tmp_path):
     seen = []
     load_study(folder, warn=seen.append)
     assert any("not completed" in w for w in seen)
+
+
+def test_classification_uses_pixels_written_beside_the_codes(tmp_path):
+    from percept.contracts.pixels import write_pixels
+
+    rng = np.random.default_rng(1)
+    n = 90
+    labels = np.repeat([0, 1, 2], n // 3)
+    ids = [f"img{i}" for i in range(n)]
+    splits = np.where(np.arange(n) % 3 == 0, "test", "train")
+    _codes(tmp_path, "conv-mse-s0", labels, rng.normal(size=(n, 4)), ids, splits)
+    images = np.clip(rng.normal(80 * labels[:, None, None, None] + 40, 20, size=(n, 3, 4, 4)), 0, 255).astype(np.uint8)
+    write_pixels(tmp_path / "pixels.npz", images[::-1], ids[::-1])  # order differs from the codes: matched by id
+    pix = classify_codes(tmp_path / "codes").query("kind == 'pixels'").iloc[0]
+    assert pix["dim"] == 3 * 4 * 4 and pix["accuracy"] > 0.9 and "pixels.npz" in pix["note"]

@@ -165,3 +165,17 @@ def test_written_files_get_the_usual_mode(tmp_path):
         os.umask(mask)
     assert stat.S_IMODE(csv.stat().st_mode) == 0o644
     assert stat.S_IMODE(npz.stat().st_mode) == 0o644
+
+
+def test_pixels_round_trip_and_errors(tmp_path):
+    from percept.contracts import pixels as pixels_c
+
+    images = np.arange(2 * 3 * 2 * 2, dtype=np.uint8).reshape(2, 3, 2, 2)
+    ids, rows = pixels_c.read_pixels(pixels_c.write_pixels(tmp_path / "p.npz", images, ["a", "b"]))
+    assert ids.tolist() == ["a", "b"] and rows.shape == (2, 12) and rows.dtype == np.float32
+    assert rows[1, -1] == pytest.approx(23 / 255)
+    with pytest.raises(ContractError, match="pixels must be uint8"):
+        pixels_c.write_pixels(tmp_path / "q.npz", images.astype(np.float32), ["a", "b"])
+    np.savez(tmp_path / "r.npz", pixels=images.astype(np.float64), image_ids=np.array(["a", "b"]))
+    with pytest.raises(ContractError, match="r.npz: 'pixels' must be uint8"):
+        pixels_c.read_pixels(tmp_path / "r.npz")

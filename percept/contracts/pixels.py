@@ -1,0 +1,49 @@
+"""Raw pixels `pixels.npz` beside `codes/`: the images the codes were made from, for a pixel baseline.
+
+Keys: `pixels` (N×C×H×W uint8, exactly the dataset's 8-bit values) and `image_ids` (N str),
+matching the image_ids of the codes files. Readers get float32 rows in [0,1] (data_range 1).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from percept.contracts.tables import ContractError, atomic_write
+
+KEYS = ("pixels", "image_ids")
+
+
+def write_pixels(path: str | Path, pixels: np.ndarray, image_ids) -> Path:
+    """Write uint8 N×C×H×W pixels and their image ids as an uncompressed, pickle-free npz, atomically."""
+    pixels, ids = np.asarray(pixels), np.asarray(image_ids, dtype=str)
+    if pixels.dtype != np.uint8 or pixels.ndim != 4:
+        raise ContractError(f"{path}: pixels must be uint8 N×C×H×W, got {pixels.dtype} {pixels.shape}")
+    if ids.shape != (len(pixels),):
+        raise ContractError(f"{path}: {len(pixels)} images but image_ids of shape {ids.shape}")
+    buf = io.BytesIO()
+    np.savez(buf, pixels=pixels, image_ids=ids)
+    return atomic_write(path, buf.getvalue())
+
+
+def read_pixels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a pixels file as (image_ids, N×D float32 in [0,1])."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContractError(f"{path}: pixels file not found (written by `percept encode`)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in KEYS if k not in z.files]
+            if missing:
+                raise ContractError(f"{path}: pixels file lacks key(s) {', '.join(missing)}")
+            pixels, ids = z["pixels"], z["image_ids"].astype(str)
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, ContractError):
+            raise
+        raise ContractError(f"{path}: not a readable npz pixels file ({exc})") from None
+    if pixels.dtype != np.uint8:
+        raise ContractError(f"{path}: 'pixels' must be uint8 (8-bit images), got {pixels.dtype}")
+    if len(pixels) != len(ids):
+        raise ContractError(f"{path}: {len(pixels)} pixel rows but {len(ids)} image_ids")
+    return ids, pixels.reshape(len(pixels), -1).astype(np.float32) / 255.0
