@@ -224,3 +224,14 @@ def test_lme4_is_skipped_cleanly_without_r(monkeypatch, truth_trials):
     assert pr.lme4_available() is False
     table = pr.model_table(truth_trials.assign(arch="fc", pair="a:b"), bayes=False)
     assert list(table["estimator"]) == ["cluster_logit"]
+
+
+@pytest.mark.skipif(not pr.lme4_available(), reason="R with lme4 is not installed (Debian: r-cran-lme4)")
+def test_lme4_glmer_recovers_truth_and_its_se_exceeds_the_vb_sd(truth_trials):
+    glmer = pr.fit_lme4(truth_trials, "fc", "ms_ssim:mse")
+    vb = pr.fit_bayes_mixed(truth_trials, "fc", "ms_ssim:mse")
+    assert glmer.estimator == "lme4_glmer" and glmer.ci_low < LOGIT_60 < glmer.ci_high
+    assert 0.25 < glmer.sd_participant < 0.8 and 0.4 < glmer.sd_image < 1.0
+    # Same model, same data: the point estimates agree; VB's posterior SD is the smaller (REFERENCES.md).
+    assert vb.estimate == pytest.approx(glmer.estimate, abs=0.5 * glmer.se)
+    assert vb.se < glmer.se
