@@ -32,6 +32,8 @@ Responder = Callable[[str, "dict | None"], list[str]]
 IMAGE_SIZE = 96  # the manifests' usual image resolution (STL-10); others work if all images share one size
 BACKGROUND = (0.0, 0.0, 0.0)  # mid-grey in PsychoPy's rgb space [-1, 1]
 TEXT_HEIGHT = 20  # px
+FRAME_PX = 2  # width of the dark frame around each image, px
+FRAME_COLOR = (-0.6, -0.6, -0.6)  # dark grey in rgb [-1, 1]: visible on the mid-grey background
 THANKS_SECONDS = 10.0  # the thank-you screen closes by itself after this long
 
 
@@ -251,6 +253,11 @@ class Session:
         }
         self.image_stims = {name: visual.ImageStim(self.win, units="pix", size=None, interpolate=False, name=str(name))
                             for name in ("reference", "a", "b", "c")}
+        # A thin dark frame drawn under each image, so an image as grey as the background still
+        # shows its extent; the image covers the frame's inside, so its pixels stay exact.
+        self.frames = {name: visual.Rect(self.win, units="pix", width=s + 2 * FRAME_PX, height=s + 2 * FRAME_PX,
+                                         fillColor=FRAME_COLOR, lineColor=None, name=f"frame-{name}")
+                       for name in self.image_stims}
         self.text = visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white",
                                     wrapWidth=min(900, int(self.win.size[0]) - 40))
         self.prompt = visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white",
@@ -296,11 +303,12 @@ class Session:
     def _draw_trial(self, trial: pd.Series, pressed: list[str]) -> None:
         stims = self.image_stims
         self._draw_common()
-        stims["reference"].draw()
-        stims["a"].draw()
-        stims["b"].draw()
+        shown = ("reference", "a", "b", "c") if trial["kind"] == "ranking" else ("reference", "a", "b")
+        for name in shown:
+            self.frames[name].pos = stims[name].pos
+            self.frames[name].draw()
+            stims[name].draw()
         if trial["kind"] == "ranking":
-            stims["c"].draw()
             for k, label in enumerate(self.labels, start=1):
                 rank = pressed.index(str(k)) + 1 if str(k) in pressed else None
                 label.text = f"[{k}]" if rank is None else f"[{k}]  rank {rank}"

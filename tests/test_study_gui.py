@@ -151,6 +151,10 @@ def test_keys_become_choices_with_escape_resume_and_pixel_exact_screenshot(displ
         left = width // 2 + dx - s // 2
         crop = shot[top:top + s, left:left + s]
         np.testing.assert_array_equal(crop, np.kron(png, np.ones((2, 2, 1), dtype=np.uint8)), err_msg=slot)
+        # A dark frame just outside the image, darker than the mid-grey background beyond it.
+        frame = shot[top - 1, left:left + s].astype(int)
+        background = shot[top - 8, left:left + s].astype(int)
+        assert (frame < background - 40).all(), slot
     assert (shots / "ranking.png").is_file()
 
 
