@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from percept.contracts.tables import ContractError, atomic_write
+from percept.contracts.tables import ContractError, atomic_write, read_npz_checked
 
 KEYS = ("codes", "labels", "image_ids", "splits")
 
@@ -35,18 +35,7 @@ def write_codes(path: str | Path, codes: np.ndarray, labels: np.ndarray, image_i
 def read_codes(path: str | Path) -> Codes:
     """Read and validate a codes file (no pickles are loaded)."""
     path = Path(path)
-    if not path.is_file():
-        raise ContractError(f"{path}: codes file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in KEYS if k not in z.files]
-            if missing:
-                raise ContractError(f"{path}: codes file lacks key(s) {', '.join(missing)}")
-            arrays = {k: z[k] for k in KEYS}
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, ContractError):
-            raise
-        raise ContractError(f"{path}: not a readable npz codes file ({exc})") from None
+    arrays = read_npz_checked(path, KEYS, "codes")
     return _validate(path, **arrays)
 
 

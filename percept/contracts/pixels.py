@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from percept.contracts.tables import ContractError, atomic_write
+from percept.contracts.tables import ContractError, atomic_write, read_npz_checked
 
 KEYS = ("pixels", "image_ids")
 
@@ -30,18 +30,8 @@ def write_pixels(path: str | Path, pixels: np.ndarray, image_ids) -> Path:
 def read_pixels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a pixels file as (image_ids, N×D float32 in [0,1])."""
     path = Path(path)
-    if not path.is_file():
-        raise ContractError(f"{path}: pixels file not found (written by `percept encode`)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in KEYS if k not in z.files]
-            if missing:
-                raise ContractError(f"{path}: pixels file lacks key(s) {', '.join(missing)}")
-            pixels, ids = z["pixels"], z["image_ids"].astype(str)
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, ContractError):
-            raise
-        raise ContractError(f"{path}: not a readable npz pixels file ({exc})") from None
+    arrays = read_npz_checked(path, KEYS, "pixels")
+    pixels, ids = arrays["pixels"], arrays["image_ids"].astype(str)
     if pixels.dtype != np.uint8:
         raise ContractError(f"{path}: 'pixels' must be uint8 (8-bit images), got {pixels.dtype}")
     if len(pixels) != len(ids):

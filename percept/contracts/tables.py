@@ -69,6 +69,23 @@ def atomic_write_json(path: str | Path, obj: object) -> Path:
     return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_npz_checked(path: str | Path, keys: Sequence[str], what: str) -> dict[str, np.ndarray]:
+    """Load the named arrays of an npz without unpickling anything; name the file and missing keys on error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContractError(f"{path}: {what} file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise ContractError(f"{path}: {what} file lacks key(s) {', '.join(missing)}")
+            return {k: z[k] for k in keys}
+    except ContractError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise ContractError(f"{path}: not a readable npz {what} file ({exc})") from None
+
+
 def read_csv_checked(
     path: str | Path,
     required: Sequence[str],
