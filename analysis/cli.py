@@ -235,7 +235,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Make the TOML table of the command (if --config is given) the defaults of its subparser."""
-    import tomllib
+    from percept.contracts.tables import read_toml
 
     if not argv or argv[0] not in ("analyze", "classify", "power"):
         return
@@ -244,12 +244,7 @@ def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     known, _ = pre.parse_known_args(argv[1:])
     if known.config is None:
         return
-    try:
-        table = tomllib.loads(known.config.read_text()).get(argv[0], {})
-    except FileNotFoundError:
-        raise InputError(f"--config: {known.config} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"--config: {known.config} is not valid TOML ({exc})") from None
+    table = read_toml(known.config).get(argv[0], {})
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
     dests = {a.dest: a for a in sub._actions}
     values = {k.replace("-", "_"): v for k, v in table.items()}

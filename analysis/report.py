@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from percept.contracts import InputError
-from percept.contracts.tables import atomic_write
+from percept.contracts.tables import atomic_write, read_json
 
 CSS = """
 body{font-family:DejaVu Sans,Arial,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -169,10 +169,7 @@ def report(out_dir: str | Path) -> Path:
     summary_path = adir / "summary.json"
     if not summary_path.is_file():
         raise InputError(f"{summary_path}: no analysis summary; run `percept analyze --study {out_dir / 'study'}` first")
-    try:
-        summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{summary_path}: not valid JSON ({exc})") from None
+    summary = read_json(summary_path, "no analysis summary")
     figs = adir / "figures"
     study_dir = out_dir / "study" if (out_dir / "study").is_dir() else Path(summary.get("study", out_dir / "study"))
     manifest_path = summary.get("manifest")

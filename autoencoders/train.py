@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from percept.contracts import InputError
-from percept.contracts.tables import atomic_write
+from percept.contracts.tables import atomic_write, read_json, read_toml
 
 if TYPE_CHECKING:
     import torch
@@ -113,15 +113,7 @@ def _coerce(value: Any, f: dataclasses.Field, source: str) -> Any:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML config; a [train] table is used when present, else the top level."""
-    import tomllib
-
-    path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"--config {path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"--config {path}: not valid TOML ({exc})") from None
+    values = read_toml(path)
     return values.get("train", values)
 
 
@@ -205,12 +197,7 @@ def write_json(path: Path, data: dict) -> None:
 def read_run_record(run_dir: str | Path) -> dict:
     """Read a run's config.json."""
     path = Path(run_dir) / "config.json"
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: run record not found (was this run trained with `percept train`?)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    record = read_json(path, "run record not found (was this run trained with `percept train`?)")
     if not isinstance(record, dict) or "config" not in record or "status" not in record:
         raise InputError(f"{path}: not a percept run record (needs keys 'config' and 'status')")
     return record

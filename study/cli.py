@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 from percept.contracts import InputError
+from percept.contracts.tables import read_toml
 
 COMMANDS = ("design", "run", "simulate")
 
@@ -91,12 +91,7 @@ def _apply_config(parser: argparse.ArgumentParser, command: str, argv: list[str]
     known, _ = pre.parse_known_args(argv)
     if known.config is None:
         return
-    try:
-        table = tomllib.loads(known.config.read_text()).get(command, {})
-    except FileNotFoundError:
-        raise InputError(f"--config: {known.config} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"--config: {known.config} is not valid TOML ({exc})") from None
+    table = read_toml(known.config).get(command, {})
     dests = {a.dest for a in parser._actions}
     unknown = [k for k in table if k.replace("-", "_") not in dests]
     if unknown:

@@ -179,3 +179,23 @@ def test_pixels_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "r.npz", pixels=images.astype(np.float64), image_ids=np.array(["a", "b"]))
     with pytest.raises(ContractError, match="r.npz: 'pixels' must be uint8"):
         pixels_c.read_pixels(tmp_path / "r.npz")
+
+
+def test_json_and_toml_readers_give_one_clear_error(tmp_path):
+    from percept.contracts import InputError
+    from percept.contracts.tables import read_json, read_toml
+
+    with pytest.raises(ContractError, match=r"x\.json: session record not found$"):
+        read_json(tmp_path / "x.json", "session record not found")
+    (tmp_path / "y.json").write_text("{oops")
+    with pytest.raises(ContractError, match=r"y\.json: not valid JSON"):
+        read_json(tmp_path / "y.json", "")
+    (tmp_path / "y.json").write_text('{"a": 1}')
+    assert read_json(tmp_path / "y.json", "") == {"a": 1}
+    with pytest.raises(InputError, match=r"--config .*c\.toml: file not found"):
+        read_toml(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text("[train\n")
+    with pytest.raises(InputError, match=r"--config .*c\.toml: not valid TOML"):
+        read_toml(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text("[train]\nepochs = 3\n")
+    assert read_toml(tmp_path / "c.toml") == {"train": {"epochs": 3}}

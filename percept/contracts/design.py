@@ -7,12 +7,11 @@ positions left, middle, right). Paths are relative to the design file's folder.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from percept.contracts.tables import ContractError, atomic_write_csv, atomic_write_json, read_csv_checked
+from percept.contracts.tables import ContractError, atomic_write_csv, atomic_write_json, read_csv_checked, read_json
 
 SLOTS = ("left", "right", "third")
 # Ranking trials: the slot shown at screen positions 1 (left), 2 (middle), 3 (right).
@@ -114,10 +113,4 @@ def check_images(df: pd.DataFrame, path: str | Path) -> None:
 
 def read_design_meta(path: str | Path) -> dict:
     """Read design.json beside design.csv."""
-    json_path = Path(path).with_suffix(".json")
-    try:
-        return json.loads(json_path.read_text())
-    except FileNotFoundError:
-        raise ContractError(f"{json_path}: design record not found (it is written with design.csv)") from None
-    except json.JSONDecodeError as exc:
-        raise ContractError(f"{json_path}: not valid JSON ({exc})") from None
+    return read_json(Path(path).with_suffix(".json"), "design record not found (it is written with design.csv)")

@@ -9,13 +9,12 @@ written by a scripted observer, 0 for people.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from percept.contracts.tables import ContractError, read_csv_checked
+from percept.contracts.tables import ContractError, read_csv_checked, read_json
 
 ORDER_SEP = ">"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -82,12 +81,7 @@ def read_responses(path: str | Path) -> pd.DataFrame:
 def read_session(path: str | Path) -> dict:
     """Read the session record (`.json` beside the CSV)."""
     path = Path(path)
-    try:
-        rec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ContractError(f"{path}: session record not found") from None
-    except json.JSONDecodeError as exc:
-        raise ContractError(f"{path}: not valid JSON ({exc})") from None
+    rec = read_json(path, "session record not found")
     missing = [k for k in ("participant", "session", "simulated", "completed") if k not in rec]
     if missing:
         raise ContractError(f"{path}: session record lacks key(s) {', '.join(missing)}")

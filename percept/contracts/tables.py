@@ -69,6 +69,30 @@ def atomic_write_json(path: str | Path, obj: object) -> Path:
     return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json(path: str | Path, not_found: str) -> object:
+    """Parse a JSON file; a missing file raises `{path}: {not_found}`, a malformed one names the parse error."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ContractError(f"{path}: {not_found}") from None
+    except json.JSONDecodeError as exc:
+        raise ContractError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_toml(path: str | Path) -> dict:
+    """Parse a `--config` TOML file; a missing or malformed file is one clear InputError."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--config {path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"--config {path}: not valid TOML ({exc})") from None
+
+
 def read_npz_checked(path: str | Path, keys: Sequence[str], what: str) -> dict[str, np.ndarray]:
     """Load the named arrays of an npz without unpickling anything; name the file and missing keys on error."""
     path = Path(path)
