@@ -23,6 +23,7 @@ __all__ = [
     "IMAGE_LOSS_NAMES",
     "MS_SSIM_WEIGHTS",
     "CS_FLOOR",
+    "RANGE_TOLERANCE",
     "ssim",
     "ms_ssim",
     "psnr",
@@ -33,7 +34,8 @@ __all__ = [
 
 # Wang et al. (2003): the exponents of the five scales, finest first.
 MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-# Floor for MS-SSIM's per-scale terms before the fractional power; see `ms_ssim`.
+# Floor for MS-SSIM's per-scale terms (every cs_j and the coarsest scale's full SSIM) before the
+# fractional power: terms below it are raised to it in value only; see `ms_ssim`.
 CS_FLOOR: float = 1e-3
 # "vgg" is Johnson et al.'s perceptual loss (autoencoders/perceptual.py): it needs VGG-16 weights.
 LOSS_NAMES: tuple[str, ...] = ("mse", "mae", "ssim", "ms_ssim", "mix", "vgg")
@@ -67,8 +69,18 @@ def _check_reduction(reduction: str) -> None:
         raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
 
 
-def _check_pair(x: Tensor, y: Tensor, min_size: int = 1) -> None:
-    """Raise InputError unless x and y are finite float (N,C,H,W) tensors of one shape, at least min_size px."""
+# How far outside [0, data_range] a value may lie (as a fraction of data_range) before it is
+# refused: float rounding of in-range arithmetic stays far below it, an image in the wrong range
+# (0-255 scored with data_range 1, or [-1, 1]) is far above it.
+RANGE_TOLERANCE: float = 1e-4
+
+
+def _check_pair(x: Tensor, y: Tensor, min_size: int = 1, data_range: float | None = None) -> None:
+    """Raise InputError unless x, y are finite float (N,C,H,W) of one shape, >= min_size px, in [0, data_range].
+
+    The range is checked within RANGE_TOLERANCE * data_range, and only when data_range is given:
+    mse and mae, which have none, check finiteness alone.
+    """
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, Tensor):
             raise InputError(f"{name} must be a torch.Tensor of shape (N,C,H,W), got {type(t).__name__}")
@@ -87,12 +99,31 @@ def _check_pair(x: Tensor, y: Tensor, min_size: int = 1) -> None:
         raise InputError(
             f"images of {h}x{w} px (shape {tuple(x.shape)}) are smaller than the {min_size}x{min_size} window"
         )
-    # One cheap reduction per tensor: a NaN or inf anywhere makes the sum non-finite (an
-    # overflowing sum of finite values is told apart by the exact check).
-    for name, t in (("x", x), ("y", y)):
-        t = t.detach()
-        if not math.isfinite(float(t.sum(dtype=torch.float64))) and not bool(torch.isfinite(t).all()):
-            raise InputError(f"{name} contains NaN or infinite values (shape {tuple(t.shape)})")
+    # One pass per tensor (aminmax) and one device sync for both: NaN propagates into min and max,
+    # +-inf shows up as max or min, so the same two numbers answer finiteness and range.
+    with torch.no_grad():
+        bounds = torch.stack([v.to(torch.float64) for t in (x, y) for v in torch.aminmax(t.detach())]).tolist()
+    for name, t, (low, high) in (("x", x, bounds[0:2]), ("y", y, bounds[2:4])):
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise InputError(_non_finite_message(name, t))
+        if data_range is not None:
+            slack = RANGE_TOLERANCE * data_range
+            if low < -slack or high > data_range + slack:
+                raise InputError(
+                    f"{name} has values in [{low:.4g}, {high:.4g}], outside [0, {data_range:g}] = [0, data_range] "
+                    f"(shape {tuple(t.shape)}); clip the images or pass the matching data_range"
+                )
+
+
+def _non_finite_message(name: str, t: Tensor) -> str:
+    """One line counting the NaN and infinite values of t, with the range of its finite values (error path only)."""
+    t = t.detach()
+    finite = t[torch.isfinite(t)]
+    counts = (f"{int(torch.isnan(t).sum())} NaN, {int(torch.isposinf(t).sum())} +inf, "
+              f"{int(torch.isneginf(t).sum())} -inf of {t.numel()}")
+    span = (f"finite values in [{float(finite.min()):.4g}, {float(finite.max()):.4g}]" if finite.numel()
+            else "no finite values")
+    return f"{name} contains NaN or infinite values (shape {tuple(t.shape)}: {counts}; {span})"
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -298,6 +329,8 @@ def ssim(
     ----------
     x, y : Tensor
         Float images of one shape (N, C, H, W), values in [0, data_range], H and W >= win_size.
+        NaN, inf or values outside [0, data_range] by more than RANGE_TOLERANCE * data_range
+        raise InputError (quoting the tensor's min, max and shape).
     data_range : float
         The value range L of the images (1.0 for [0,1]); C1 = (k1*L)^2, C2 = (k2*L)^2.
     win_size, sigma : int, float
@@ -315,7 +348,7 @@ def ssim(
     _check_reduction(reduction)
     _check_data_range(data_range)
     _check_window(win_size, sigma, k1, k2)
-    _check_pair(x, y, min_size=win_size)
+    _check_pair(x, y, min_size=win_size, data_range=data_range)
     with torch.autocast(device_type=x.device.type, enabled=False):
         dtype = _compute_dtype(x)
         x, y = x.to(dtype), y.to(dtype)
@@ -337,18 +370,21 @@ def _scale_sizes(h: int, w: int, scales: int) -> list[tuple[int, int]]:
 
 
 def default_scales(h: int, w: int, win_size: int = 11) -> int:
-    """Number of MS-SSIM scales used by default for an h x w image (5, else the most that fit; 3 at 96x96).
+    """Default number of MS-SSIM scales: the most, up to 5, whose coarsest 'valid' map is >= win_size px a side.
 
-    The standard five scales are used when the coarsest scale is still at least one window wide
-    (min side >= 161 px for 11 taps; >= 176 px if halving rounds down). Otherwise the largest
-    number of scales whose coarsest 'valid' SSIM map is itself at least one window wide, so that
-    its mean is taken over a real neighbourhood: 3 at 96x96 (maps 86, 38, 14 px; a fourth scale
-    would leave a 2x2 map, where contrast-structure is unstable and often negative). Never fewer
-    than 1 (then MS-SSIM equals SSIM).
+    One rule for every size. The coarsest term is the mean of its 'valid' SSIM map; requiring that
+    map to be at least one window wide (coarsest image >= 2 * win_size - 1 px) means the mean is
+    taken over win_size x win_size window positions, not over a handful. With 11 taps: 1 scale
+    below 41 px, 2 from 41, 3 from 81 (96 px -> maps 86, 38, 14), 4 from 161, 5 from 321 px (sizes
+    halve rounding up). The limit Wang et al. and the peer libraries accept, a coarsest map of
+    1x1 (5 scales from 161 px), would give 4 scales with a 2x2 map at 96 px: the coarsest term
+    is then the correlation of one to four windows. On 200 crops of bundled photos against crops
+    of other content it was negative for 22-36% of image channels with a 1x1 or 2x2 map, 10-11%
+    with a 12x12 or 14x14 map; noise and blur pairs: never (`benchmarks/ms_ssim_scales.py`).
+    An explicit `scales` may still go down to that 1x1 limit (see `_resolve_scales`).
     """
-    if min(_scale_sizes(h, w, len(MS_SSIM_WEIGHTS))[-1]) >= win_size:
-        return len(MS_SSIM_WEIGHTS)
-    fitting = [s for s in range(1, len(MS_SSIM_WEIGHTS)) if min(_scale_sizes(h, w, s)[-1]) - win_size + 1 >= win_size]
+    fitting = [s for s in range(1, len(MS_SSIM_WEIGHTS) + 1)
+               if min(_scale_sizes(h, w, s)[-1]) - win_size + 1 >= win_size]
     return max(fitting, default=1)
 
 
@@ -425,39 +461,46 @@ def ms_ssim(
     Parameters
     ----------
     x, y : Tensor
-        Float images of one shape (N, C, H, W), values in [0, data_range].
+        Float images of one shape (N, C, H, W), values in [0, data_range]; refused as in `ssim`.
     data_range : float
         The value range L of the images (1.0 for [0,1]).
     scales : int or None
-        Number of scales. None: the standard 5 where the image allows it (coarsest scale at
-        least `win_size` px), else the most scales whose coarsest 'valid' map is at least
-        `win_size` px (3 at 96x96, maps 86, 38 and 14 px); see `default_scales`. An explicit
-        number may go down to a coarsest scale of exactly `win_size` px; more raises InputError.
+        Number of scales. None: the most scales, up to 5, whose coarsest 'valid' SSIM map is at
+        least `win_size` x `win_size` (`default_scales`): 3 at 96x96 (maps 86, 38 and 14 px),
+        4 from 161 px, the standard 5 from 321 px with 11 taps. An explicit number may go down
+        to a coarsest scale of exactly `win_size` px (a 1x1 map, the peers' limit: 5 scales
+        from 161 px); more raises InputError.
     weights : sequence of float or None
         One exponent per scale, finest first, used as given. None: (0.0448, 0.2856, 0.3001,
         0.2363, 0.1333) at 5 scales, as published; at fewer scales the first `scales` of them
-        renormalised to sum to 1 (0.0711, 0.4530, 0.4760 at 3 scales).
+        renormalised to sum to 1 (0.0711, 0.4530, 0.4760 at 3 scales; 0.0517, 0.3295, 0.3462,
+        0.2726 at 4).
     win_size, sigma, k1, k2 : as in `ssim`.
     reduction : {'mean', 'none', 'sum'}
         Over images; 'none' gives per-image values of shape (N,).
 
     Notes
     -----
-    Negative contrast-structure terms: the original formula gives NaN for a negative term raised
-    to a fractional power, peers clip with ReLU (the sample then gets zero gradient) and cs**w has
-    an infinite slope at 0. Here each per-scale term is floored at CS_FLOOR = 1e-3 in value with a
-    straight-through gradient: the forward pass uses max(term, 1e-3)**w, the backward pass treats
-    the floor as the identity, so the gradient is w * max(term, 1e-3)**(w-1) * (rest of the
-    product): finite everywhere, and still nonzero (pushing the term up) for a sample whose term is
-    negative. Values only differ from the formula when a term is below 1e-3, which natural image
-    pairs never reach.
+    The floor. The original formula gives NaN for a negative term raised to a fractional power,
+    peers clip with ReLU (the sample then gets zero gradient) and t**w has an infinite slope at 0.
+    Here every per-scale term t_j, per image and channel, goes through max(t_j, CS_FLOOR) with
+    CS_FLOOR = 1e-3 before the power: the contrast-structure terms cs_j of the finer scales and
+    the coarsest scale's full SSIM l_M * cs_M alike, negative or not. A term >= 1e-3 passes
+    unchanged, bit for bit, in value and gradient. A term below 1e-3 (negative, zero, or a small
+    positive one such as the luminance of a black image against a white one) is replaced by 1e-3
+    in value, while the backward pass treats the floor as the identity (straight-through): its
+    gradient is w_j * 1e-3**(w_j - 1) * (rest of the product), finite, and nonzero (pushing the
+    term up) for a sample whose term is negative. So the returned MS-SSIM is never below
+    1e-3**sum(w) (about 1e-3), and with one scale it equals SSIM only where SSIM >= 1e-3. On
+    natural image pairs (noise, blur) every term is far above 1e-3 and the result is the
+    formula's, bit for bit (tested against the unfloored computation and piq).
     Odd sizes are pooled by replicating the last row/column (Wang's reference code pads
     symmetrically after the image); piq pads before it, pytorch_msssim with zeros. Even sizes agree.
     """
     _check_reduction(reduction)
     _check_data_range(data_range)
     _check_window(win_size, sigma, k1, k2)
-    _check_pair(x, y, min_size=win_size)
+    _check_pair(x, y, min_size=win_size, data_range=data_range)
     n_scales, scale_weights = _resolve_scales(x.shape[-2], x.shape[-1], win_size, scales, weights)
     with torch.autocast(device_type=x.device.type, enabled=False):
         per_image, _ = _ms_ssim_per_image(x, y, data_range, scale_weights, win_size, sigma, k1, k2)
@@ -493,10 +536,10 @@ def _ms_ssim_per_image(
 
 
 def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Peak signal-to-noise ratio in dB, 10*log10(L^2 / MSE) per image (+inf when x == y)."""
+    """Peak signal-to-noise ratio in dB, 10*log10(L^2 / MSE) per image (+inf when x == y); inputs as in `ssim`."""
     _check_reduction(reduction)
     _check_data_range(data_range)
-    _check_pair(x, y)
+    _check_pair(x, y, data_range=data_range)
     with torch.autocast(device_type=x.device.type, enabled=False):
         dtype = _compute_dtype(x)
         mse = (x.to(dtype) - y.to(dtype)).square().mean(dim=(1, 2, 3))
@@ -510,16 +553,8 @@ def image_metrics(x: Tensor, y: Tensor, data_range: float = 1.0) -> dict[str, Te
     SSIM and MS-SSIM use the defaults of `ssim` and `ms_ssim` (11 taps, sigma 1.5, 3 scales at 96x96).
     """
     _check_data_range(data_range)
-    _check_pair(x, y, min_size=11)
+    _check_pair(x, y, min_size=11, data_range=data_range)
     with torch.no_grad():
-        for name, t in (("x", x), ("y", y)):
-            low, high = float(t.min()), float(t.max())
-            slack = 1e-4 * data_range
-            if low < -slack or high > data_range + slack:
-                raise InputError(
-                    f"{name} has values in [{low:.4g}, {high:.4g}], outside [0, {data_range:g}] = [0, data_range]; "
-                    "clip the images or pass the matching data_range"
-                )
         _, weights = _resolve_scales(x.shape[-2], x.shape[-1], 11, None, None)
         with torch.autocast(device_type=x.device.type, enabled=False):
             dtype = _compute_dtype(x)

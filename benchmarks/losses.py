@@ -4,8 +4,9 @@ Prints one table per device (CPU with 2 threads; CUDA too when available): media
 process CPU time of several repeats after warm-up, each peer's time as a multiple of ours, and
 the largest absolute difference between our per-image values and theirs on the same batch.
 The candidates are timed round-robin (one call of each per repeat), so a change in machine
-load hits all of them alike. `--size 192` gives the standard five MS-SSIM scales, which
-pytorch_msssim needs (it refuses 96 px with an 11-tap window).
+load hits all of them alike. MS-SSIM uses the default number of scales for `--size` (3 at 96 px,
+4 at 192 px); `--size 192 --scales 5` gives the standard five, the setting pytorch_msssim is
+built for (it refuses 96 px with an 11-tap window).
 """
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def _time_round_robin(
     return {name: (1e3 * statistics.median(wall[name]), 1e3 * statistics.median(cpu[name])) for name in fns}
 
 
-def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) -> list[dict[str, object]]:
+def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int,
+                 scales: int | None = None) -> list[dict[str, object]]:
     """Rows (name, ms, cpu, vs, cpu_vs, diff, note) for one device; peers' ratios are their time / ours."""
     import piq
     import pytorch_msssim
@@ -75,7 +77,7 @@ def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) 
 
         return run
 
-    scales = default_scales(size, size)
+    scales = default_scales(size, size) if scales is None else scales
     weights = MS_SSIM_WEIGHTS[:scales]
     piq_weights = torch.tensor(weights, device=device)  # piq renormalises them, as we do below 5 scales
     # (label, kind compared with, loss to time, per-image values, note)
@@ -95,9 +97,13 @@ def bench_device(device: str, batch: int, size: int, repeats: int, warmup: int) 
          lambda a, b: pytorch_msssim.ms_ssim(a, b, data_range=1.0, weights=list(weights), size_average=False),
          f"{scales} scales"),
     ]
-    ours_values = {"ssim": ssim(x, y, 1.0, reduction="none"), "ms_ssim": ms_ssim(x, y, 1.0, reduction="none")}
+    ours_values = {"ssim": ssim(x, y, 1.0, reduction="none"),
+                   "ms_ssim": ms_ssim(x, y, 1.0, scales=scales, reduction="none")}
 
-    fns: dict[str, Callable[[], None]] = {f"ours {name}": fwd_bwd(get_loss(name)) for name in IMAGE_LOSS_NAMES}
+    fns: dict[str, Callable[[], None]] = {
+        f"ours {name}": fwd_bwd(get_loss(name, scales=scales) if name in ("ms_ssim", "mix") else get_loss(name))
+        for name in IMAGE_LOSS_NAMES
+    }
     diffs: dict[str, tuple[str, float]] = {}
     refused: dict[str, str] = {}
     for label, kind, loss_fn, value_fn, _ in peers:
@@ -134,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=96, help="image side in px (default 96, STL-10)")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds; the median is reported")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls of each candidate first")
+    parser.add_argument("--scales", type=int, default=None,
+                        help="MS-SSIM scales (default: autoencoders.losses.default_scales for --size)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="all")
     args = parser.parse_args(argv)
@@ -151,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         print(f"\n[{name}]")
         print(f"{'loss':<24} {'wall ms':>9} {'vs ours':>8} {'cpu ms':>9} {'vs ours':>8} {'max|diff|':>10}  note")
-        for row in bench_device(device, args.batch, args.size, args.repeats, args.warmup):
+        for row in bench_device(device, args.batch, args.size, args.repeats, args.warmup, args.scales):
             print(f"{row['name']:<24} {row['ms']:>9.1f} {row['vs']:>8} {row['cpu']:>9.1f} {row['cpu_vs']:>8} "
                   f"{row['diff']:>10}  {row['note']}")
     return 0

@@ -14,8 +14,11 @@ from autoencoders.losses import (
     IMAGE_LOSS_NAMES,
     LOSS_NAMES,
     MS_SSIM_WEIGHTS,
+    RANGE_TOLERANCE,
     _downsample,
+    _floor_straight_through,
     _resolve_scales,
+    _scale_sizes,
     default_scales,
     get_loss,
     image_metrics,
@@ -23,6 +26,7 @@ from autoencoders.losses import (
     psnr,
     ssim,
 )
+import autoencoders.losses as losses_module
 from percept.contracts import InputError
 
 IMAGES = ("astronaut", "chelsea", "coffee")
@@ -130,7 +134,8 @@ def test_ms_ssim_explicit_four_scales_matches_piq(pairs96):
 
 def test_ms_ssim_five_scales_matches_piq_and_pytorch_msssim(pairs192):
     x, y = pairs192
-    ours = ms_ssim(x, y, 1.0, reduction="none")
+    # Five scales are explicit here: 192 px is below the default's 321 px (coarsest map 2x2).
+    ours = ms_ssim(x, y, 1.0, scales=5, reduction="none")
     ref_piq = piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none")
     ref_pm = pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False)
     torch.testing.assert_close(ours, ref_piq, rtol=0, atol=1e-5)
@@ -157,8 +162,9 @@ def test_data_range_is_used_not_inferred(pairs96):
     x, y = pairs96
     scaled = ssim(255 * x, 255 * y, 255.0, reduction="none")
     torch.testing.assert_close(scaled, ssim(x, y, 1.0, reduction="none"), rtol=0, atol=1e-9)
-    # The same 0-255 images scored with the wrong range give a different (wrong) value, not a silent fix.
-    assert (ssim(255 * x, 255 * y, 1.0, reduction="none") - scaled).abs().max() > 1e-3
+    # The same 0-255 images with the wrong range are refused, neither silently fixed nor mis-scored.
+    with pytest.raises(InputError, match=r"x has values in \[.*\], outside \[0, 1\]"):
+        ssim(255 * x, 255 * y, 1.0, reduction="none")
 
 
 # --------------------------------------------------------------------------- definition details
@@ -190,8 +196,9 @@ def test_reductions(pairs96):
 
 def test_default_scales_and_weights():
     assert default_scales(96, 96) == 3
-    assert default_scales(176, 176) == 5
-    assert default_scales(512, 300) == 5
+    assert default_scales(176, 176) == 4
+    assert default_scales(512, 300) == 4  # the shorter side decides
+    assert default_scales(512, 330) == 5
     assert default_scales(42, 42) == 2  # second 'valid' map 11 px
     assert default_scales(40, 40) == 1  # it would be 10 px
     assert default_scales(11, 11) == 1
@@ -199,7 +206,30 @@ def test_default_scales_and_weights():
     assert scales == 3
     assert weights == pytest.approx((0.0711, 0.4530, 0.4760), abs=1e-4)
     assert sum(weights) == pytest.approx(1.0)
-    assert _resolve_scales(200, 200, 11, None, None) == (5, MS_SSIM_WEIGHTS)
+    assert _resolve_scales(400, 400, 11, None, None) == (5, MS_SSIM_WEIGHTS)
+    assert _resolve_scales(200, 200, 11, None, None)[1] == pytest.approx((0.0517, 0.3295, 0.3462, 0.2726), abs=1e-4)
+
+
+@pytest.mark.parametrize("size, expected", [(96, 3), (160, 3), (161, 4), (176, 4), (192, 4), (256, 4), (320, 4),
+                                            (321, 5), (512, 5)])
+def test_default_scales_follow_one_rule(size, expected):
+    # The rule: the most scales, up to 5, whose coarsest 'valid' map is at least one window (11 px) wide.
+    assert default_scales(size, size) == expected
+    map_side = min(_scale_sizes(size, size, expected)[-1]) - 10
+    assert map_side >= 11
+    if expected < len(MS_SSIM_WEIGHTS):
+        assert min(_scale_sizes(size, size, expected + 1)[-1]) - 10 < 11  # one more scale breaks it
+    # Every size in the list still fits the peers' limit (1x1 map) for more scales when asked explicitly.
+    assert _resolve_scales(size, size, 11, min(expected + 1, 5), None)[0] == min(expected + 1, 5)
+
+
+def test_ms_ssim_default_four_scales_matches_piq(pairs192):
+    x, y = pairs192
+    ours = ms_ssim(x, y, 1.0, reduction="none")  # 192 px: 4 scales by default, coarsest map 14x14
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:4], dtype=torch.float64)  # piq renormalises them
+    ref = piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none", scale_weights=weights)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(image_metrics(x, y)["ms_ssim"], ours, rtol=0, atol=1e-12)
 
 
 def test_default_ms_ssim_at_96_equals_explicit_three_scales(pairs96):
@@ -309,9 +339,64 @@ def test_anti_correlated_sample_keeps_its_gradient(pairs96):
     g = _grad(lambda a, b: ms_ssim(a, b, reduction="sum"), x, y)
     assert torch.isfinite(g).all()
     assert g[1].abs().sum() > 0  # a ReLU clip would give exactly zero here
-    # Its gradient points uphill: a small step along it raises the (unfloored) similarity.
-    x1 = x[1:] + 1e-3 * g[1:] / g[1:].abs().max()
+    # Its gradient points uphill: a small step along it (kept in [0, 1]) raises the (unfloored) similarity.
+    x1 = (x[1:] + 1e-3 * g[1:] / g[1:].abs().max()).clamp(0, 1)
     assert ssim(x1, y[1:]) > ssim(x[1:], y[1:])
+
+
+def test_floor_changes_only_values_below_it_and_passes_gradient_through():
+    t = torch.tensor([-0.5, 0.0, 5e-4, CS_FLOOR, 2e-3, 0.9], dtype=torch.float64, requires_grad=True)
+    floored = _floor_straight_through(t, CS_FLOOR)
+    # Terms below the floor become it (up to the rounding of t + (floor - t)); the rest pass bit for bit.
+    torch.testing.assert_close(floored[:3].detach(), torch.full((3,), CS_FLOOR, dtype=torch.float64), rtol=1e-12,
+                               atol=0)
+    assert torch.equal(floored[3:].detach(), t[3:].detach())
+    floored.sum().backward()
+    assert torch.equal(t.grad, torch.ones_like(t))  # identity gradient, floored or not
+
+
+def _terms_seen(monkeypatch) -> list[torch.Tensor]:
+    """Record the stacked per-scale terms (S, N, C) that reach the floor in each ms_ssim call."""
+    seen: list[torch.Tensor] = []
+    floor_fn = losses_module._floor_straight_through
+
+    def spy(t: torch.Tensor, floor: float) -> torch.Tensor:
+        seen.append(t.detach().clone())
+        return floor_fn(t, floor)
+
+    monkeypatch.setattr(losses_module, "_floor_straight_through", spy)
+    return seen
+
+
+@pytest.mark.parametrize("pairs, scales", [("pairs96", None), ("pairs192", None), ("pairs192", 5)])
+def test_floor_leaves_natural_pairs_unchanged(request, monkeypatch, pairs, scales):
+    x, y = request.getfixturevalue(pairs)
+    a, b = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    seen = _terms_seen(monkeypatch)
+    floored = ms_ssim(a, b, scales=scales, reduction="none")
+    floored.sum().backward()
+    assert float(seen[0].min()) > 0.1  # every term far above the floor: the test is about real values
+    grads = (a.grad.clone(), b.grad.clone())
+    a.grad = b.grad = None
+    monkeypatch.setattr(losses_module, "CS_FLOOR", float("-inf"))  # no floor at all
+    plain = ms_ssim(a, b, scales=scales, reduction="none")
+    plain.sum().backward()
+    assert torch.equal(floored, plain)
+    assert torch.equal(grads[0], a.grad) and torch.equal(grads[1], b.grad)
+
+
+def test_floor_also_raises_small_positive_luminance_terms():
+    # Black against white: every contrast-structure term is exactly 1 (both flat), the coarsest
+    # term's luminance is C1 / (1 + C1) ~ 1e-4 > 0, and it is floored too, not only negative cs.
+    black, white = torch.zeros(1, 3, 96, 96, dtype=torch.float64), torch.ones(1, 3, 96, 96, dtype=torch.float64)
+    lum = 0.01**2 / (1 + 0.01**2)
+    assert float(ssim(black, white)) == pytest.approx(lum, rel=1e-9)
+    assert float(ms_ssim(black, white, scales=1)) == pytest.approx(CS_FLOOR, rel=1e-12)  # not SSIM here
+    w_last = MS_SSIM_WEIGHTS[2] / sum(MS_SSIM_WEIGHTS[:3])
+    assert float(ms_ssim(black, white)) == pytest.approx(CS_FLOOR**w_last, rel=1e-9)  # 0.0374, not 0.0125
+    # The floored term still passes gradient: brightening the black image raises the score.
+    g = _grad(lambda a, b: ms_ssim(a, b, reduction="sum"), black, white)
+    assert torch.isfinite(g).all() and float(g.min()) > 0
 
 
 # --------------------------------------------------------------------------- mixed precision
@@ -405,6 +490,51 @@ def test_input_errors_quote_shapes():
         ssim(x, x, reduction="avg")
     with pytest.raises(InputError, match="same shape"):
         get_loss("mae")(x, x[:1])  # would broadcast silently in F.l1_loss
+
+
+_RANGE_CHECKED = {
+    "ssim": lambda a, b: ssim(a, b, 1.0),
+    "ms_ssim": lambda a, b: ms_ssim(a, b, 1.0),
+    "psnr": lambda a, b: psnr(a, b, 1.0),
+    "image_metrics": lambda a, b: image_metrics(a, b, 1.0),
+    "loss ssim": lambda a, b: get_loss("ssim")(a, b),
+    "loss ms_ssim": lambda a, b: get_loss("ms_ssim")(a, b),
+    "loss mix": lambda a, b: get_loss("mix")(a, b),
+}
+
+
+@pytest.mark.parametrize("name", list(_RANGE_CHECKED))
+def test_out_of_range_and_non_finite_inputs_are_refused(name):
+    fn = _RANGE_CHECKED[name]
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 32, 32, generator=gen)
+    fn(x, x)  # in range
+    edge = x.clone()
+    edge[0, 0, 0, 0], edge[0, 0, 0, 1] = 1 + 0.5 * RANGE_TOLERANCE, -0.5 * RANGE_TOLERANCE
+    fn(edge, x)  # float rounding just outside [0, 1] is accepted
+    over = x.clone()
+    over[1, 2, 3, 4] = 1 + 2 * RANGE_TOLERANCE
+    with pytest.raises(InputError, match=r"^x has values in \[.*, 1\], outside \[0, 1\] = \[0, data_range\] "
+                                         r"\(shape \(2, 3, 32, 32\)\); clip the images"):
+        fn(over, x)
+    with pytest.raises(InputError, match=r"^y has values in \[0.*, 255\], outside \[0, 1\]"):
+        fn(x, x * 255)  # a 0-255 image scored with data_range 1
+    with pytest.raises(InputError, match=r"^x has values in \[-1, 1\], outside"):
+        fn(torch.linspace(-1, 1, 2 * 3 * 32 * 32).view(2, 3, 32, 32), x)  # a [-1, 1] image
+    for bad, counts in ((float("nan"), "1 NaN, 0 \\+inf, 0 -inf"), (float("inf"), "0 NaN, 1 \\+inf, 0 -inf"),
+                        (float("-inf"), "0 NaN, 0 \\+inf, 1 -inf")):
+        t = x.clone()
+        t[1, 0, 5, 5] = bad
+        with pytest.raises(InputError, match=rf"^y contains NaN or infinite values \(shape \(2, 3, 32, 32\): "
+                                             rf"{counts} of 6144; finite values in \[[-0-9.e]+, 1\]\)$"):
+            fn(x, t)
+
+
+def test_pixel_losses_check_finiteness_but_not_range():
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(get_loss("mse")(x * 255, x * 255), torch.tensor(0.0))  # no data_range to check
+    with pytest.raises(InputError, match="x contains NaN or infinite values"):
+        get_loss("mae")(x / 0 - x / 0, x)
 
 
 def test_scale_configuration_errors_name_sizes():
