@@ -233,7 +233,9 @@ def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DE
             })
     manifest = write_manifest(pd.DataFrame(rows), recon_dir / "manifest.csv")
     main = slice(0, len(main_idx))  # the contact sheet shows the main images: those people will judge
-    columns = [(nm + (" (degenerate)" if d else ""), u8[main]) for nm, _, _, _, u8, _, d in exported]
+    # Second title lines, so long run names and their notes do not run into the next column.
+    columns = [(nm + ("\n(mean colour)" if nm == FLAT_RUN else "\n(degenerate)" if d else ""), u8[main])
+               for nm, _, _, _, u8, _, d in exported]
     contact_sheet(recon_dir / "contact_sheet.png", originals_u8[main], columns, ids[:len(main_idx)])
     return manifest
 
