@@ -3,7 +3,8 @@
 `reconstruct` writes, under `<out>/reconstructions/`, the originals once (`originals/<id>.png`),
 each run's reconstructions of the SAME N held-out images plus K spare ones (`<run>/<id>.png`),
 the flat baseline of each (`flat/<id>.png`, the image's own mean colour), lossless 8-bit RGB
-PNGs, and `manifest.csv` whose per-image metrics are computed on the 8-bit images actually saved. `encode` writes `<out>/codes/<run>.npz` for the train and held-out splits.
+PNGs, and `manifest.csv` whose per-image metrics are computed on the 8-bit images actually saved.
+`encode` writes `<out>/codes/<run>.npz` for the train and held-out splits.
 """
 from __future__ import annotations
 
