@@ -48,6 +48,7 @@ def _export_parsers(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="experiment folder holding models/")
     p.add_argument("--split", help="split to reconstruct (default: the runs' held-out split)")
     p.add_argument("--n", type=int, default=100, help="N images spread evenly over the split (default 100; all if the split is smaller)")
+    p.add_argument("--spares", type=int, default=4, help="K further held-out images marked use=spare, for practice trials (default 4)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p = sub.add_parser("encode", help="latent codes of train and held-out images by every finished run",
                        description="Write <out>/codes/<run>.npz (VAE: posterior means).")
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "reconstruct":
         from autoencoders.export import reconstruct
 
-        manifest = reconstruct(args.out, split=args.split, n=args.n, device=args.device)
+        manifest = reconstruct(args.out, split=args.split, n=args.n, spares=args.spares, device=args.device)
         print(f"reconstruct: manifest → {manifest}; contact sheet → {manifest.parent / 'contact_sheet.png'}")
     elif args.command == "encode":
         from autoencoders.export import encode

@@ -1,9 +1,10 @@
 """Export finished runs: reconstructions (PNG + manifest.csv + contact sheet) and latent codes.
 
 `reconstruct` writes, under `<out>/reconstructions/`, the originals once (`originals/<id>.png`),
-each run's reconstructions of the SAME first N held-out images (`<run>/<id>.png`), lossless
-8-bit RGB PNGs, and `manifest.csv` whose per-image metrics are computed on the 8-bit images
-actually saved. `encode` writes `<out>/codes/<run>.npz` for the train and held-out splits.
+each run's reconstructions of the SAME N held-out images plus K spare ones (`<run>/<id>.png`),
+the flat baseline of each (`flat/<id>.png`, the image's own mean colour), lossless 8-bit RGB
+PNGs, and `manifest.csv` whose per-image metrics are computed on the 8-bit images actually saved.
+`encode` writes `<out>/codes/<run>.npz` for the train and held-out splits.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 CONTACT_SHEET_ROWS = 12  # images shown in the contact sheet: enough to judge, small enough to view
 DEFAULT_N = 100  # the paper's 100 triplets for the fully connected net
+DEFAULT_SPARES = 4  # held-out extras for practice trials: the design's default of 4 practice trials
 
 
 def finished_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
@@ -87,32 +89,99 @@ def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
         return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DEFAULT_N, device: str = "auto",
-                batch_size: int = 64) -> Path:
+def flat_baseline(originals_u8: np.ndarray) -> np.ndarray:
+    """Each (H, W, 3) uint8 image replaced by a patch of its own per-channel mean colour, rounded to uint8."""
+    means = originals_u8.reshape(len(originals_u8), -1, originals_u8.shape[-1]).mean(axis=1)  # (N, 3)
+    return np.broadcast_to(np.round(means).astype(np.uint8)[:, None, None, :], originals_u8.shape).copy()
+
+
+def colour_metrics(recon_u8: np.ndarray, originals_u8: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image (N,) mean CIEDE2000 (`delta_e`) and HaarPSI (`haarpsi`) of uint8 (N, H, W, 3) images."""
+    import piq
+    import torch
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    x = recon_u8.astype(np.float64) / 255.0
+    y = originals_u8.astype(np.float64) / 255.0
+    delta_e = np.array([float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean()) for a, b in zip(y, x)])
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2)).float()
+    yt = torch.from_numpy(y.transpose(0, 3, 1, 2)).float()
+    try:
+        haar = piq.haarpsi(xt, yt, data_range=1.0, reduction="none").double().numpy()
+    except AssertionError as exc:  # piq validates its inputs with assert; turn that into one line
+        raise InputError(f"haarpsi cannot score images of shape {recon_u8.shape[1:]}: {exc}") from None
+    # HaarPSI's ratio can exceed 1 by rounding for identical images; the manifest keeps it in [0, 1].
+    return {"delta_e": delta_e, "haarpsi": np.clip(haar, 0.0, 1.0)}
+
+
+def _own_metric_verdict(loss: str, run_metrics: dict[str, np.ndarray], flat_metrics: dict[str, np.ndarray]) -> str | None:
+    """Why a run is degenerate by the flat-baseline rule (a sentence), or None when it beats flat or has no own metric."""
+    from percept.contracts.manifest import HIGHER_IS_BETTER, OWN_METRIC
+
+    metric = OWN_METRIC.get(loss)
+    if metric is None:
+        return None
+    mine, flat = float(np.mean(run_metrics[metric])), float(np.mean(flat_metrics[metric]))
+    beats = mine > flat if HIGHER_IS_BETTER[metric] else mine < flat
+    return None if beats else f"mean {metric} {mine:.4g} does not beat the flat baseline's {flat:.4g}"
+
+
+def _guard_says_degenerate(record: dict) -> bool:
+    """The run's own guard (config.json `guard.degenerate`, written by training since it gained one); absent → False."""
+    guard = record.get("guard")
+    return bool(guard.get("degenerate", False)) if isinstance(guard, dict) else False
+
+
+def _pick_indices(size: int, n: int | None, spares: int) -> tuple[np.ndarray, np.ndarray]:
+    """(main, spare) dataset indices: n spread evenly over the split, then `spares` spread over the rest."""
+    count = size if n is None else min(n, size)
+    main = np.unique(np.linspace(0, size - 1, count).round().astype(int))  # count distinct, ordered
+    rest = np.setdiff1d(np.arange(size), main)
+    k = min(spares, len(rest))
+    spare = rest[np.unique(np.linspace(0, len(rest) - 1, k).round().astype(int))] if k else np.array([], dtype=int)
+    return main, spare
+
+
+def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DEFAULT_N, spares: int = DEFAULT_SPARES,
+                device: str = "auto", batch_size: int = 64) -> Path:
     """Reconstruct n images of `split` (default: the runs' held-out split) with every finished run; return manifest.csv.
 
-    The n images are spread evenly over the split (all of it when n is None or ≥ its size), so a
-    short study still samples every source photo or class rather than the first few.
+    The n main images are spread evenly over the split (all of it when n is None or ≥ its size), so
+    a short study still samples every source photo or class rather than the first few; `spares`
+    further images of the split, spread over the rest, are exported with `use = spare` for practice
+    trials. Every image also gets a flat-baseline row (run "flat"). A run is marked `degenerate`
+    when its config.json guard says so or it does not beat the flat baseline on its own metric
+    (mean over all exported images).
     """
     import pandas as pd
 
     from autoencoders.data import load_dataset, to_float, to_uint8
     from autoencoders.losses import image_metrics
     from autoencoders.train import load_model, resolve_device
-    from percept.contracts.manifest import write_manifest
+    from percept.contracts.manifest import BASELINE_ARCH, FLAT_LOSS, FLAT_RUN, write_manifest
 
     out = Path(out)
     runs = finished_runs(out)
+    reserved = [name for name, _, _ in runs if name in (FLAT_RUN, "originals")]
+    if reserved:
+        raise InputError(f"{out / 'models' / reserved[0]}: run name {reserved[0]!r} is reserved in reconstructions/; rename the run folder")
     shared = _shared_data(runs)
     split = split or shared["eval_split"]
     if n is not None and n < 1:
         raise InputError(f"--n must be ≥ 1, got {n}")
+    if spares < 0:
+        raise InputError(f"--spares must be ≥ 0, got {spares}")
     dataset = load_dataset(shared["data"], split, root=shared["data_root"], image_size=shared["image_size"],
                            verify=shared["verify"])
-    count = len(dataset) if n is None else min(n, len(dataset))
-    if count == 0:
+    if len(dataset) == 0:
         raise InputError(f"--split {split}: dataset {shared['data']!r} has no images in it")
-    indices = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int))  # count distinct, ordered
+    main_idx, spare_idx = _pick_indices(len(dataset), n, spares)
+    if len(spare_idx) < spares:
+        print(f"reconstruct: only {len(spare_idx)} of {spares} spare image(s): split {split!r} has {len(dataset)} images "
+              f"and {len(main_idx)} are main ones")
+    indices = np.concatenate([main_idx, spare_idx])
+    uses = ["main"] * len(main_idx) + ["spare"] * len(spare_idx)
+    count = len(indices)
     originals_u8 = dataset.images[indices].transpose(0, 2, 3, 1)  # (N, H, W, 3) uint8, exactly what is saved
     originals = to_float(dataset.images[indices])
     ids = [dataset.image_id(i) for i in indices]
@@ -127,28 +196,48 @@ def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DE
     for stem, img in zip(stems, originals_u8):
         save_png(recon_dir / "originals" / f"{stem}.png", img)
 
-    rows = []
-    sheet_columns = []
+    def scored(recon_u8: np.ndarray) -> dict[str, np.ndarray]:
+        # Metrics on the quantised images actually saved, so the manifest matches the files.
+        metrics = image_metrics(to_float(recon_u8.transpose(0, 3, 1, 2)), originals, data_range=1.0)
+        return {**{k: v.double().numpy() for k, v in metrics.items()}, **colour_metrics(recon_u8, originals_u8)}
+
+    flat_u8 = flat_baseline(originals_u8)
+    flat_metrics = scored(flat_u8)
+    exported = [(FLAT_RUN, BASELINE_ARCH, FLAT_LOSS, "", flat_u8, flat_metrics, 0)]
     for name, folder, record in runs:
         model = load_model(folder, dev)
         recon = _batched(lambda x: model.reconstruct(x.to(dev)).float().cpu(), originals, batch_size)
         recon_u8 = to_uint8(recon)  # (N, H, W, 3): the images people will see
-        # Metrics on the quantised images actually saved, so the manifest matches the files.
-        metrics = image_metrics(to_float(recon_u8.transpose(0, 3, 1, 2)), originals, data_range=1.0)
-        for i, (stem, img) in enumerate(zip(stems, recon_u8)):
+        metrics = scored(recon_u8)
+        loss = record["config"]["loss"]
+        reasons = (["its config.json guard says degenerate"] if _guard_says_degenerate(record) else []) + \
+            [r for r in [_own_metric_verdict(loss, metrics, flat_metrics)] if r]
+        if reasons:
+            print(f"reconstruct {name}: degenerate: {'; '.join(reasons)}")
+        exported.append((name, record["config"]["arch"], loss, record["config"]["seed"], recon_u8, metrics, int(bool(reasons))))
+        print(f"reconstruct {name}: {count} images, mean ms_ssim {float(metrics['ms_ssim'].mean()):.3f}, "
+              f"psnr {float(metrics['psnr'].mean()):.2f} dB, delta_e {float(metrics['delta_e'].mean()):.2f}, "
+              f"haarpsi {float(metrics['haarpsi'].mean()):.3f}")
+    print(f"reconstruct flat baseline: mean ms_ssim {float(flat_metrics['ms_ssim'].mean()):.3f}, "
+          f"psnr {float(flat_metrics['psnr'].mean()):.2f} dB")
+
+    rows = []
+    for name, arch, loss, seed, images_u8, metrics, degenerate in exported:
+        for i, (stem, img) in enumerate(zip(stems, images_u8)):
             save_png(recon_dir / name / f"{stem}.png", img)
             rows.append({
                 "image_id": ids[i], "split": split, "label": "" if labels[i] < 0 else labels[i],
-                "original_path": f"originals/{stem}.png", "run": name, "arch": record["config"]["arch"],
-                "loss": record["config"]["loss"], "recon_path": f"{name}/{stem}.png",
+                "original_path": f"originals/{stem}.png", "run": name, "arch": arch,
+                "loss": loss, "recon_path": f"{name}/{stem}.png",
                 **{k: float(v[i]) for k, v in metrics.items()},
-                "seed": record["config"]["seed"], "data": shared["data"],
+                "degenerate": degenerate, "use": uses[i], "seed": seed, "data": shared["data"],
             })
-        sheet_columns.append((name, recon_u8))
-        print(f"reconstruct {name}: {count} images, mean ms_ssim {float(metrics['ms_ssim'].mean()):.3f}, "
-              f"psnr {float(metrics['psnr'].mean()):.2f} dB")
     manifest = write_manifest(pd.DataFrame(rows), recon_dir / "manifest.csv")
-    contact_sheet(recon_dir / "contact_sheet.png", originals_u8, sheet_columns, ids)
+    main = slice(0, len(main_idx))  # the contact sheet shows the main images: those people will judge
+    # Second title lines, so long run names and their notes do not run into the next column.
+    columns = [(nm + ("\n(mean colour)" if nm == FLAT_RUN else "\n(degenerate)" if d else ""), u8[main])
+               for nm, _, _, _, u8, _, d in exported]
+    contact_sheet(recon_dir / "contact_sheet.png", originals_u8[main], columns, ids[:len(main_idx)])
     return manifest
 
 

@@ -39,10 +39,19 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.description = "Build study/design.csv + design.json (trial lists, counterbalancing, catch and practice trials)."
         p.add_argument("--manifest", type=Path, required=True, help="reconstructions/manifest.csv")
         p.add_argument("--out", type=Path, required=True, help="experiment folder; writes <out>/study/")
-        p.add_argument("--kinds", type=_csv_list, default=d.kinds, help="triplet,ranking (default both)")
+        # --kinds, --pairs and --ranking-losses take a default and/or per-architecture values: "mse:ms_ssim;fc=ssim:mse".
+        p.add_argument("--kinds", default=",".join(d.kinds),
+                       help="triplet,ranking (default both); per architecture: 'fc=triplet;conv=ranking'")
         p.add_argument("--pairs", default=",".join(f"{a}:{b}" for a, b in DEFAULT_PAIRS),
-                       help="loss pairs for triplets (default %(default)s)")
-        p.add_argument("--ranking-losses", type=_csv_list, default=d.ranking_losses, help="three losses (default mse,mae,ms_ssim)")
+                       help="loss pairs for triplets (default %(default)s); per architecture: 'mse:ms_ssim;fc=ssim:mse'")
+        p.add_argument("--ranking-losses", default=",".join(d.ranking_losses),
+                       help="three losses (default %(default)s); per architecture: 'conv=ms_ssim,mse,mae'")
+        p.add_argument("--preset", default=None, help="snell: the paper's plan (fc SSIM-vs-MSE triplets; conv and vae "
+                       "rankings of MS-SSIM, MSE, MAE); sets kinds, pairs, ranking losses and archs")
+        p.add_argument("--stimulus-seed", type=int, default=None,
+                       help="show the runs of this seed (default: the lowest seed of each arch and loss)")
+        p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                       help="no mirrored twin of each list (default: list 2k+1 = list 2k with sides swapped)")
         p.add_argument("--archs", type=_csv_list, default=None, help="architectures to include (default all in the manifest)")
         p.add_argument("--images", type=int, default=None, help="images to use (default all with every run needed)")
         p.add_argument("--lists", type=int, default=d.lists, help="participant lists covering the items (default %(default)s)")
@@ -103,15 +112,16 @@ def _apply_config(parser: argparse.ArgumentParser, command: str, argv: list[str]
 
 
 def _design(args: argparse.Namespace) -> int:
-    from study.design import DesignConfig, build_design, describe, load_design, parse_pairs
+    from study.design import DesignConfig, build_design, describe, load_design, plan_settings
 
-    cfg = DesignConfig(kinds=tuple(args.kinds), pairs=parse_pairs(args.pairs) if isinstance(args.pairs, str) else tuple(args.pairs),
-                       ranking_losses=tuple(args.ranking_losses), images=args.images, lists=args.lists, catch=args.catch,
-                       practice=args.practice, seed=args.seed, archs=tuple(args.archs) if args.archs else None,
-                       blur_sigma=args.blur_sigma, noise_sd=args.noise_sd)
+    cfg = DesignConfig(**plan_settings(args.kinds, args.pairs, args.ranking_losses), images=args.images, lists=args.lists,
+                       catch=args.catch, practice=args.practice, seed=args.seed, archs=tuple(args.archs) if args.archs else None,
+                       blur_sigma=args.blur_sigma, noise_sd=args.noise_sd, preset=args.preset,
+                       stimulus_seed=args.stimulus_seed, mirror=args.mirror)
     path = build_design(args.manifest, args.out, cfg)
     df, _ = load_design(path)
-    print(f"design: {len(df)} trials in {cfg.lists} list(s) → {path}")
+    mirrored = f" ({cfg.lists} covering every item, each with its mirror)" if cfg.mirror else ""
+    print(f"design: {len(df)} trials in {df['list_id'].nunique()} list(s){mirrored} → {path}")
     print(describe(df))
     return 0
 

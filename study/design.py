@@ -2,20 +2,30 @@
 
 The scheme (also written into design.json):
 
-- Items. For every architecture and chosen image: one triplet per loss pair and one ranking
-  of the three ranking losses. Images are drawn (seeded) from those that have a reconstruction
-  for every loss needed.
-- Lists. K lists partition the items (every image × pair × architecture once over all lists,
-  likewise every ranking). Item (image j, condition c) goes to list (j + c) mod K, a Latin
-  square: with K equal to the number of conditions each list shows every image once per kind.
+- Runs. The flat baseline (arch "baseline") and runs the manifest marks degenerate are never
+  shown (each dropped run is named). Of several seeds of one (arch, loss) the lowest is shown,
+  or the one given by `stimulus_seed`.
+- Plans. Each architecture has its own kinds, triplet pairs and ranking losses: the global
+  settings, overridden per architecture (`fc=ssim:mse;conv=mse:ms_ssim`), or the `snell` preset
+  (fc: SSIM vs MSE triplets; conv and vae: rankings of MS-SSIM, MSE and MAE, as in the paper).
+- Items. For every architecture and chosen image: one triplet per loss pair of its plan and one
+  ranking of its three ranking losses. Images are drawn (seeded) from the manifest's `use=main`
+  images that have a reconstruction by every run needed.
+- Lists. K base lists partition the items (every image × pair × architecture once over the base
+  lists, likewise every ranking). Item (image j, condition c) goes to base list (j + c) mod K, a
+  Latin square: with K equal to the number of conditions each list shows every image once per kind.
+- Mirrored pairs (default). Base list k is written as list 2k and again as list 2k + 1 with every
+  left/right swapped (ranking positions reversed, catch answers swapped), so each item is seen
+  with each side arrangement by consecutive participants: sides are balanced per item across
+  participants, not only per list. Without mirroring base list k is list k.
 - Sides. Within each list and (architecture, pair), the items' sides alternate in a shuffled
   order, so each loss of the pair is on the left as often as on the right (±1 when odd).
 - Ranking slots. Within each list and architecture, the six orders of the three losses over the
   screen positions are cycled in a shuffled order, so each loss is at each position equally often.
 - Catch trials. A share of the main block is catch trials: the original on one side, a strongly
   degraded copy (Gaussian blur + noise) on the other; correct answer = the original. Sides alternate.
-- Practice trials. Taken from images outside the main set where the manifest has spare ones
-  (else from the main set), marked block=practice and excluded from analysis.
+- Practice trials. Only from the manifest's `use=spare` images (never the main set; refused when
+  there are none), marked block=practice and excluded from analysis.
 - Order. The main block is shuffled per list so that no image appears twice in a row.
 """
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,7 +48,38 @@ from percept.contracts import manifest as manifest_c
 
 DEFAULT_PAIRS = (("mse", "ms_ssim"), ("mae", "ms_ssim"), ("mse", "mae"))
 DEFAULT_RANKING_LOSSES = ("mse", "mae", "ms_ssim")
+KIND_NAMES = ("triplet", "ranking")
 CATCH_DIR = "stimuli/catch"
+RUN_NAME = re.compile(r"-s(\d+)$")  # run names are <arch>-<loss>-s<seed>
+
+
+@dataclass(frozen=True)
+class ArchPlan:
+    """What one architecture's reconstructions are judged on."""
+
+    kinds: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]
+    ranking_losses: tuple[str, ...]
+
+    def losses(self) -> list[str]:
+        """Every loss this plan shows, sorted."""
+        out = {lo for p in self.pairs for lo in p} if "triplet" in self.kinds else set()
+        return sorted(out | (set(self.ranking_losses) if "ranking" in self.kinds else set()))
+
+    def as_dict(self) -> dict:
+        """The plan as written into design.json."""
+        return {"kinds": list(self.kinds), "pairs": [f"{a}:{b}" for a, b in self.pairs] if "triplet" in self.kinds else [],
+                "ranking_losses": list(self.ranking_losses) if "ranking" in self.kinds else []}
+
+
+# Snell et al. 2017: fc judged in SSIM-vs-MSE triplets; conv and the deep VAE in rankings of MS-SSIM, MSE, MAE.
+PRESETS = {
+    "snell": {
+        "fc": ArchPlan(("triplet",), (("ssim", "mse"),), ()),
+        "conv": ArchPlan(("ranking",), (), ("ms_ssim", "mse", "mae")),
+        "vae": ArchPlan(("ranking",), (), ("ms_ssim", "mse", "mae")),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +97,13 @@ class DesignConfig:
     archs: tuple[str, ...] | None = None  # None: every architecture in the manifest
     blur_sigma: float = 4.0  # catch degradation: Gaussian blur σ in pixels (96 px images)
     noise_sd: float = 0.1  # catch degradation: Gaussian noise SD on [0,1] images
+    # Per-architecture overrides of kinds, pairs and ranking losses: ((arch, value), ...).
+    arch_kinds: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    arch_pairs: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    arch_ranking_losses: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    preset: str | None = None  # "snell": the paper's plan (sets kinds, pairs, ranking losses and archs)
+    stimulus_seed: int | None = None  # None: show the lowest seed of each (arch, loss)
+    mirror: bool = True  # each list followed by its left/right mirror: sides balanced per item
 
 
 def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:
@@ -70,14 +119,83 @@ def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _split_per_arch(text: str, flag: str) -> tuple[str | None, dict[str, str]]:
+    """'default;arch=value;arch2=value' → (default or None, {arch: value}); a segment without '=' is the default."""
+    default, per_arch = None, {}
+    for segment in (seg.strip() for seg in text.split(";")):
+        if not segment:
+            continue
+        if "=" in segment:
+            arch, _, value = (part.strip() for part in segment.partition("="))
+            if not arch or not value or arch in per_arch:
+                raise InputError(f"{flag}: {segment!r} is not 'arch=value' naming each architecture once")
+            per_arch[arch] = value
+        elif default is None:
+            default = segment
+        else:
+            raise InputError(f"{flag}: {text!r} has two defaults ({default!r} and {segment!r}); name the architecture with arch=")
+    return default, per_arch
+
+
+def _parse_list(text: str, flag: str) -> tuple[str, ...]:
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not items:
+        raise InputError(f"{flag}: {text!r} is not a comma-separated list")
+    return items
+
+
+def plan_settings(kinds: str | tuple[str, ...], pairs: str | tuple, ranking_losses: str | tuple[str, ...]) -> dict:
+    """DesignConfig keyword arguments from the text of --kinds, --pairs and --ranking-losses (each may be per arch).
+
+    Each takes a default for every architecture and/or `arch=value` segments separated by ';',
+    e.g. `--pairs "mse:ms_ssim;fc=ssim:mse"` or `--kinds "fc=triplet;conv=ranking;vae=ranking"`.
+    Sequences (from a TOML list) are taken as the default for every architecture.
+    """
+    out: dict = {}
+    for name, value, parse in (("kinds", kinds, lambda t: _parse_list(t, "--kinds")),
+                               ("pairs", pairs, parse_pairs),
+                               ("ranking_losses", ranking_losses, lambda t: _parse_list(t, "--ranking-losses"))):
+        if not isinstance(value, str):
+            value = ",".join(v if isinstance(v, str) else ":".join(v) for v in value)
+        default, per_arch = _split_per_arch(value, "--" + name.replace("_", "-"))
+        if default is not None:
+            out[name] = parse(default)
+        out[f"arch_{name}"] = tuple((arch, parse(v)) for arch, v in per_arch.items())
+    return out
+
+
 def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def _runs_by_arch_loss(manifest: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """One run per (arch, loss): the first by name when several seeds exist (reported by the caller)."""
-    runs = manifest[["arch", "loss", "run"]].drop_duplicates().sort_values(["arch", "loss", "run"])
-    return {(a, lo): grp["run"].iloc[0] for (a, lo), grp in runs.groupby(["arch", "loss"], sort=True)}
+def run_seed(run: str, seed_column: object = "") -> int | None:
+    """A run's seed: from its name `<arch>-<loss>-s<seed>`, else the manifest's `seed` column, else None."""
+    match = RUN_NAME.search(run)
+    if match:
+        return int(match.group(1))
+    try:
+        return int(str(seed_column))
+    except ValueError:
+        return None
+
+
+def _runs_by_arch_loss(manifest: pd.DataFrame, stimulus_seed: int | None = None) -> tuple[dict[tuple[str, str], str], dict]:
+    """One run per (arch, loss): the lowest seed, or `stimulus_seed`; also {(arch, loss): [seeds]} of every run."""
+    seed_col = manifest["seed"] if "seed" in manifest.columns else pd.Series("", index=manifest.index)
+    table = pd.DataFrame({"arch": manifest["arch"], "loss": manifest["loss"], "run": manifest["run"],
+                          "seed": [run_seed(r, c) for r, c in zip(manifest["run"], seed_col)]}).drop_duplicates("run")
+    chosen, seeds = {}, {}
+    for (arch, loss), grp in table.groupby(["arch", "loss"], sort=True):
+        # Lowest seed first; runs without a seed after all seeded ones, by name.
+        grp = grp.assign(key=grp["seed"].fillna(float("inf"))).sort_values(["key", "run"])
+        seeds[(arch, loss)] = [int(v) for v in grp["seed"].dropna()]
+        if stimulus_seed is None:
+            chosen[(arch, loss)] = grp["run"].iloc[0]
+        else:
+            match = grp[grp["seed"] == stimulus_seed]
+            if len(match):
+                chosen[(arch, loss)] = match["run"].iloc[0]
+    return chosen, seeds
 
 
 def versions() -> dict[str, str]:
@@ -190,13 +308,78 @@ def _alternating_sides(n: int, rng: np.random.Generator) -> list[bool]:
     return [sides[i] for i in rng.permutation(n)]
 
 
+def _check_plan(arch: str, plan: ArchPlan) -> None:
+    """Refuse a plan that cannot make trials, naming the architecture."""
+    where = f" for {arch}" if arch else ""
+    unknown = [k for k in plan.kinds if k not in KIND_NAMES]
+    if unknown or not plan.kinds:
+        raise InputError(f"--kinds{where}: {','.join(plan.kinds)!r} must name triplet and/or ranking")
+    if "ranking" in plan.kinds and len(set(plan.ranking_losses)) != 3:
+        raise InputError(f"--ranking-losses{where}: {','.join(plan.ranking_losses)!r} must name three different losses")
+    if "triplet" in plan.kinds and not plan.pairs:
+        raise InputError(f"--pairs{where}: triplets need at least one loss pair")
+
+
+def _drop_unshowable(manifest: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The manifest without the flat baseline and degenerate runs; {run: why} of those dropped, each printed on a line."""
+    dropped: dict[str, str] = {}
+    for run, grp in manifest.groupby("run", sort=True):
+        if (grp["arch"] == manifest_c.BASELINE_ARCH).any():
+            dropped[run] = "the flat baseline (arch 'baseline') is never shown"
+        elif (grp["degenerate"] == 1).any():
+            dropped[run] = "degenerate in the manifest (its guard, or it does not beat the flat baseline on its own metric)"
+        else:
+            continue
+        print(f"design: dropping {run}: {dropped[run]}", file=sys.stderr)
+    kept = manifest[~manifest["run"].isin(list(dropped))]
+    if kept.empty:
+        raise InputError(f"{path}: no run left to show after dropping {len(dropped)} run(s) "
+                         f"({', '.join(dropped)}); nothing to design")
+    return kept, dropped
+
+
+def _resolve_plans(cfg: DesignConfig, available: list[str], path: Path) -> dict[str, ArchPlan]:
+    """{arch: plan} of the architectures to show, from the preset or the global settings and per-arch overrides."""
+    if cfg.preset is not None:
+        if cfg.preset not in PRESETS:
+            raise InputError(f"--preset: {cfg.preset!r} is not one of {', '.join(PRESETS)}")
+        plans = dict(PRESETS[cfg.preset])
+        if cfg.archs is not None:
+            outside = [a for a in cfg.archs if a not in plans]
+            if outside:
+                raise InputError(f"--archs: {','.join(outside)} not in preset {cfg.preset!r} ({', '.join(plans)})")
+            plans = {a: plans[a] for a in cfg.archs}
+        return dict(sorted(plans.items()))
+    overrides = {"kinds": dict(cfg.arch_kinds), "pairs": dict(cfg.arch_pairs), "ranking_losses": dict(cfg.arch_ranking_losses)}
+    for name, table in overrides.items():
+        unknown = [a for a in table if a not in available]
+        if unknown:
+            raise InputError(f"--{name.replace('_', '-')}: architecture {unknown[0]!r} has no run to show in {path} "
+                             f"(it has {', '.join(available)})")
+    archs = available
+    if cfg.archs is not None:
+        missing = [a for a in cfg.archs if a not in available]
+        if missing:
+            raise InputError(f"--archs: {','.join(missing)} not in {path} (it has {', '.join(available)})")
+        archs = sorted(cfg.archs)
+    return {a: ArchPlan(kinds=tuple(overrides["kinds"].get(a, cfg.kinds)), pairs=tuple(overrides["pairs"].get(a, cfg.pairs)),
+                        ranking_losses=tuple(overrides["ranking_losses"].get(a, cfg.ranking_losses))) for a in archs}
+
+
+def mirror_row(row: dict) -> dict:
+    """The same trial with left and right swapped: triplet sides, catch answer, ranking positions reversed."""
+    out = dict(row)
+    for field in ("run", "loss", "path"):
+        out[f"left_{field}"], out[f"right_{field}"] = row[f"right_{field}"], row[f"left_{field}"]
+    if row["answer"]:
+        out["answer"] = "right" if row["answer"] == "left" else "left"
+    return out
+
+
 def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig = DesignConfig()) -> Path:
     """Write `<out>/study/design.csv` + design.json (+ catch stimuli) from a manifest; return the csv path."""
     manifest_path = Path(manifest_path)
     study_dir = Path(out) / "study"
-    unknown = [k for k in cfg.kinds if k not in ("triplet", "ranking")]
-    if unknown or not cfg.kinds:
-        raise InputError(f"--kinds: {','.join(cfg.kinds)!r} must name triplet and/or ranking")
     if cfg.lists < 1:
         raise InputError(f"--lists: {cfg.lists} must be at least 1")
     if not 0.0 <= cfg.catch < 1.0:
@@ -205,53 +388,67 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
         raise InputError(f"--practice: {cfg.practice} must be 0 or more")
     if cfg.images is not None and cfg.images < 1:
         raise InputError(f"--images: {cfg.images} must be at least 1")
-    if len(set(cfg.ranking_losses)) != 3:
-        raise InputError(f"--ranking-losses: {','.join(cfg.ranking_losses)!r} must name three different losses")
+    if cfg.preset is None:
+        _check_plan("", ArchPlan(cfg.kinds, cfg.pairs, cfg.ranking_losses))
 
     manifest = manifest_c.read_manifest(manifest_path, check_files=True)
-    archs = sorted(manifest["arch"].unique())
-    if cfg.archs is not None:
-        missing = [a for a in cfg.archs if a not in archs]
-        if missing:
-            raise InputError(f"--archs: {','.join(missing)} not in {manifest_path} (it has {', '.join(archs)})")
-        archs = sorted(cfg.archs)
-    runs = _runs_by_arch_loss(manifest)
-    needed = sorted({lo for p in cfg.pairs for lo in p} if "triplet" in cfg.kinds else set())
-    if "ranking" in cfg.kinds:
-        needed = sorted(set(needed) | set(cfg.ranking_losses))
-    for arch in archs:
+    kept, dropped = _drop_unshowable(manifest, manifest_path)
+    plans = _resolve_plans(cfg, sorted(kept["arch"].unique()), manifest_path)
+    for arch, plan in plans.items():
+        _check_plan(arch, plan)
+    archs = list(plans)
+    runs, seeds = _runs_by_arch_loss(kept, cfg.stimulus_seed)
+    lacking = [(a, lo) for a in archs for lo in plans[a].losses() if (a, lo) not in runs]
+    if lacking:
+        gone = [r for r, why in dropped.items() if not why.startswith("the flat")]
+        note = f"; dropped as degenerate: {', '.join(gone)}" if gone else ""
+        if cfg.stimulus_seed is not None:
+            note += f"; --stimulus-seed {cfg.stimulus_seed}: seeds available " + ", ".join(
+                f"{a}/{lo} {seeds.get((a, lo)) or 'none'}" for a, lo in lacking)
+        if cfg.preset is not None:
+            raise InputError(f"--preset {cfg.preset}: missing run(s) {', '.join(f'{a}/{lo}' for a, lo in lacking)} "
+                             f"in {manifest_path}{note}; train them (percept train --arch A --loss L)")
+        arch = lacking[0][0]
         have = sorted(lo for (a, lo) in runs if a == arch)
-        lacking = [lo for lo in needed if (arch, lo) not in runs]
-        if lacking:
-            raise InputError(f"{manifest_path}: architecture {arch!r} has no run with loss {', '.join(lacking)} "
-                             f"(it has {', '.join(have)}); filter with --archs or change --pairs/--ranking-losses")
-    used_runs = sorted({runs[(a, lo)] for a in archs for lo in needed})
-    several = manifest[manifest["arch"].isin(archs) & manifest["loss"].isin(needed)].groupby(["arch", "loss"])["run"].nunique()
-    for (arch, loss), n in several[several > 1].items():
-        print(f"design: {n} runs of {arch}/{loss} in the manifest; using {runs[(arch, loss)]}", file=sys.stderr)
+        raise InputError(f"{manifest_path}: architecture {arch!r} has no run with loss "
+                         f"{', '.join(lo for a, lo in lacking if a == arch)} (it has {', '.join(have) or 'none'}){note}; "
+                         "filter with --archs or change --pairs/--ranking-losses")
+    used_runs = sorted({runs[(a, lo)] for a in archs for lo in plans[a].losses()})
+    for arch in archs:
+        for loss in plans[arch].losses():
+            if len(seeds.get((arch, loss), [])) > 1:
+                print(f"design: seeds {seeds[(arch, loss)]} of {arch}/{loss} in the manifest; showing {runs[(arch, loss)]}",
+                      file=sys.stderr)
 
-    # Images that have every needed run, in manifest order.
-    shown = manifest[manifest["run"].isin(used_runs)]
+    # Images that have every needed run, in manifest order: main ones for the main block, spare ones for practice.
+    shown = kept[kept["run"].isin(used_runs)]
     complete = shown.groupby("image_id", sort=False)["run"].nunique()
-    eligible = [i for i in pd.unique(manifest["image_id"]) if complete.get(i, 0) == len(used_runs)]
+    use = kept.drop_duplicates("image_id").set_index("image_id")["use"]
+    full = [i for i in pd.unique(kept["image_id"]) if complete.get(i, 0) == len(used_runs)]
+    eligible = [i for i in full if use[i] == "main"]
+    spare = [i for i in full if use[i] == "spare"]
     if not eligible:
-        raise InputError(f"{manifest_path}: no image has a reconstruction by every run needed ({', '.join(used_runs)})")
+        raise InputError(f"{manifest_path}: no main image has a reconstruction by every run needed ({', '.join(used_runs)})")
+    if cfg.practice and not spare:
+        raise InputError(f"--practice {cfg.practice}: {manifest_path} has no spare image (use=spare) with every run needed; "
+                         "practice never uses main images: re-export with `percept reconstruct --spares K` or use --practice 0")
     rng = np.random.default_rng(cfg.seed)
     n_images = len(eligible) if cfg.images is None else cfg.images
     if n_images > len(eligible):
         raise InputError(f"--images: {n_images} asked but only {len(eligible)} image(s) have every run needed")
     picked = sorted(rng.choice(len(eligible), size=n_images, replace=False).tolist())
     images = [eligible[k] for k in picked]
-    chosen = set(images)
-    spare = [i for i in eligible if i not in chosen]
 
     paths: dict[tuple[str, str], str] = {}
     for row in shown.itertuples(index=False):
         paths[(row.run, row.image_id)] = _rel(manifest_path.parent / row.recon_path, study_dir)
         paths[("original", row.image_id)] = _rel(manifest_path.parent / row.original_path, study_dir)
 
-    conditions = ([("triplet", a, p) for a in archs for p in cfg.pairs] if "triplet" in cfg.kinds else []) + \
-                 ([("ranking", a, None) for a in archs] if "ranking" in cfg.kinds else [])
+    conditions = [("triplet", a, p) for a in archs if "triplet" in plans[a].kinds for p in plans[a].pairs] + \
+                 [("ranking", a, None) for a in archs if "ranking" in plans[a].kinds]
+    kinds = [k for k in KIND_NAMES if any(cd[0] == k for cd in conditions)]
+    if cfg.preset is None:  # practice alternates kinds in the order given
+        kinds = [k for k in cfg.kinds if k in kinds] + [k for k in kinds if k not in cfg.kinds]
     image_order = [images[i] for i in rng.permutation(len(images))]
     per_list: list[list[tuple]] = [[] for _ in range(cfg.lists)]
     for j, image_id in enumerate(image_order):
@@ -260,7 +457,7 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
 
     catch_images = set()
     rows = []
-    for list_id, items in enumerate(per_list):
+    for base_id, items in enumerate(per_list):
         main = []
         for cond in conditions:
             members = [img for (cd, img) in items if cd == cond]
@@ -269,7 +466,7 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
                 for img, first_left in zip(members, _alternating_sides(len(members), rng)):
                     main.append(_triplet(arch, img, pair, pair[0] if first_left else pair[1], runs, paths))
             else:
-                perms = list(itertools.permutations(cfg.ranking_losses))
+                perms = list(itertools.permutations(plans[arch].ranking_losses))
                 perms = [perms[i] for i in rng.permutation(len(perms))]
                 for k, img in enumerate(members):
                     main.append(_ranking(arch, img, perms[k % len(perms)], runs, paths))
@@ -284,32 +481,29 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
         main = order_no_repeats(main, rng)
 
         practice = []
-        pool = spare if spare else images
-        pool = [pool[i] for i in rng.permutation(len(pool))]
+        pool = [spare[i] for i in rng.permutation(len(spare))]
         for k in range(cfg.practice):
             img = pool[k % len(pool)]
             # Practice alternates the kinds so that every task is tried before the main block.
-            kind = cfg.kinds[k % len(cfg.kinds)]
-            of_kind = [cd for cd in conditions if cd[0] == kind]
+            of_kind = [cd for cd in conditions if cd[0] == kinds[k % len(kinds)]]
             kind, arch, pair = of_kind[int(rng.integers(len(of_kind)))]
             if kind == "triplet":
                 practice.append(_triplet(arch, img, pair, pair[int(rng.integers(2))], runs, paths))
             else:
-                perms = list(itertools.permutations(cfg.ranking_losses))
+                perms = list(itertools.permutations(plans[arch].ranking_losses))
                 practice.append(_ranking(arch, img, perms[int(rng.integers(len(perms)))], runs, paths))
         try:
             practice = order_no_repeats(practice, rng)
         except InputError:
             pass  # a single spare image: practice repeats it, which is harmless (excluded from analysis)
         if practice and main and practice[-1]["image_id"] == main[0]["image_id"]:
-            main = _fix_boundary(practice[-1]["image_id"], main)
-        for row in practice:
-            for slot in design_c.SLOTS:  # practice images may come from outside the main set
-                run = row[f"{slot}_run"]
-                if run and (run, row["image_id"]) not in paths:
-                    raise InputError(f"{manifest_path}: practice image {row['image_id']!r} lacks run {run!r}")
-        for t, row in enumerate([dict(r, block="practice") for r in practice] + [dict(r, block="main") for r in main]):
-            rows.append(dict(row, list_id=list_id, trial=t))
+            main = _fix_boundary(practice[-1]["image_id"], main)  # cannot happen with spares; kept as a guard
+        trials = [dict(r, block="practice") for r in practice] + [dict(r, block="main") for r in main]
+        # Base list k is list 2k, its mirror list 2k + 1 (or list k without mirroring).
+        copies = [(2 * base_id, trials), (2 * base_id + 1, [mirror_row(r) for r in trials])] if cfg.mirror else [(base_id, trials)]
+        for list_id, list_trials in copies:
+            for t, row in enumerate(list_trials):
+                rows.append(dict(row, list_id=list_id, trial=t))
 
     # Catch stimuli: the original itself, and a degraded copy written beside the design.
     catch_rng = np.random.default_rng([cfg.seed, 1])
@@ -325,25 +519,39 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
             row[f"{slot}_path"] = paths[("degraded", row["image_id"])]
 
     df = pd.DataFrame(rows, columns=list(design_c.COLUMNS))
+    n_lists = 2 * cfg.lists if cfg.mirror else cfg.lists
     meta = {
         "seed": cfg.seed,
-        "kinds": list(cfg.kinds),
-        "pairs": [f"{a}:{b}" for a, b in cfg.pairs] if "triplet" in cfg.kinds else [],
-        "ranking_losses": list(cfg.ranking_losses) if "ranking" in cfg.kinds else [],
+        "kinds": kinds,
+        "pairs": list(dict.fromkeys(p for arch in archs for p in plans[arch].as_dict()["pairs"])),
+        "ranking_losses": list(dict.fromkeys(lo for arch in archs for lo in plans[arch].as_dict()["ranking_losses"])),
+        "plan": {arch: plans[arch].as_dict() for arch in archs},
+        "preset": cfg.preset,
         "archs": archs,
-        "runs": {f"{a}/{lo}": runs[(a, lo)] for a in archs for lo in needed},
+        "runs": {f"{a}/{lo}": runs[(a, lo)] for a in archs for lo in plans[a].losses()},
+        "stimulus_seed": cfg.stimulus_seed if cfg.stimulus_seed is not None else "lowest",
+        "seeds": {f"{a}/{lo}": seeds[(a, lo)] for a in archs for lo in plans[a].losses()},
+        "dropped_runs": dropped,
         "images": images,
         "n_images": len(images),
+        "practice_images": sorted(set(df.loc[df["block"] == "practice", "image_id"])),
         "lists": cfg.lists,
-        "trials_per_list": [int((df["list_id"] == k).sum()) for k in range(cfg.lists)],
-        "catch": {"share": cfg.catch, "per_list": [int(((df["list_id"] == k) & (df["kind"] == "catch")).sum()) for k in range(cfg.lists)],
+        "mirror": cfg.mirror,
+        "n_lists": n_lists,
+        "mirror_of": {str(2 * k + 1): 2 * k for k in range(cfg.lists)} if cfg.mirror else {},
+        "trials_per_list": [int((df["list_id"] == k).sum()) for k in range(n_lists)],
+        "catch": {"share": cfg.catch, "per_list": [int(((df["list_id"] == k) & (df["kind"] == "catch")).sum()) for k in range(n_lists)],
                   "degradation": {"blur_sigma_px": cfg.blur_sigma, "noise_sd": cfg.noise_sd}, "runs": list(design_c.CATCH_RUNS)},
         "practice": cfg.practice,
         "counterbalancing": (
-            "items (image x arch x pair; image x arch for rankings) partitioned over lists by a Latin square "
+            "items (image x arch x pair; image x arch for rankings) partitioned over K base lists by a Latin square "
             "(list = (image index + condition index) mod K); within each list and arch/pair, each loss on each side "
             "equally often (+-1 if odd); ranking slot orders cycle through all 6 permutations in shuffled order per "
-            "list and arch; catch sides alternate; main block shuffled with no image twice in a row; practice first"),
+            "list and arch; catch sides alternate; main block shuffled with no image twice in a row; practice first, "
+            "from use=spare images only"
+            + ("; mirrored list pairs: list 2k+1 is list 2k with every left/right swapped (ranking positions reversed, "
+               "catch answers swapped), so each item is shown with each side arrangement by consecutive participants"
+               if cfg.mirror else "; no mirrored lists (sides balanced per list only)")),
         "manifest": _rel(manifest_path, study_dir),
         "manifest_sha256": manifest_c.file_hash(manifest_path),
         "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),

@@ -2,14 +2,14 @@
 
 Two generative models (the exact definitions; every random draw is seeded).
 
-Metric observers (`observer` = mse | mae | psnr | ssim | ms_ssim), Thurstone case V:
+Metric observers (`observer` = haarpsi | delta_e | mse | mae | psnr | ssim | ms_ssim), Thurstone case V:
     each option r (a run) on image i seen by participant p has utility
         U = s_p · sign · m(i, r) / scale + v(i, r) + c_p · [r is at the screen's far left] + e,
         e ~ N(0, noise² / 2)  (so a difference of two options has noise SD `noise`),
     where m is the manifest's per-image metric of that run, sign = +1 if higher is better
-    (psnr, ssim, ms_ssim) else −1, scale = the root-mean-square of the metric's differences between
-    the runs shown together on the design's triplet and ranking trials (so differences are in
-    standard units), s_p = exp(N(0, participant_sd²)) the observer's sensitivity, v(i, r) ~
+    (haarpsi, psnr, ssim, ms_ssim) else −1 (delta_e, mse, mae), scale = the root-mean-square of
+    the metric's differences between the runs shown together on the design's triplet and ranking
+    trials (so differences are in standard units), s_p = exp(N(0, participant_sd²)) the observer's sensitivity, v(i, r) ~
     N(0, image_sd²) an image effect shared by all observers, c_p ~ N(0, side_sd²) a side bias.
     Triplets choose the larger U; rankings order by U. psnr is clipped at 100 dB.
 
@@ -23,6 +23,11 @@ Preference observers (`observer` = preference), known truth on the logit scale:
     pairwise marginals are the same logistic. β = `logit`, or log(prob / (1 − prob)) from `prob`.
     `noise` is not used (the logistic scale is fixed at 1). The draws b_p and u_i are written into
     each session record under "truth".
+
+The default observer is HaarPSI (piq), a full-reference metric no model is trained on, so agreement
+between its judgments and a training loss is not built in. Each session record names the metric
+(`observer_metric`) and the runs shown that were trained on it (`observer_trained_on`: empty for
+haarpsi and delta_e; e.g. every MS-SSIM and mix run for an ms_ssim observer, every MSE run for psnr).
 
 `random` observers choose uniformly at random. Every observer answers catch trials correctly,
 except with probability `lapse` it answers at random. Response times are lognormal (median 1.5 s
@@ -45,7 +50,7 @@ from percept.contracts import responses as responses_c
 from study import responses as log
 from study.design import load_design, versions
 
-METRIC_OBSERVERS = ("ms_ssim", "ssim", "psnr", "mse", "mae")
+METRIC_OBSERVERS = ("haarpsi", "delta_e", "ms_ssim", "ssim", "psnr", "mse", "mae")
 OBSERVERS = METRIC_OBSERVERS + ("preference", "random")
 PSNR_CAP = 100.0  # dB; a perfect reconstruction has infinite PSNR
 ITI = 0.5  # s between a response and the next onset
@@ -55,7 +60,7 @@ ITI = 0.5  # s between a response and the next onset
 class ObserverConfig:
     """Parameters of the simulated observers (see the module docstring for the model)."""
 
-    observer: str = "ms_ssim"
+    observer: str = "haarpsi"  # a metric no model is trained on: agreement with a loss is not built in
     noise: float = 0.5  # metric observers: SD of the utility difference, in metric-difference units
     participant_sd: float = 0.2  # metric: log-SD of sensitivity; preference: SD of b_p (logit)
     image_sd: float = 0.3  # metric: SD of v(i, r); preference: SD of u_i (logit)
@@ -114,6 +119,9 @@ def _manifest_for(design_path: Path, meta: dict) -> pd.DataFrame:
 
 
 def _metric_table(manifest: pd.DataFrame, metric: str) -> dict[tuple[str, str], float]:
+    if manifest[metric].isna().all():
+        raise InputError(f"--observer {metric}: the design's manifest has no {metric} column (it predates it); "
+                         "re-export with `percept reconstruct` and rebuild the design")
     values = manifest[metric].to_numpy(dtype=float)
     if metric == "psnr":
         values = np.minimum(values, PSNR_CAP)
@@ -148,7 +156,17 @@ def _answer(row: pd.Series, utilities: np.ndarray) -> tuple[str, str]:
     return key, log.triplet_choice(row, key)
 
 
-def simulate(design_path: str | Path, participants: int, observer: str = "ms_ssim", noise: float = 0.5,
+def trained_on_observer(design: pd.DataFrame, observer: str) -> list[str]:
+    """Runs shown by the design (not catch) whose training loss optimised the observer's metric; [] for non-metric observers."""
+    if observer not in METRIC_OBSERVERS:
+        return []
+    shown = design[design["kind"] != "catch"]
+    runs = {(row[f"{slot}_run"], row[f"{slot}_loss"]) for _, row in shown.iterrows() for slot in design_c.SLOTS
+            if row[f"{slot}_run"]}
+    return sorted(run for run, loss in runs if manifest_c.trained_on(loss, observer))
+
+
+def simulate(design_path: str | Path, participants: int, observer: str = "haarpsi", noise: float = 0.5,
              seed: int = 0, *, config: ObserverConfig | None = None, first: int = 1,
              start: datetime | None = None) -> list[Path]:
     """Write one response file + session record per simulated participant; return the CSV paths.
@@ -173,9 +191,15 @@ def simulate(design_path: str | Path, participants: int, observer: str = "ms_ssi
                    if run and (r.image_id, run) not in table]
         if missing:
             raise ContractError(f"{design_path}: image {missing[0][0]!r} run {missing[0][1]!r} is not in the design's manifest")
+        unscored = [key for key in {(r.image_id, run) for r in shown.itertuples(index=False)
+                                    for run in (r.left_run, r.right_run, r.third_run) if run} if not math.isfinite(table[key])]
+        if unscored:
+            raise InputError(f"--observer {cfg.observer}: the manifest has no {cfg.observer} value for image "
+                             f"{unscored[0][0]!r} run {unscored[0][1]!r}")
         scale = metric_scale(design, table)
         if scale == 0:
             raise InputError(f"--observer {cfg.observer}: the metric is identical for every run shown; it cannot tell them apart")
+    built_in = trained_on_observer(design, cfg.observer)
     beta = cfg.beta() if cfg.observer == "preference" else 0.0
     if cfg.observer == "preference" and cfg.target not in set(shown["left_loss"]) | set(shown["right_loss"]):
         raise InputError(f"--target: loss {cfg.target!r} is never shown in {design_path}")
@@ -232,6 +256,9 @@ def simulate(design_path: str | Path, participants: int, observer: str = "ms_ssi
             "participant": pid, "session": "1", "list_id": list_id, "design": "../" + design_path.name,
             "design_sha256": manifest_c.file_hash(design_path), "simulated": True, "observer": cfg.describe(),
             "observer_params": {**{k2: v for k2, v in cfg.__dict__.items()}, "scale": scale, "seed": seed},
+            # Which metric judged, and which shown runs were trained on it: agreement with those is built in.
+            "observer_metric": cfg.observer if cfg.observer in METRIC_OBSERVERS else None,
+            "observer_trained_on": built_in,
             "started": started.isoformat(timespec="milliseconds"),
             "ended": (started + timedelta(seconds=t)).isoformat(timespec="milliseconds"),
             "completed": True, "n_trials": len(trials), "n_answered": len(rows), "versions": versions(),

@@ -6,11 +6,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import piq
 import pytest
 import torch
 from PIL import Image
+from skimage.color import deltaE_ciede2000, rgb2lab
 
-from autoencoders.export import safe_names
+from autoencoders.export import _own_metric_verdict, flat_baseline, safe_names
 from autoencoders.losses import image_metrics
 from percept import cli
 from percept.contracts.codes import read_codes
@@ -44,11 +46,14 @@ def test_reconstruct_writes_a_valid_manifest_of_lossless_pngs(experiment):
     assert proc.returncode == 0, proc.stderr
     manifest_path = out / "reconstructions" / "manifest.csv"
     df = read_manifest(manifest_path, check_files=True)
-    runs = ["conv-mae-s0", "fc-mse-s0", "vae-ms_ssim-s0"]
-    assert sorted(df["run"].unique()) == runs and len(df) == 3 * 3
-    # the same images, in the same order, for every run
+    runs = ["conv-mae-s0", "fc-mse-s0", "flat", "vae-ms_ssim-s0"]
+    assert sorted(df["run"].unique()) == runs and len(df) == 3 * 4
+    # the same images, in the same order, for every run and the flat baseline; no spares left in a split of 3
     per_run = [df[df.run == r]["image_id"].tolist() for r in runs]
-    assert per_run[0] == per_run[1] == per_run[2] and all(i.startswith("folder:test:photo ") for i in per_run[0])
+    assert all(p == per_run[0] for p in per_run) and all(i.startswith("folder:test:photo ") for i in per_run[0])
+    assert (df["use"] == "main").all() and "only 0 of 4 spare image(s)" in proc.stdout
+    flat = df[df.run == "flat"]
+    assert set(flat["arch"]) == {"baseline"} and set(flat["loss"]) == {"flat"} and (flat["degenerate"] == 0).all()
     assert df["label"].isna().all() and set(df["split"]) == {"test"}
     assert set(df[df.run == "vae-ms_ssim-s0"]["loss"]) == {"ms_ssim"}
     originals = sorted((out / "reconstructions" / "originals").iterdir())
@@ -63,12 +68,46 @@ def test_reconstruct_writes_a_valid_manifest_of_lossless_pngs(experiment):
         got = image_metrics(x, y, data_range=1.0)
         for m in METRICS:
             assert float(got[m][0]) == pytest.approx(getattr(row, m), rel=1e-5, abs=1e-7), (row.run, m)
+        # the colour metrics too, recomputed from the files with the libraries the contract names
+        assert float(piq.haarpsi(x, y, data_range=1.0)) == pytest.approx(row.haarpsi, abs=1e-6)
+        de = deltaE_ciede2000(rgb2lab(np.array(orig) / 255.0), rgb2lab(np.array(recon) / 255.0)).mean()
+        assert de == pytest.approx(row.delta_e, rel=1e-9)
+        if row.run == "flat":  # a patch of the original's own per-channel mean colour
+            mean = np.round(np.array(orig, dtype=float).reshape(-1, 3).mean(axis=0))
+            assert (np.array(recon).reshape(-1, 3) == mean).all()
+    # degenerate: the run does not beat the flat baseline on its own training metric (no guard in these runs)
+    means = df.groupby("run")[["mse", "mae", "ms_ssim"]].mean()
+    for run, metric in (("fc-mse-s0", "mse"), ("conv-mae-s0", "mae"), ("vae-ms_ssim-s0", "ms_ssim")):
+        beats = means.loc[run, metric] > means.loc["flat", metric] if metric == "ms_ssim" else \
+            means.loc[run, metric] < means.loc["flat", metric]
+        assert set(df.loc[df.run == run, "degenerate"]) == {0 if beats else 1}, run
+
+
+@pytest.mark.slow
+def test_spares_and_the_guard_mark_manifest_rows(experiment, tmp_path):
+    import json
+    import shutil
+
+    out, _ = experiment
+    exp = tmp_path / "exp"
+    shutil.copytree(out / "models", exp / "models")
+    record_path = exp / "models" / "conv-mae-s0" / "config.json"
+    record = json.loads(record_path.read_text())
+    record["guard"] = {"metric": "mae", "degenerate": True, "beats_flat": False}  # as training writes it
+    record_path.write_text(json.dumps(record))
+    assert cli.main(["reconstruct", "--out", str(exp), "--n", "2", "--spares", "1"]) == 0
+    df = read_manifest(exp / "reconstructions" / "manifest.csv", check_files=True)
+    uses = df.drop_duplicates("image_id").set_index("image_id")["use"]
+    assert sorted(uses) == ["main", "main", "spare"]  # the spare is the one image not among the 2 main ones
+    assert (df.groupby("image_id")["run"].nunique() == 4).all()
+    assert set(df.loc[df.run == "conv-mae-s0", "degenerate"]) == {1}
+    assert cli.main(["reconstruct", "--out", str(exp), "--spares", "-1"]) == 2
 
 
 @pytest.mark.slow
 def test_pngs_are_lossless_round_trips_of_the_originals(experiment):
     out, images = experiment
-    assert cli.main(["reconstruct", "--out", str(out), "--n", "2"]) == 0
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "2", "--spares", "0"]) == 0
     df = read_manifest(out / "reconstructions" / "manifest.csv")
     from autoencoders.data import load_dataset
 
@@ -134,7 +173,26 @@ def test_photos_train_and_export_as_the_demo_runs_it(tmp_path):
     assert cli.main(["reconstruct", "--out", str(out), "--n", "4"]) == 0
     df = read_manifest(out / "reconstructions" / "manifest.csv", check_files=True)
     # Spread over the 64 test patches (8 per photo): indices 0, 21, 42, 63 → four different photos.
-    assert df["image_id"].tolist() == ["photos:test:astronaut:0000", "photos:test:coffee:0005",
+    assert df.loc[(df.run == "fc-mse-s0") & (df.use == "main"), "image_id"].tolist() == ["photos:test:astronaut:0000", "photos:test:coffee:0005",
                                        "photos:test:motorcycle:0002", "photos:test:flower:0007"]
-    assert df["label"].nunique() == 4
+    assert df.loc[df.use == "main", "label"].nunique() == 4
+    # 4 spares (the default) from the 60 other test patches, none of them a main image
+    spare = set(df.loc[df.use == "spare", "image_id"])
+    assert len(spare) == 4 and not spare & set(df.loc[df.use == "main", "image_id"])
     assert Image.open(out / "reconstructions" / df["recon_path"].iloc[0]).size == (96, 96)
+
+
+def test_flat_baseline_and_own_metric_rule():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    flat = flat_baseline(imgs)
+    assert flat.dtype == np.uint8 and flat.shape == imgs.shape
+    assert np.array_equal(flat[1, 4, 4], np.round(imgs[1].reshape(-1, 3).mean(axis=0)).astype(np.uint8))
+    assert (flat[2] == flat[2, 0, 0]).all()
+    base = {"mse": np.array([0.02, 0.02]), "ms_ssim": np.array([0.36, 0.36])}
+    # lower-is-better and higher-is-better metrics, ties count as not beating; mix is judged by MS-SSIM
+    assert _own_metric_verdict("mse", {"mse": np.array([0.01, 0.02])}, base) is None
+    assert "does not beat" in _own_metric_verdict("mse", {"mse": np.array([0.02, 0.02])}, base)
+    assert "ms_ssim 0.33" in _own_metric_verdict("mix", {"ms_ssim": np.array([0.33, 0.33])}, base)
+    assert _own_metric_verdict("ms_ssim", {"ms_ssim": np.array([0.4, 0.5])}, base) is None
+    assert _own_metric_verdict("vgg", {}, base) is None  # trained on none of the manifest's metrics

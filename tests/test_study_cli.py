@@ -30,8 +30,8 @@ def test_design_and_simulate_through_the_percept_command(exp):
     assert r.returncode == 0, r.stderr
     design = exp / "study" / "design.csv"
     df = design_c.read_design(design, check_files=True)
-    assert set(df["pair"]) == {"", "mse:ms_ssim", "mae:ms_ssim"} and df["list_id"].nunique() == 2
-    assert "trials in 2 list(s)" in r.stdout
+    assert set(df["pair"]) == {"", "mse:ms_ssim", "mae:ms_ssim"} and df["list_id"].nunique() == 4  # 2 lists + mirrors
+    assert "trials in 4 list(s) (2 covering every item, each with its mirror)" in r.stdout
     r = subprocess.run([sys.executable, "-m", "study", "simulate", "--design", str(design), "--participants", "2",
                         "--observer", "preference", "--prob", "0.6", "--seed", "1"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
@@ -56,12 +56,26 @@ def test_config_file_sets_defaults_and_flags_override(exp, tmp_path, capsys):
     (["--pairs", "mse"], "--pairs: 'mse' is not 'lossA:lossB'"),
     (["--ranking-losses", "mse,mae,ssim"], "has no run with loss ssim"),
     (["--catch", "1.5"], "--catch: 1.5 must be a share in [0, 1)"),
+    (["--preset", "snell"], "--preset snell: missing run(s) fc/mse, fc/ssim"),
+    (["--stimulus-seed", "3"], "--stimulus-seed 3: seeds available conv/mae [0]"),
+    (["--pairs", "fc=ssim:mse"], "--pairs: architecture 'fc' has no run to show"),
 ])
 def test_design_errors_are_one_line(exp, tmp_path, capsys, argv, message):
     argv = ["design", "--manifest", str(exp / "reconstructions" / "manifest.csv"), "--out", str(tmp_path), *argv]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("percept design: error:") and message in err and "\n" not in err
+
+
+def test_design_per_arch_flags_and_no_mirror(exp, tmp_path):
+    out = tmp_path / "o"
+    assert cli.main(["design", "--manifest", str(exp / "reconstructions" / "manifest.csv"), "--out", str(out),
+                     "--kinds", "conv=triplet", "--pairs", "conv=mse:mae", "--no-mirror", "--practice", "1",
+                     "--stimulus-seed", "0"]) == 0
+    df = design_c.read_design(out / "study" / "design.csv")
+    meta = json.loads((out / "study" / "design.json").read_text())
+    assert set(df["kind"]) == {"triplet", "catch"} and set(df.loc[df["kind"] == "triplet", "pair"]) == {"mse:mae"}
+    assert df["list_id"].nunique() == 1 and meta["mirror"] is False and meta["stimulus_seed"] == 0
 
 
 def test_run_refuses_before_any_window_opens(tmp_path, capsys, monkeypatch):

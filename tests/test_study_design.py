@@ -12,7 +12,7 @@ from PIL import Image
 
 from percept.contracts import ContractError, InputError
 from percept.contracts import design as design_c
-from study.design import DesignConfig, build_design, degrade, order_no_repeats, parse_pairs
+from study.design import DesignConfig, build_design, degrade, order_no_repeats, parse_pairs, plan_settings
 from test_study_support import make_manifest
 
 
@@ -35,10 +35,15 @@ def test_lists_cover_every_item_once_and_balance_sides(manifest, tmp_path):
     df, meta, path = _build(manifest, tmp_path, lists=3, practice=2, images=6, seed=4)
     main = df[df["block"] == "main"]
     trip = main[main["kind"] == "triplet"]
-    # Every image × pair exactly once over all lists.
-    items = Counter(zip(trip["image_id"], trip["pair"]))
+    # Every image × pair exactly once over the K = 3 base lists (the even ones; odd lists are their mirrors).
+    assert sorted(df["list_id"].unique()) == list(range(6)) and meta["n_lists"] == 6
+    base = trip[trip["list_id"] % 2 == 0]
+    items = Counter(zip(base["image_id"], base["pair"]))
     assert set(items.values()) == {1}
-    assert len(items) == 6 * 3 and set(trip["image_id"]) == set(meta["images"])
+    assert len(items) == 6 * 3 and set(base["image_id"]) == set(meta["images"])
+    # Over all lists, each item twice: once with each loss of the pair on the left.
+    items = Counter(zip(trip["image_id"], trip["pair"], trip["left_loss"]))
+    assert set(items.values()) == {1} and len(items) == 6 * 3 * 2
     assert sorted(set(main.loc[main["kind"] == "ranking", "image_id"])) == sorted(meta["images"])
     # Each loss of a pair on the left as often as on the right, per list (±1 when odd).
     for (_, pair), grp in trip.groupby(["list_id", "pair"]):
@@ -65,7 +70,7 @@ def test_no_image_twice_in_a_row_and_practice_first(manifest, tmp_path):
 
 
 def test_ranking_slot_orders_rotate(manifest, tmp_path):
-    df, _, _ = _build(manifest, tmp_path, kinds=("ranking",), lists=1, images=6, practice=0, catch=0.0)
+    df, _, _ = _build(manifest, tmp_path, kinds=("ranking",), lists=1, images=6, practice=0, catch=0.0, mirror=False)
     rank = df[df["kind"] == "ranking"]
     orders = [tuple(r[f"{s}_loss"] for s in design_c.RANKING_SCREEN_ORDER) for _, r in rank.iterrows()]
     assert sorted(orders) == sorted(itertools.permutations(("mse", "mae", "ms_ssim")))  # 6 images: each order once
@@ -75,7 +80,7 @@ def test_ranking_slot_orders_rotate(manifest, tmp_path):
 
 
 def test_catch_trials_show_original_and_strong_degradation(manifest, tmp_path):
-    df, meta, path = _build(manifest, tmp_path, catch=0.2, practice=0, lists=1)
+    df, meta, path = _build(manifest, tmp_path, catch=0.2, practice=0, lists=1, mirror=False)
     catch = df[df["kind"] == "catch"]
     n_main = int((df["block"] == "main").sum())
     assert len(catch) == round(0.2 / 0.8 * (n_main - len(catch)))  # a fifth of the main block
@@ -150,3 +155,102 @@ def test_degrade_is_strong_and_in_range():
     out = degrade(img, rng, blur_sigma=4.0, noise_sd=0.2)
     assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
     assert abs(out[::2].mean() - out[1::2].mean()) < 0.05
+
+
+def test_mirrored_lists_swap_every_side_per_item(manifest, tmp_path):
+    df, meta, _ = _build(manifest, tmp_path, lists=2, practice=2, catch=0.1, seed=3)
+    assert meta["mirror"] is True and meta["mirror_of"] == {"1": 0, "3": 2} and "mirrored list pairs" in meta["counterbalancing"]
+    for odd, even in ((1, 0), (3, 2)):
+        a = df[df["list_id"] == even].sort_values("trial").reset_index(drop=True)
+        b = df[df["list_id"] == odd].sort_values("trial").reset_index(drop=True)
+        assert len(a) == len(b) and (a["image_id"] == b["image_id"]).all() and (a["block"] == b["block"]).all()
+        for f in ("run", "loss", "path"):
+            assert (a[f"left_{f}"] == b[f"right_{f}"]).all() and (a[f"right_{f}"] == b[f"left_{f}"]).all()
+            assert (a[f"third_{f}"] == b[f"third_{f}"]).all()
+        catch = a["kind"] == "catch"
+        assert catch.any() and (a.loc[catch, "answer"] != b.loc[catch, "answer"]).all()
+        rank = a.index[a["kind"] == "ranking"]
+        for i in rank:  # ranking: the screen order is reversed
+            order = [a.loc[i, f"{s}_loss"] for s in design_c.RANKING_SCREEN_ORDER]
+            assert [b.loc[i, f"{s}_loss"] for s in design_c.RANKING_SCREEN_ORDER] == order[::-1]
+    # Per item across participants: every triplet item has each loss of its pair on the left exactly once.
+    trip = df[df["kind"] == "triplet"]
+    left_first = trip["left_loss"] == trip["pair"].str.split(":").str[0]
+    assert (left_first.groupby([trip["image_id"], trip["pair"], trip["block"], trip["list_id"] // 2]).mean() == 0.5).all()
+    plain, meta2, _ = _build(manifest, tmp_path / "plain", lists=2, practice=2, catch=0.1, seed=3, mirror=False)
+    assert sorted(plain["list_id"].unique()) == [0, 1] and meta2["n_lists"] == 2 and meta2["mirror_of"] == {}
+
+
+def test_practice_only_from_spare_images(tmp_path):
+    m = make_manifest(tmp_path / "m", n_images=4, spares=2)
+    df, meta, _ = _build(m, tmp_path, lists=1, practice=4, images=3, seed=0)
+    practice = set(df.loc[df["block"] == "practice", "image_id"])
+    assert practice == {"synthetic:test:0004", "synthetic:test:0005"} == set(meta["practice_images"])
+    assert not practice & set(df.loc[df["block"] == "main", "image_id"])
+    assert "synthetic:test:0003" not in practice  # a main image left out by --images is not a practice image either
+    none = make_manifest(tmp_path / "none", n_images=3, spares=0)
+    with pytest.raises(InputError, match="--practice 2: .* has no spare image .*--spares K"):
+        _build(none, tmp_path / "n", practice=2)
+    df, _, _ = _build(none, tmp_path / "n0", practice=0)
+    assert (df["block"] == "main").all()
+
+
+def test_flat_baseline_and_degenerate_runs_are_never_shown(tmp_path, capsys):
+    m = make_manifest(tmp_path / "m", n_images=3, flat=True, degenerate=("conv-mae-s0",))
+    df, meta, _ = _build(m, tmp_path, kinds=("triplet",), pairs=(("mse", "ms_ssim"),), practice=1)
+    err = capsys.readouterr().err.splitlines()
+    assert [ln.split(":")[1].strip() for ln in err if ln.startswith("design: dropping")] == ["dropping conv-mae-s0",
+                                                                                           "dropping flat"]
+    assert set(meta["dropped_runs"]) == {"flat", "conv-mae-s0"}
+    shown = set(df[["left_run", "right_run", "third_run"]].to_numpy().ravel()) - {""}
+    assert shown == {"conv-mse-s0", "conv-ms_ssim-s0", "original", "degraded"}
+    with pytest.raises(InputError, match="has no run with loss mae .*dropped as degenerate: conv-mae-s0"):
+        _build(m, tmp_path / "d")
+    every = make_manifest(tmp_path / "all", n_images=2, flat=True, degenerate=("conv-mse-s0", "conv-mae-s0", "conv-ms_ssim-s0"))
+    with pytest.raises(InputError, match="no run left to show after dropping 4 run"):
+        _build(every, tmp_path / "e")
+
+
+def test_lowest_seed_is_shown_unless_a_stimulus_seed_is_given(tmp_path, capsys):
+    m = make_manifest(tmp_path / "m", n_images=3, seeds=(10, 2))
+    df, meta, _ = _build(m, tmp_path, practice=0)
+    shown = set(df[["left_run", "right_run", "third_run"]].to_numpy().ravel()) - {"", "original", "degraded"}
+    assert shown == {"conv-mse-s2", "conv-mae-s2", "conv-ms_ssim-s2"}  # numerically lowest, not s10 by name
+    assert meta["stimulus_seed"] == "lowest" and meta["seeds"]["conv/mse"] == [2, 10]
+    assert "seeds [2, 10] of conv/mse in the manifest; showing conv-mse-s2" in capsys.readouterr().err
+    df, meta, _ = _build(m, tmp_path / "s10", practice=0, stimulus_seed=10)
+    assert set(df["left_run"]) - {"original", "degraded"} <= {"conv-mse-s10", "conv-mae-s10", "conv-ms_ssim-s10"}
+    assert meta["runs"]["conv/mae"] == "conv-mae-s10"
+    with pytest.raises(InputError, match=r"--stimulus-seed 5: seeds available conv/mae \[2, 10\]"):
+        _build(m, tmp_path / "s5", practice=0, stimulus_seed=5)
+
+
+def test_snell_preset_and_per_arch_plans(tmp_path):
+    losses = ("mse", "mae", "ms_ssim", "ssim")
+    m = make_manifest(tmp_path / "m", n_images=3, archs=("conv", "fc", "vae"), losses=losses, spares=1)
+    df, meta, _ = _build(m, tmp_path / "preset", preset="snell", practice=2, catch=0.0)
+    main = df[df["block"] == "main"]
+    assert set(main.loc[main["arch"] == "fc", "kind"]) == {"triplet"} and set(main.loc[main["arch"] == "fc", "pair"]) == {"ssim:mse"}
+    for arch in ("conv", "vae"):
+        rank = main[main["arch"] == arch]
+        assert set(rank["kind"]) == {"ranking"} and len(rank) == 3 * 2  # 3 images, each list and its mirror
+        assert {frozenset(r) for r in rank[["left_loss", "right_loss", "third_loss"]].to_numpy()} == {frozenset(("ms_ssim", "mse", "mae"))}
+    assert meta["preset"] == "snell" and meta["plan"]["fc"] == {"kinds": ["triplet"], "pairs": ["ssim:mse"], "ranking_losses": []}
+    assert meta["plan"]["vae"]["ranking_losses"] == ["ms_ssim", "mse", "mae"]
+    short = make_manifest(tmp_path / "short", n_images=2, archs=("conv", "fc"), spares=1)
+    with pytest.raises(InputError, match="--preset snell: missing run\\(s\\) fc/ssim, vae/mae, vae/ms_ssim, vae/mse in "):
+        _build(short, tmp_path / "s", preset="snell")
+    with pytest.raises(InputError, match="--preset: 'smell'"):
+        _build(short, tmp_path / "s", preset="smell")
+    # Any architecture its own kinds and pairs: the same plan written as flags.
+    cfg = plan_settings("triplet;conv=ranking;vae=ranking", "fc=ssim:mse", "ms_ssim,mse,mae")
+    df2, meta2, _ = _build(m, tmp_path / "own", practice=2, catch=0.0, **cfg)
+    assert meta2["plan"] == meta["plan"]
+    pd.testing.assert_frame_equal(df2, df)  # the same conditions in the same order: the same trials
+    assert plan_settings(("triplet",), "mse:ms_ssim;fc=ssim:mse", ("mse", "mae", "ms_ssim"))["arch_pairs"] == (("fc", (("ssim", "mse"),)),)
+    with pytest.raises(InputError, match="--pairs: architecture 'mlp' has no run"):
+        _build(m, tmp_path / "x", **plan_settings("triplet", "mlp=ssim:mse", "mse,mae,ms_ssim"))
+    with pytest.raises(InputError, match="two defaults"):
+        plan_settings("triplet", "mse:mae;ssim:mse", "mse,mae,ms_ssim")
+    with pytest.raises(InputError, match="--ranking-losses for conv: 'mse,mae' must name three"):
+        _build(m, tmp_path / "y", **plan_settings("ranking", "mse:mae", "mse,mae,ms_ssim;conv=mse,mae"))

@@ -56,7 +56,7 @@ def design(tmp_path_factory):
     root = tmp_path_factory.mktemp("gui")
     manifest = make_manifest(root, n_images=5)
     return build_design(manifest, root, DesignConfig(images=3, pairs=(("mse", "ms_ssim"),), lists=1, practice=2,
-                                                     catch=0.1, seed=2))
+                                                     catch=0.1, seed=2, mirror=False))
 
 
 def _trials(design: Path) -> pd.DataFrame:

@@ -32,7 +32,7 @@ def test_files_follow_the_contract_and_are_marked(design):
     assert [p.name for p in paths] == ["sim01-1.csv", "sim02-1.csv", "sim03-1.csv"]
     df = _all(paths)
     assert (df["simulated"] == 1).all()
-    assert df.groupby("participant")["list_id"].first().tolist() == [0, 1, 0]
+    assert df.groupby("participant")["list_id"].first().tolist() == [0, 1, 2]  # 2 lists and their mirrors
     rec = responses_c.read_session(paths[0].with_suffix(".json"))
     assert rec["simulated"] is True and rec["observer"].startswith("ms_ssim noise=0.5")
     assert rec["completed"] is True and rec["n_answered"] == rec["n_trials"] == int((df["participant"] == "sim01").sum())
@@ -82,7 +82,7 @@ def test_preference_truth_has_participant_and_image_effects(design):
     effects = [r["participant_effect"] for r in recs]
     assert len(set(effects)) == 6 and np.std(effects) > 0.1
     assert recs[0]["image_effects"] == recs[5]["image_effects"]  # shared by all participants
-    assert len(recs[0]["image_effects"]) == 10
+    assert len(recs[0]["image_effects"]) == 10 + 2  # the main images and the 2 spare (practice) ones
 
 
 def test_random_observer_and_lapses(design):
@@ -110,3 +110,40 @@ def test_refuses_human_files_and_bad_parameters(design):
         simulate(design, 1, config=ObserverConfig(observer="preference", prob=1.5))
     with pytest.raises(InputError, match="--noise"):
         simulate(design, 1, "ms_ssim", noise=-1.0)
+
+
+@pytest.mark.parametrize("metric", ["haarpsi", "delta_e"])
+def test_colour_metric_observers_follow_their_column_and_name_what_is_built_in(design, metric):
+    cfg = ObserverConfig(observer=metric, noise=0.0, participant_sd=0.0, image_sd=0.0, side_sd=0.0, lapse=0.0)
+    paths = simulate(design, 2, config=cfg, seed=0)
+    df = _all(paths)
+    meta = json.loads(design.with_suffix(".json").read_text())
+    man = manifest_c.read_manifest(design.parent / meta["manifest"]).set_index(["image_id", "run"])[metric]
+    better = max if metric == "haarpsi" else min  # haarpsi higher is better, delta_e lower
+    trip = df[df["kind"] == "triplet"]
+    assert len(trip) and all(row.choice == better((row.left_run, row.right_run), key=lambda r: man[(row.image_id, r)])
+                             for row in trip.itertuples())
+    rec = responses_c.read_session(paths[0].with_suffix(".json"))
+    assert rec["observer_metric"] == metric and rec["observer_trained_on"] == []  # no model is trained on it
+
+
+def test_metric_observer_on_a_training_loss_records_the_runs_trained_on_it(design):
+    paths = simulate(design, 1, "ms_ssim", seed=0)
+    rec = responses_c.read_session(paths[0].with_suffix(".json"))
+    assert rec["observer_metric"] == "ms_ssim" and rec["observer_trained_on"] == ["conv-ms_ssim-s0"]
+    rec = responses_c.read_session(simulate(design, 1, "psnr", seed=0)[0].with_suffix(".json"))
+    assert rec["observer_trained_on"] == ["conv-mse-s0"]  # PSNR is a function of MSE
+    cfg = ObserverConfig(observer="preference", prob=0.6)
+    rec = responses_c.read_session(simulate(design, 1, config=cfg, seed=0)[0].with_suffix(".json"))
+    assert rec["observer_metric"] is None and rec["observer_trained_on"] == []
+    assert ObserverConfig().observer == "haarpsi"
+
+
+def test_haarpsi_observer_refuses_a_manifest_that_predates_it(tmp_path):
+    manifest = make_manifest(tmp_path, n_images=3)
+    old = pd.read_csv(manifest).drop(columns=["haarpsi", "delta_e", "degenerate", "use"])
+    old.to_csv(manifest, index=False)
+    design = build_design(manifest, tmp_path, DesignConfig(practice=0))
+    with pytest.raises(InputError, match="--observer haarpsi: the design's manifest has no haarpsi column"):
+        simulate(design, 1, "haarpsi")
+    assert simulate(design, 1, "mse")  # the older metrics still judge

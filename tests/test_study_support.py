@@ -1,6 +1,7 @@
 """Shared helpers for the study tests: a small real manifest of generated 96×96 PNGs, X display handling."""
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -30,6 +31,9 @@ def _smooth_image(rng: np.random.Generator) -> np.ndarray:
 
 
 def _metrics(orig: np.ndarray, rec: np.ndarray) -> dict:
+    import piq
+    import torch
+    from skimage.color import deltaE_ciede2000, rgb2lab
     from skimage.metrics import structural_similarity
 
     mse = float(np.mean((orig - rec) ** 2))
@@ -42,36 +46,53 @@ def _metrics(orig: np.ndarray, rec: np.ndarray) -> dict:
         a = a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2, 3).mean(axis=(1, 3))
         b = b.reshape(b.shape[0] // 2, 2, b.shape[1] // 2, 2, 3).mean(axis=(1, 3))
         scales.append(float(structural_similarity(a, b, channel_axis=2, data_range=1.0, win_size=7)))
+    haarpsi = float(piq.haarpsi(*(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].float() for a in (rec, orig)),
+                                data_range=1.0))
     return {"mse": mse, "mae": float(np.mean(np.abs(orig - rec))), "psnr": float(10 * np.log10(1.0 / mse)),
+            "delta_e": float(deltaE_ciede2000(rgb2lab(orig), rgb2lab(rec)).mean()), "haarpsi": min(haarpsi, 1.0),
             "ssim": ssim, "ms_ssim": float(np.prod(np.clip(scales, 1e-6, 1) ** np.array([0.0711, 0.4530, 0.4760])))}
 
 
-def make_manifest(root: Path, n_images: int = 6, archs=("conv",), losses=LOSSES, seed: int = 0) -> Path:
-    """Write originals, reconstructions (blur/noise variants per loss) and manifest.csv under root/reconstructions."""
+def make_manifest(root: Path, n_images: int = 6, archs=("conv",), losses=LOSSES, seed: int = 0, spares: int = 2,
+                  seeds=(0,), flat: bool = False, degenerate=()) -> Path:
+    """Write originals, reconstructions (blur/noise variants per loss) and manifest.csv under root/reconstructions.
+
+    n_images main images, then `spares` more marked use=spare (for practice); one run per arch × loss × seed;
+    with `flat`, the flat-baseline rows; runs named in `degenerate` are marked so.
+    """
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
     recon = root / "reconstructions"
     rows = []
-    for i in range(n_images):
+    for i in range(n_images + spares):
         orig = _smooth_image(rng)
         image_id = f"synthetic:test:{i:04d}"
         opath = recon / "originals" / f"{i:04d}.png"
         opath.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.round(orig * 255).astype(np.uint8)).save(opath)
         orig8 = np.asarray(Image.open(opath), dtype=np.float32) / 255
-        for arch in archs:
-            for k, loss in enumerate(losses):
-                run = f"{arch}-{loss}-s0"
-                sigma = 0.8 + 0.6 * k + 0.3 * rng.random()
-                rec = np.clip(gaussian_filter(orig8, sigma=(sigma, sigma, 0)) + rng.normal(0, 0.02 * (k + 1), orig8.shape), 0, 1)
-                rpath = recon / run / f"{i:04d}.png"
-                rpath.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(np.round(rec * 255).astype(np.uint8)).save(rpath)
-                rec8 = np.asarray(Image.open(rpath), dtype=np.float32) / 255
-                rows.append(dict(image_id=image_id, split="test", label="", original_path=opath.relative_to(recon).as_posix(),
-                                 run=run, arch=arch, loss=loss, recon_path=rpath.relative_to(recon).as_posix(),
-                                 **_metrics(orig8.astype(np.float64), rec8.astype(np.float64))))
+        for arch, (k, loss), run_seed in itertools.product(archs, enumerate(losses), seeds):
+            run = f"{arch}-{loss}-s{run_seed}"
+            sigma = 0.8 + 0.6 * k + 0.3 * rng.random()
+            rec = np.clip(gaussian_filter(orig8, sigma=(sigma, sigma, 0)) + rng.normal(0, 0.02 * (k + 1), orig8.shape), 0, 1)
+            rpath = recon / run / f"{i:04d}.png"
+            rpath.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.round(rec * 255).astype(np.uint8)).save(rpath)
+            rec8 = np.asarray(Image.open(rpath), dtype=np.float32) / 255
+            rows.append(dict(image_id=image_id, split="test", label="", original_path=opath.relative_to(recon).as_posix(),
+                             run=run, arch=arch, loss=loss, recon_path=rpath.relative_to(recon).as_posix(),
+                             **_metrics(orig8.astype(np.float64), rec8.astype(np.float64)),
+                             degenerate=int(run in degenerate), use="main" if i < n_images else "spare"))
+        if flat:  # the flat baseline as `percept reconstruct` writes it: the image's mean colour
+            rec8 = np.broadcast_to(np.round(orig8.reshape(-1, 3).mean(axis=0) * 255) / 255, orig8.shape).astype(np.float32)
+            rpath = recon / "flat" / f"{i:04d}.png"
+            rpath.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.round(rec8 * 255).astype(np.uint8)).save(rpath)
+            rows.append(dict(image_id=image_id, split="test", label="", original_path=opath.relative_to(recon).as_posix(),
+                             run="flat", arch="baseline", loss="flat", recon_path=rpath.relative_to(recon).as_posix(),
+                             **_metrics(orig8.astype(np.float64), rec8.astype(np.float64)), degenerate=0,
+                             use="main" if i < n_images else "spare"))
     return manifest_c.write_manifest(pd.DataFrame(rows), recon / "manifest.csv")
 
 

@@ -1,6 +1,11 @@
 """Reconstruction manifest `reconstructions/manifest.csv`: one row per (image, model).
 
-Paths are relative to the manifest's folder; images are lossless 8-bit RGB PNGs.
+Paths are relative to the manifest's folder; images are lossless 8-bit RGB PNGs. Besides the
+trained runs, every image has a row of the flat baseline (`run = "flat"`, `arch = "baseline"`,
+`loss = "flat"`: a patch of the image's own per-channel mean colour), which designs never show.
+
+The columns after COLUMNS (OPTIONAL_COLUMNS) were added later; a manifest without them still
+reads, with `delta_e` and `haarpsi` NaN, `degenerate` 0 and `use` "main".
 """
 from __future__ import annotations
 
@@ -26,22 +31,48 @@ COLUMNS = (
     "ssim",
     "ms_ssim",
 )
-METRICS = ("mse", "mae", "psnr", "ssim", "ms_ssim")
+OPTIONAL_COLUMNS = (
+    "delta_e",  # mean CIEDE2000 colour difference (skimage.color, of rgb2lab), ≥ 0, lower is better
+    "haarpsi",  # HaarPSI (piq.haarpsi, data_range 1), in [0, 1], higher is better; no model is trained on it
+    "degenerate",  # 1: the run's guard says degenerate, or it does not beat the flat baseline on its own metric
+    "use",  # main (for main trials) | spare (held-out extras, reserved for practice trials)
+)
+METRICS = ("mse", "mae", "psnr", "ssim", "ms_ssim")  # always present
+EXTRA_METRICS = ("delta_e", "haarpsi")  # present in manifests written since the flat baseline was added
+ALL_METRICS = METRICS + EXTRA_METRICS
 # For each metric, whether a higher value means a closer reconstruction.
-HIGHER_IS_BETTER = {"mse": False, "mae": False, "psnr": True, "ssim": True, "ms_ssim": True}
+HIGHER_IS_BETTER = {"mse": False, "mae": False, "psnr": True, "ssim": True, "ms_ssim": True,
+                    "delta_e": False, "haarpsi": True}
+USES = ("main", "spare")
+# The flat baseline's rows.
+FLAT_RUN, BASELINE_ARCH, FLAT_LOSS = "flat", "baseline", "flat"
+# The manifest metric each training loss optimises (mix = α·(1−MS-SSIM) + (1−α)·L1 is judged by MS-SSIM);
+# losses not listed (vgg) optimise none of them.
+OWN_METRIC = {"mse": "mse", "mae": "mae", "ssim": "ssim", "ms_ssim": "ms_ssim", "mix": "ms_ssim"}
+
+
+def trained_on(loss: str, metric: str) -> bool:
+    """Whether a model trained with `loss` was optimised for `metric` (PSNR is a monotone function of MSE)."""
+    own = OWN_METRIC.get(loss)
+    return own is not None and (own == metric or (metric == "psnr" and own == "mse"))
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
-    """Validate the columns and write the manifest atomically (extra columns kept after the contract's)."""
+    """Validate the columns and write the manifest atomically (optional, then extra columns after the contract's)."""
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ContractError(f"{path}: manifest to write lacks column(s) {', '.join(missing)}")
-    extra = [c for c in df.columns if c not in COLUMNS]
-    return atomic_write_csv(df[list(COLUMNS) + extra], path)
+    optional = [c for c in OPTIONAL_COLUMNS if c in df.columns]
+    extra = [c for c in df.columns if c not in COLUMNS and c not in OPTIONAL_COLUMNS]
+    return atomic_write_csv(df[list(COLUMNS) + optional + extra], path)
 
 
 def read_manifest(path: str | Path, *, check_files: bool = False) -> pd.DataFrame:
-    """Read and validate a manifest; metrics become floats, `label` an Int64 column (NA when empty)."""
+    """Read and validate a manifest; metrics become floats, `label` an Int64 column (NA when empty).
+
+    The optional columns are validated where present (delta_e ≥ 0, haarpsi in [0, 1], degenerate
+    0|1 per run, use main|spare per image) and filled with their defaults where absent.
+    """
     path = Path(path)
     df = read_csv_checked(
         path,
@@ -64,11 +95,61 @@ def read_manifest(path: str | Path, *, check_files: bool = False) -> pd.DataFram
     if dup.any():
         i = int(dup.to_numpy().nonzero()[0][0])
         raise ContractError(f"{path}: row {i + 2}: image {df['image_id'].iloc[i]!r} appears twice for run {df['run'].iloc[i]!r}")
+    _optional_columns(df, path)
     if check_files:
         missing = [p for p in pd.unique(pd.concat([df["original_path"], df["recon_path"]])) if not (path.parent / p).is_file()]
         if missing:
             raise ContractError(f"{path}: {len(missing)} image file(s) missing, e.g. {path.parent / missing[0]}")
     return df
+
+
+def _first_bad(mask: pd.Series) -> int:
+    return int(mask.to_numpy().nonzero()[0][0])
+
+
+def _optional_columns(df: pd.DataFrame, path: Path) -> None:
+    """Validate the later columns where present and fill the defaults of older manifests, in place."""
+    for col, low, high in (("delta_e", 0.0, float("inf")), ("haarpsi", 0.0, 1.0)):
+        if col not in df.columns:
+            df[col] = float("nan")
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        # Checked per value so the message names the row: not a number, not finite, or out of range.
+        bad = values.isna() | ~values.between(low, high) | values.isin([float("inf"), float("-inf")])
+        if bad.any():
+            i = _first_bad(bad)
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {df[col].iloc[i]!r} is not a finite number in "
+                                f"[{low:g}, {high:g}]")
+        df[col] = values.astype("float64")
+    if "degenerate" in df.columns:
+        bad = ~df["degenerate"].isin(["0", "1"])
+        if bad.any():
+            i = _first_bad(bad)
+            raise ContractError(f"{path}: row {i + 2}, column 'degenerate': {df['degenerate'].iloc[i]!r} is not 0 or 1")
+        df["degenerate"] = df["degenerate"].astype("int64")
+    else:
+        df["degenerate"] = 0
+    if "use" in df.columns:
+        bad = ~df["use"].isin(USES)
+        if bad.any():
+            i = _first_bad(bad)
+            raise ContractError(f"{path}: row {i + 2}, column 'use': {df['use'].iloc[i]!r} is not one of {', '.join(USES)}")
+    else:
+        df["use"] = "main"
+    # One value per image (use) and per run (degenerate): mixed values would make designs draw inconsistently.
+    for col, key in (("use", "image_id"), ("degenerate", "run")):
+        mixed = df.groupby(key, sort=False)[col].transform("nunique") > 1
+        if mixed.any():
+            i = _first_bad(mixed)
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {key} {df[key].iloc[i]!r} has more than one "
+                                f"value of {col}")
+    baseline = (df["arch"] == BASELINE_ARCH) | (df["run"] == FLAT_RUN)
+    wrong = baseline & ((df["arch"] != BASELINE_ARCH) | (df["run"] != FLAT_RUN) | (df["loss"] != FLAT_LOSS))
+    if wrong.any():
+        i = _first_bad(wrong)
+        raise ContractError(f"{path}: row {i + 2}: the flat baseline must have run {FLAT_RUN!r}, arch {BASELINE_ARCH!r} "
+                            f"and loss {FLAT_LOSS!r} together (got {df['run'].iloc[i]!r}, {df['arch'].iloc[i]!r}, "
+                            f"{df['loss'].iloc[i]!r})")
 
 
 def resolve(manifest_path: str | Path, relative: str) -> Path:
