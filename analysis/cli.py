@@ -38,9 +38,11 @@ def _figure(fn, data, path: Path) -> str | None:
 
 def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclude_simulated: bool = False, rank_unit: str = "participant",
             n_boot: int = 200, bayes: bool = True, lme4: bool | None = None, seed: int = 0,
-            out_dir: str | Path | None = None) -> Path:
+            out_dir: str | Path | None = None, premise_unit: str = "image") -> Path:
     """Run every preference analysis of a study folder; write CSVs, figures and summary.json; return the folder."""
     from analysis import agreement as ag
+    from analysis import family as fam
+    from analysis import premise
     from analysis import plots, preferences as pr, rankings as rk, scaling as sc
     from analysis.load import ExclusionRules, analysis_dir, load_study, versions, write_json
 
@@ -55,11 +57,17 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
 
-    trials = pr.triplet_table(study.responses)
+    # Runs the manifest marks degenerate leave every human comparison before any statistic (INTERFACES item 3).
+    degenerate = premise.degenerate_runs(study.manifest) if study.manifest is not None else set()
+    responses, n_dropped = fam.drop_degenerate(study.responses, degenerate)
+    if responses[responses["kind"] != "catch"].empty and n_dropped:
+        raise InputError(f"{study_dir}: every judged trial shows a degenerate run ({', '.join(sorted(degenerate))}); "
+                         "nothing left to compare")
+    trials = pr.triplet_table(responses)
     pairwise = pr.pairwise_table(trials)
     per_image = pr.per_image_table(trials)
     models = pr.model_table(trials, bayes=bayes, lme4=lme4)
-    ranks = rk.ranking_table(study.responses)
+    ranks = rk.ranking_table(responses)
     dist = rk.rank_distribution(ranks)
     friedman, posthoc = rk.ranking_tests(ranks, rank_unit)
     scale = pd.concat([sc.bradley_terry(trials, n_boot, seed), sc.plackett_luce(ranks, n_boot, seed)], ignore_index=True)
@@ -67,12 +75,16 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         agreement = pd.concat([ag.agreement_table(ag.pairs_from_triplets(trials), study.manifest, "triplet", seed=seed),
                                ag.agreement_table(ag.pairs_from_rankings(ranks), study.manifest, "ranking", seed=seed)],
                               ignore_index=True)
+        premise_rows = premise.premise_table(study.manifest, unit=premise_unit)
     else:
         agreement = pd.DataFrame(columns=ag.COLUMNS)
+        premise_rows = pd.DataFrame(columns=premise.COLUMNS)
+    family = fam.family_table(fam.declared_family(study.design, degenerate), models, friedman)
 
     tables = {"exclusions.csv": study.participants, "pairwise.csv": pairwise, "models.csv": models,
               "per_image.csv": per_image, "rankings.csv": dist, "friedman.csv": friedman,
-              "ranking_posthoc.csv": posthoc, "scale.csv": scale, "agreement.csv": agreement}
+              "ranking_posthoc.csv": posthoc, "scale.csv": scale, "agreement.csv": agreement,
+              "premise.csv": premise_rows, "family.csv": family}
     for name, df in tables.items():
         _write(df, out / name)
     figures = {
@@ -82,15 +94,17 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         "scale.png": _figure(plots.scale_plot, scale, figs / "scale.png"),
         "agreement.png": _figure(plots.agreement_plot, agreement, figs / "agreement.png"),
     }
-    counts = study.responses["kind"].value_counts().to_dict()
+    counts = responses["kind"].value_counts().to_dict()
     summary = {
         "study": str(Path(study_dir).resolve()),
         "manifest": str(study.manifest_path) if study.manifest_path else None,
         "simulated": study.simulated,
-        "n_simulated_rows": int(study.responses["simulated"].sum()),
-        "n_rows": int(len(study.responses)),
+        "n_simulated_rows": int(responses["simulated"].sum()),
+        "n_rows": int(len(responses)),
         "trials": {k: int(v) for k, v in counts.items()},
         "n_practice_dropped": study.n_practice,
+        "degenerate_runs": sorted(degenerate),
+        "n_degenerate_trials_dropped": n_dropped,
         "participants": {"total": int(len(study.participants)), "included": int(study.participants["included"].sum()),
                          "excluded": study.participants.loc[~study.participants["included"], ["participant", "reasons"]]
                          .to_dict("records")},
@@ -98,38 +112,25 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         "warnings": list(study.warnings),
         "main_test": "cluster_logit: logit of choosing loss A on side (±1), two-way (participant, image) "
                      "cluster-robust SE, t test on min(clusters)-1 df",
+        "family": {"correction": "holm", "alpha": 0.05,
+                   "declared": "from design.csv before the responses: one cluster_logit per (arch, pair) of main "
+                               "triplets, one Friedman test per arch with main rankings; comparisons showing a "
+                               "degenerate run left out; pooled 'all' rows outside the family",
+                   "tests": family.to_dict("records")},
         "preferences": models.to_dict("records"),
         "friedman": friedman.to_dict("records"),
-        "headline": headline(pairwise, models, friedman, dist, study.simulated),
+        "premise": {"unit": premise_unit, "verdicts": premise.verdicts(premise_rows).to_dict("records")},
+        "observers": fam.observer_info(list(study.sessions), study.manifest),
+        "headline": fam.headline_lines(family, dist, study.simulated),
         "figures": {k: v for k, v in figures.items() if v},
         "options": {"rules": asdict(rules), "exclude_simulated": exclude_simulated, "rank_unit": rank_unit,
                     "n_boot": n_boot, "bayes": bayes, "lme4": bool(models["estimator"].eq("lme4_glmer").any())
-                    if len(models) else False, "seed": seed},
+                    if len(models) else False, "seed": seed, "premise_unit": premise_unit},
         "versions": versions(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     write_json(summary, out / "summary.json")
     return out
-
-
-def headline(pairwise: pd.DataFrame, models: pd.DataFrame, friedman: pd.DataFrame, dist: pd.DataFrame,
-             simulated: bool) -> list[str]:
-    """A few plain sentences with the main numbers (printed by the demo, shown at the top of the report)."""
-    tag = " [simulated observers]" if simulated else ""
-    lines = []
-    main = models[models["estimator"] == "cluster_logit"].set_index(["arch", "pair"]) if len(models) else None
-    for r in pairwise.itertuples():
-        p = main.loc[(r.arch, r.pair), "p"] if main is not None and (r.arch, r.pair) in main.index else float("nan")
-        # phrase each pair in favour of the loss chosen more often
-        win, lose, prop, low, high = ((r.loss_a, r.loss_b, r.prop_a, r.ci_low, r.ci_high) if r.prop_a >= 0.5 else
-                                      (r.loss_b, r.loss_a, 1 - r.prop_a, 1 - r.ci_high, 1 - r.ci_low))
-        lines.append(f"{r.arch}: {prop:.0%} chose {win} over {lose} "
-                     f"(95% CI {low:.0%}–{high:.0%}, n={r.n}; cluster-robust logit p={p:.3g}){tag}")
-    for r in friedman.itertuples():
-        means = dist[dist["arch"] == r.arch].drop_duplicates("loss").sort_values("mean_rank")
-        order = " < ".join(f"{m.loss} ({m.mean_rank:.2f})" for m in means.itertuples())
-        lines.append(f"{r.arch} rankings: mean rank {order}; Friedman p={r.p:.3g}, Kendall's W={r.kendall_w:.2f}{tag}")
-    return lines
 
 
 def classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifest: str | Path | None = None,
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boot", type=int, default=200, help="participant-bootstrap resamples for scale CIs (default 200)")
     p.add_argument("--no-bayes", action="store_true", help="skip the Bayesian mixed GLM (the cluster-robust logit stays)")
     p.add_argument("--no-lme4", action="store_true", help="do not call R's lme4 even when Rscript is installed")
+    p.add_argument("--premise-unit", default="image", choices=("image", "source"),
+                   help="unit of the premise test's paired CIs: held-out image, or source photograph (default image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the study's sibling analysis/)")
 
@@ -328,7 +331,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         out = analyze(args.study, rules=_rules(args), exclude_simulated=args.exclude_simulated,
                       rank_unit=args.rank_unit, n_boot=args.boot, bayes=not args.no_bayes,
-                      lme4=False if args.no_lme4 else None, seed=args.seed, out_dir=args.out)
+                      lme4=False if args.no_lme4 else None, seed=args.seed, out_dir=args.out,
+                      premise_unit=args.premise_unit)
         print(f"analyze: wrote {out}")
     elif args.command == "classify":
         path = classify(args.codes, pixels=args.pixels, manifest=args.manifest, out_dir=args.out, c=args.c,

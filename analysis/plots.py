@@ -151,7 +151,13 @@ def agreement_plot(agreement: pd.DataFrame, path: Path) -> Path | None:
             ax.errorbar(x, y, yerr=_err(y, a["ci_low"], a["ci_high"]), fmt="none", ecolor="black",
                         capsize=2, lw=0.8)
         pooled = g[g["arch"] == "all"] if (g["arch"] == "all").any() else g
-        ax.axhline(pooled["human_ceiling"].iloc[0], color="black", ls="--", lw=1, label="human ceiling (pooled)")
+        # the unbiased ceiling (two different people agree) when any unit has ≥ 2 judgments; else BAPPS's biased one
+        unbiased = pooled["human_pairwise"].iloc[0]
+        if np.isfinite(unbiased):
+            ax.axhline(unbiased, color="black", ls="--", lw=1, label="human ceiling, unbiased (pooled)")
+        else:
+            ax.axhline(pooled["human_ceiling"].iloc[0], color="black", ls=":", lw=1,
+                       label="human ceiling, BAPPS (biased up)")
         ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
         ax.set_xticks(np.arange(len(metrics)), metrics, fontsize=8)
         ax.set_ylim(0, 1.05)

@@ -200,13 +200,17 @@ def test_metric_observer_agrees_perfectly_with_its_metric(tmp_path):
     assert by.loc["mse", "agreement"] < 1.0
 
 
-def test_best_on_own_metric(study):
-    best = ag.best_on_own_metric(study.manifest)
-    assert set(best["loss"]) == {"mse", "mae", "ms_ssim"}
+def test_metric_means_carry_the_degenerate_flag(study):
     means = ag.metric_means(study.manifest)
-    fc = means[means["arch"] == "fc"].set_index("loss")
-    row = best[(best["arch"] == "fc") & (best["loss"] == "mse")].iloc[0]
-    assert row["is_best"] == (fc.loc["mse", "mse"] == fc["mse"].min())
+    assert (means["degenerate"] == 0).all() and set(means["loss"]) == {"mse", "mae", "ms_ssim"}
+    flagged = study.manifest.assign(degenerate=(study.manifest["run"] == "fc-mae-s0").astype(int))
+    means = ag.metric_means(flagged).set_index("run")
+    assert means.loc["fc-mae-s0", "degenerate"] == 1 and means.loc["fc-mse-s0", "degenerate"] == 0
+
+
+def test_vb_mixed_model_reports_no_p_value(truth_trials):
+    fit = pr.fit_bayes_mixed(truth_trials, "fc", "ms_ssim:mse")
+    assert np.isnan(fit.p) and "anti-conservative" in fit.note
 
 
 def test_power_setting_from_fitted_models(study):
