@@ -154,39 +154,82 @@ def classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifes
     return path
 
 
-def power(study_dir: str | Path, participants: list[int], images: list[int], *, sims: int = 200, alpha: float = 0.05,
-          test: str = "cluster_logit", arch: str | None = None, pair: str | None = None, effect: float | None = None,
-          sd_participant: float | None = None, sd_image: float | None = None, rules: ExclusionRules | None = None,
-          exclude_simulated: bool = False, seed: int = 0, out_dir: str | Path | None = None) -> Path:
-    """Power per (participants, images) from the study's fitted variance components (overridable); return power.csv."""
+def power(study_dir: str | Path, participants: list[int], images: list[int] | None = None, *, sims: int = 200,
+          alpha: float = 0.05, test: str = "cluster_logit", arch: str | None = None, pair: str | None = None,
+          sesoi: float | None = None, effect: float | None = None, sd_participant: float | None = None,
+          sd_image: float | None = None, rules: ExclusionRules | None = None, exclude_simulated: bool = False,
+          seed: int = 0, out_dir: str | Path | None = None) -> Path:
+    """Power per number of participants for a stated smallest effect (SESOI), on the design's lists; return power.csv.
+
+    The random-effect SDs come from the study's mixed-model fit unless both are given (then no responses are
+    needed); the effect is `sesoi` (default DEFAULT_SESOI) or a given subject-specific log-odds `effect`, never
+    the study's estimate. Without `images` every declared (arch, pair) of the design is simulated on its real
+    lists and sides; with `images` a hypothetical balanced design of that many images is used instead.
+    """
     from dataclasses import replace
 
-    from analysis import plots, preferences as pr
+    from analysis import family as fam, plots, preferences as pr
     from analysis.load import analysis_dir, load_study, versions, write_json
-    from analysis.power import PowerSetting, power_grid, setting_from_models
+    from analysis.power import DEFAULT_SESOI, PowerSetting, design_power, effect_for_proportion, power_grid, \
+        setting_from_models
+    from analysis.premise import degenerate_runs
+    from percept.contracts.design import read_design, read_design_meta
+    from percept.contracts.manifest import read_manifest
 
     if not 0 < alpha < 1:
         raise InputError(f"--alpha must be in (0, 1), got {alpha}")
+    if sesoi is not None and effect is not None:
+        raise InputError("give either --sesoi (a preference proportion) or --effect (log-odds), not both")
     t0 = time.perf_counter()
-    if None in (effect, sd_participant, sd_image):
+    study_dir = Path(study_dir)
+    design = read_design(study_dir / "design.csv")
+    if sd_participant is None or sd_image is None:
         study = load_study(study_dir, rules, exclude_simulated=exclude_simulated)
         trials = pr.triplet_table(study.responses)
         if trials.empty:
-            raise InputError(f"{study_dir}: no triplet trials to fit; give --effect, --sd-participant and --sd-image")
-        setting = setting_from_models(pr.model_table(trials, bayes=True, lme4=False), arch, pair)
+            raise InputError(f"{study_dir}: no triplet trials to fit the random-effect SDs; give --sd-participant "
+                             "and --sd-image")
+        fitted = setting_from_models(pr.model_table(trials, bayes=True, lme4=False), arch, pair)
+        setting = PowerSetting(0.0, fitted.sd_participant, fitted.sd_image, fitted.side_bias,
+                               f"SDs and side bias from {fitted.source}")
+        given = {k: v for k, v in (("sd_participant", sd_participant), ("sd_image", sd_image)) if v is not None}
+        if given:
+            setting = replace(setting, **given, source=setting.source + " with " + ", ".join(given) + " given")
     else:
-        setting = PowerSetting(effect, sd_participant, sd_image, 0.0, "given")
-    overrides = {k: v for k, v in (("effect", effect), ("sd_participant", sd_participant), ("sd_image", sd_image))
-                 if v is not None}
-    if overrides:
-        setting = replace(setting, **overrides, source=setting.source + " with " + ", ".join(overrides) + " given")
-    table = power_grid(participants, images, setting, sims=sims, alpha=alpha, test=test, seed=seed)
+        setting = PowerSetting(0.0, sd_participant, sd_image, 0.0, "SDs given")
+    if effect is not None:
+        setting = replace(setting, effect=effect, source=setting.source + "; effect (log-odds) given")
+    else:
+        sesoi = DEFAULT_SESOI if sesoi is None else sesoi
+        setting = replace(setting, effect=effect_for_proportion(sesoi, setting.sd_participant, setting.sd_image),
+                          sesoi=sesoi, source=setting.source + f"; SESOI {sesoi:g}")
+
+    # degenerate runs leave the family here as in `analyze`
+    meta = read_design_meta(study_dir / "design.csv") if (study_dir / "design.json").is_file() else {}
+    rel = meta.get("manifest")
+    degenerate = degenerate_runs(read_manifest(study_dir / rel)) if rel and (study_dir / rel).is_file() else set()
+    family = fam.declared_family(design, degenerate)
+    declared = family[family["test"] == "triplet cluster_logit"]
+    if arch is not None:
+        declared = declared[declared["arch"] == arch]
+    if pair is not None:
+        declared = declared[declared["pair"] == pair]
+    if images is not None:
+        table = power_grid(participants, images, setting, sims=sims, alpha=alpha, test=test, seed=seed)
+    elif declared.empty:
+        raise InputError(f"{study_dir / 'design.csv'}: no declared triplet comparison for arch={arch or 'any'} "
+                         f"pair={pair or 'any'}")
+    else:
+        table = pd.concat([design_power(design, r.arch, r.pair, participants, setting, sims=sims, alpha=alpha,
+                                        family_size=max(1, len(family)), test=test, seed=seed)
+                           for r in declared.itertuples()], ignore_index=True)
     out = Path(out_dir) if out_dir else analysis_dir(study_dir)
     path = _write(table, out / "power.csv")
     fig = _figure(plots.power_plot, table, out / "figures" / "power.png")
-    write_json({"study": str(Path(study_dir).resolve()), "setting": asdict(setting), "figure": fig,
+    write_json({"study": str(study_dir.resolve()), "setting": asdict(setting), "figure": fig,
+                "family": family.to_dict("records"),
                 "options": {"participants": participants, "images": images, "sims": sims, "alpha": alpha,
-                            "test": test, "seed": seed}, "versions": versions(),
+                            "test": test, "seed": seed, "sesoi": sesoi, "effect": effect}, "versions": versions(),
                 "seconds": round(time.perf_counter() - t0, 2)}, out / "power.json")
     return path
 
@@ -292,17 +335,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the codes folder's sibling analysis/)")
 
-    p = sub.add_parser("power", help="power by simulation from the fitted variance components")
+    p = sub.add_parser("power", help="power for a smallest effect of interest, simulated on the design's lists")
     _add_config(p)
     p.add_argument("--study", type=Path, required=True)
     p.add_argument("--participants", type=_int_list, default=[10, 20, 40], help="comma-separated (default 10,20,40)")
-    p.add_argument("--images", type=_int_list, default=[50, 100], help="comma-separated (default 50,100)")
+    p.add_argument("--images", type=_int_list, default=None,
+                   help="comma-separated; simulate a hypothetical balanced design of that many images instead of "
+                        "the design's real lists and sides (default: the real design)")
+    p.add_argument("--sesoi", type=float, default=None,
+                   help="smallest effect of interest as the population-averaged proportion choosing loss A "
+                        "(default 0.60)")
     p.add_argument("--sims", type=int, default=200, help="simulated studies per cell (default 200)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--test", default="cluster_logit", choices=("cluster_logit", "participant_t"))
     p.add_argument("--arch", default=None, help="architecture whose fit to use (default: all pooled)")
     p.add_argument("--pair", default=None, help="pair 'lossA:lossB' whose fit to use (default: the one with most trials)")
-    p.add_argument("--effect", type=float, default=None, help="log-odds of choosing A (overrides the fit)")
+    p.add_argument("--effect", type=float, default=None,
+                   help="subject-specific log-odds of choosing A, instead of --sesoi (never taken from the fit)")
     p.add_argument("--sd-participant", type=float, default=None, help="participant random-intercept SD (overrides)")
     p.add_argument("--sd-image", type=float, default=None, help="image random-intercept SD (overrides)")
     _add_rules(p)
@@ -340,7 +389,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"classify: wrote {path}")
     elif args.command == "power":
         path = power(args.study, args.participants, args.images, sims=args.sims, alpha=args.alpha, test=args.test,
-                     arch=args.arch, pair=args.pair, effect=args.effect, sd_participant=args.sd_participant,
+                     arch=args.arch, pair=args.pair, sesoi=args.sesoi, effect=args.effect, sd_participant=args.sd_participant,
                      sd_image=args.sd_image, rules=_rules(args), exclude_simulated=args.exclude_simulated,
                      seed=args.seed, out_dir=args.out)
         print(f"power: wrote {path}")

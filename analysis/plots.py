@@ -198,10 +198,14 @@ def power_plot(power: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig = _figure(4.8, 3.4)
     ax = fig.add_subplot()
-    for i, (n_i, g) in enumerate(power.groupby("images")):
+    # real-design power has one line per (arch, pair); the hypothetical design one per number of images
+    by_pair = "pair" in power.columns and power["pair"].notna().all()
+    keys = ["arch", "pair"] if by_pair else ["images"]
+    for i, (key, g) in enumerate(power.groupby(keys)):
         g = g.sort_values("participants")
+        label = f"{key[0]} {key[1]} ({g['images'].iloc[0]} images)" if by_pair else f"{key[0]} images"
         ax.errorbar(g["participants"], g["power"], yerr=_err(g["power"], g["ci_low"], g["ci_high"]),
-                    marker="o", capsize=3, label=f"{n_i} images", color=f"C{i}")
+                    marker="o", capsize=3, label=label, color=f"C{i}")
     ax.axhline(0.8, color="grey", ls="--", lw=1)
     ax.set_xlabel("participants")
     ax.set_ylabel("power")

@@ -368,11 +368,20 @@ def report(out_dir: str | Path) -> Path:
 
     pw_ = csv["power"]
     if pw_ is not None and not pw_.empty:
-        body.append("<h2>Power</h2><p>Power by simulation from the fitted variance components "
-                    f"({_e(pw_['source'].iloc[0])}): share of simulated studies with p &lt; α, Monte Carlo Wilson 95% CI.</p>")
+        real = "pair" in pw_.columns and pw_["pair"].notna().all()
+        body.append("<h2>Power</h2><p>Power of the main test (two-way cluster-robust logit) by simulation, for the "
+                    "smallest effect of interest stated by the user (sesoi: the population-averaged proportion choosing "
+                    "loss A), never for the study's own estimate. "
+                    + ("Each simulated study answers the design's real lists with their real sides (participant k "
+                       "answers list k mod L); power_holm_first is the power at α / (family size), the first step of "
+                       "Holm's procedure. " if real else "Hypothetical balanced design (every participant judges every "
+                       "image once, sides alternating). ")
+                    + f"Setting: {_e(pw_['source'].iloc[0])}. Share of simulated studies with p &lt; α, Monte Carlo "
+                    "Wilson 95% CI.</p>")
         body.append(_img(figs / "power.png", "power"))
-        body.append(table(pw_, ["participants", "images", "trials", "sims", "test", "power", "ci_low", "ci_high", "effect",
-                                "sd_participant", "sd_image"]))
+        body.append(table(pw_, ["arch", "pair", "participants", "images", "lists", "trials", "sims", "test", "sesoi",
+                                "power", "ci_low", "ci_high", "power_holm_first", "family_size", "effect",
+                                "sd_participant", "sd_image", "balanced"]))
 
     body.append("<h2>Example triplets</h2>")
     if grid is not None:

@@ -61,7 +61,9 @@ def test_analyze_writes_every_table_and_a_summary(full_run):
     assert set(pw["arch"]) == {"fc", "q<i&", "all"} and (pw.loc[pw["arch"] != "all", "n"] == 40).all()
     power = pd.read_csv(a / "power.csv")
     assert list(power["participants"]) == [4, 8] and (power["sims"] == 20).all()
-    assert json.loads((a / "power.json").read_text())["setting"]["source"].startswith("bayes_mixed_vb")
+    source = json.loads((a / "power.json").read_text())["setting"]["source"]
+    # the SDs come from the mixed fit, the effect from the stated SESOI (default 0.60), never from the fit
+    assert source.startswith("SDs and side bias from bayes_mixed_vb") and source.endswith("SESOI 0.6")
     for fig in ("preferences", "per_image", "ranks", "scale", "agreement", "classification", "power", "examples"):
         assert (a / "figures" / f"{fig}.png").stat().st_size > 1000, fig
 
