@@ -134,23 +134,33 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
 
 
 def classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifest: str | Path | None = None,
-             out_dir: str | Path | None = None, c: float = 1.0, max_iter: int = 1000, seed: int = 0) -> Path:
-    """Classify every codes file; write classification.csv (+ .json, figure) in the analysis folder; return the csv."""
+             out_dir: str | Path | None = None, c: float = 1.0, max_iter: int = 1000, seed: int = 0,
+             n_boot: int = 2000) -> Path:
+    """Classify every codes file; write classification.csv, classification_pairs.csv (+ .json, figure); return the csv."""
     from analysis import plots
-    from analysis.classify import classify_codes
+    from analysis.classify import classification
     from analysis.load import versions, write_json
 
     if c <= 0 or max_iter < 1:
         raise InputError(f"--C must be > 0 and --max-iter ≥ 1 (got {c}, {max_iter})")
+    if n_boot < 100:
+        raise InputError(f"--boot must be at least 100 for a 95% bootstrap interval, got {n_boot}")
     t0 = time.perf_counter()
-    table = classify_codes(codes_dir, pixels=pixels, manifest=manifest, c=c, max_iter=max_iter, seed=seed)
+    table, pairs = classification(codes_dir, pixels=pixels, manifest=manifest, c=c, max_iter=max_iter, seed=seed,
+                                  n_boot=n_boot)
     out = Path(out_dir) if out_dir else Path(codes_dir).resolve().parent / "analysis"
     path = _write(table, out / "classification.csv")
+    _write(pairs, out / "classification_pairs.csv")
     fig = _figure(plots.classification_plot, table, out / "figures" / "classification.png")
     write_json({"codes": str(Path(codes_dir).resolve()), "pixels": str(pixels) if pixels else None,
-                "options": {"C": c, "max_iter": max_iter, "seed": seed, "model": "StandardScaler + multinomial "
-                            "LogisticRegression (lbfgs)"}, "figure": fig, "versions": versions(),
-                "seconds": round(time.perf_counter() - t0, 2)}, out / "classification.json")
+                "options": {"C": c, "max_iter": max_iter, "seed": seed, "n_boot": n_boot,
+                            "model": "StandardScaler + multinomial LogisticRegression (lbfgs)"},
+                "intervals": "accuracy: cluster bootstrap over source photographs when test images share a source, "
+                             "else Wilson; pairs: McNemar exact (statsmodels, images independent) and a paired "
+                             "cluster bootstrap of the accuracy difference, Holm across unflagged pairs",
+                "flagged": table.loc[table["flag"].fillna("") != "", ["run", "flag"]].to_dict("records"),
+                "figure": fig, "versions": versions(), "seconds": round(time.perf_counter() - t0, 2)},
+               out / "classification.json")
     return path
 
 
@@ -332,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: ../reconstructions/manifest.csv beside the codes folder)")
     p.add_argument("--C", dest="c", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples for the source-clustered CIs (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the codes folder's sibling analysis/)")
 
@@ -385,7 +396,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"analyze: wrote {out}")
     elif args.command == "classify":
         path = classify(args.codes, pixels=args.pixels, manifest=args.manifest, out_dir=args.out, c=args.c,
-                        max_iter=args.max_iter, seed=args.seed)
+                        max_iter=args.max_iter, seed=args.seed, n_boot=args.boot)
         print(f"classify: wrote {path}")
     elif args.command == "power":
         path = power(args.study, args.participants, args.images, sims=args.sims, alpha=args.alpha, test=args.test,

@@ -168,7 +168,7 @@ def agreement_plot(agreement: pd.DataFrame, path: Path) -> Path | None:
 
 
 def classification_plot(table: pd.DataFrame, path: Path) -> Path | None:
-    """Test accuracy per run with Wilson 95% CIs, the pixel baseline and chance lines."""
+    """Test accuracy per run with 95% CIs (clustered by source photograph when images share one), baselines, chance."""
     codes = table[table["kind"] == "codes"]
     if codes.empty:
         return None
@@ -187,7 +187,8 @@ def classification_plot(table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xticks(x, codes["run"], fontsize=7, rotation=45, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
-    ax.set_title("Linear classification of codes (Wilson 95% CI)", fontsize=10)
+    ax.set_title(f"Linear classification of codes (95% CI: {codes['ci_method'].iloc[0]})" if "ci_method" in codes
+                 else "Linear classification of codes (95% CI)", fontsize=10)
     ax.legend(fontsize=7)
     return _save(fig, path)
 

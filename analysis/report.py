@@ -361,10 +361,23 @@ def report(out_dir: str | Path) -> Path:
         body.append('<p class="note">No classification results (run <code>percept classify --codes runs/EXP/codes</code>).</p>')
     else:
         body.append("<p>Multinomial logistic regression (scikit-learn, lbfgs) on standardised train codes, accuracy on "
-                    "the test codes with a Wilson 95% CI; a raw-pixel baseline and chance lines (train-majority class "
-                    "and 1/K).</p>")
+                    "the test codes; a raw-pixel baseline and chance lines (train-majority class and 1/K). Patches cut "
+                    "from one photograph are not independent, so when test images share a source photograph the 95% "
+                    "CI is a cluster bootstrap over sources (ci_method; n_sources), else the Wilson interval "
+                    "(wilson_low/high is always shown). Runs flagged degenerate (manifest) or with collapsed codes are "
+                    "marked in <i>flag</i> and left out of the Holm family of paired comparisons.</p>")
         body.append(_img(figs / "classification.png", "classification accuracy"))
-        body.append(table(cl))
+        body.append(table(cl, ["kind", "run", "n_train", "n_test", "n_sources", "dim", "accuracy", "ci_low", "ci_high",
+                               "ci_method", "wilson_low", "wilson_high", "flag", "note"]))
+        cp = csv["classification_pairs"]
+        if cp is not None and not cp.empty:
+            body.append("<p>Paired comparisons of runs of one architecture on the same test images: McNemar's exact "
+                        "test on the images only one run classifies correctly (statsmodels; it assumes independent "
+                        "images), the accuracy difference with a paired bootstrap 95% CI (resampling sources, or "
+                        "images when each is its own source), and Holm's adjustment across unflagged pairs.</p>")
+            body.append(table(cp, ["arch", "run_a", "run_b", "n_test", "n_sources", "accuracy_a", "accuracy_b", "diff",
+                                   "ci_low", "ci_high", "ci_method", "only_a_right", "only_b_right", "p_mcnemar",
+                                   "p_holm", "flag"]))
 
     pw_ = csv["power"]
     if pw_ is not None and not pw_.empty:
