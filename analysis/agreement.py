@@ -5,8 +5,10 @@ judgments choosing option B, a metric that calls A closer scores 1 − h, B clos
 0.5 (Zhang et al. 2018); the agreement is the mean score over units. The human ceiling is
 p² + (1 − p)² per unit (BAPPS's formula, biased upwards with few judgments: 1 for a single one),
 and `human_pairwise` is the unbiased chance that two different judges agree, over units with at
-least two judgments. Rankings contribute their three implied pairwise comparisons as a separate
-source.
+least two judgments: the ceiling to compare a metric with, so it comes first in the table.
+Rankings contribute their three implied pairwise comparisons as a separate source. Metrics are
+the contract's plus `delta_e` (lower better) and `haarpsi` (higher better) when the manifest has
+them.
 """
 from __future__ import annotations
 

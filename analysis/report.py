@@ -200,7 +200,8 @@ def _observer_note(summary: dict) -> str:
                    "metric those models were trained to optimise, so a preference for them is circular")
     else:
         verdict = "not built in: no model was trained on the observers' metric"
-    return f'<div class="warn">Simulated observers: {_e(names)}. Agreement with a training loss is {verdict}.</div>'
+    return (f'<div class="warn">Simulated observers: {_e(names)}. Agreement with a training loss is {verdict}. '
+            "The agreement of the observers' own metric with these judgments is built in by construction.</div>")
 
 
 def report(out_dir: str | Path) -> Path:

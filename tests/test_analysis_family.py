@@ -87,7 +87,8 @@ def test_analyze_flags_degenerate_runs_and_writes_premise_and_family(tmp_path):
     assert {v["loss"] for v in summary["premise"]["verdicts"]} == {"mse", "mae", "ms_ssim"}
     assert cli.main(["report", "--out", str(tmp_path)]) == 0
     page = (a / "report.html").read_text()
-    for text in ("Degenerate runs left out", "declared tests", "flat baseline", "p_holm", "human_pairwise"):
+    for text in ("Degenerate runs left out", "declared tests", "flat baseline", "p_holm", "human_pairwise",
+                 "Simulated observers: test-generator (4 sessions)", "is not built in"):
         assert text in page, text
 
 

@@ -198,6 +198,11 @@ def test_metric_observer_agrees_perfectly_with_its_metric(tmp_path):
     by = table.set_index("metric")
     assert by.loc["ms_ssim", "agreement"] == 1.0 and by.loc["ms_ssim", "human_ceiling"] == 1.0
     assert by.loc["mse", "agreement"] < 1.0
+    # the report must say that this agreement is built in: the observers judge by a training loss
+    from analysis.family import observer_info
+
+    info = observer_info(list(s.sessions), s.manifest)
+    assert info["built_in"] == ["ms_ssim"] and info["observers"][0]["observer"] == "ms_ssim"
 
 
 def test_metric_means_carry_the_degenerate_flag(study):
