@@ -191,6 +191,18 @@ def fit_cluster_logit(g: pd.DataFrame, arch: str = "", pair: str = "", alpha: fl
     except (PerfectSeparationError, PerfectSeparationWarning, np.linalg.LinAlgError) as exc:
         return _degenerate(arch, pair, "cluster_logit", g, f"logit failed: {exc}")
     params, bse = np.asarray(res.params), np.asarray(res.bse)
+    if (not np.isfinite(bse[0]) or bse[0] <= 0) and len(usable) == 2:
+        # V_participant + V_image − V_cell can be ≤ 0 when answers barely cluster; then use the larger one-way SE
+        # (Cameron, Gelbach & Miller 2011 discuss this case) and say so.
+        one_way = []
+        for name, c in zip(("participant", "image"), usable):
+            r = sm.Logit(y, exog).fit(disp=0, cov_type="cluster", cov_kwds={"groups": c}, use_t=True)
+            if np.isfinite(np.asarray(r.bse)[0]) and np.asarray(r.bse)[0] > 0:
+                one_way.append((float(np.asarray(r.bse)[0]), name, r))
+        if one_way:
+            _, name, res = max(one_way, key=lambda t: t[0])
+            params, bse = np.asarray(res.params), np.asarray(res.bse)
+            note = f"two-way cluster variance not positive: one-way by {name} (the larger SE)"
     if not np.isfinite(bse[0]) or bse[0] <= 0:
         return _degenerate(arch, pair, "cluster_logit", g, "cluster-robust variance not positive (too few clusters)")
     ci = np.asarray(res.conf_int(alpha))

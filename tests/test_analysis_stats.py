@@ -244,3 +244,24 @@ def test_lme4_glmer_recovers_truth_and_its_se_exceeds_the_vb_sd(truth_trials):
     # Same model, same data: the point estimates agree; VB's posterior SD is the smaller (REFERENCES.md).
     assert vb.estimate == pytest.approx(glmer.estimate, abs=0.5 * glmer.se)
     assert vb.se < glmer.se
+
+
+def test_cluster_logit_falls_back_to_the_larger_one_way_se_when_two_way_is_not_positive():
+    import statsmodels.api as sm
+
+    # no participant or image clustering at all: the two-way variance V_p + V_i − V_cell can come out ≤ 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        t = simulate_trials(6, 10, PowerSetting(0.4, 0.0, 0.0), rng)
+        exog = np.column_stack([np.ones(len(t)), t["side"]])
+        groups = np.column_stack([pd.factorize(t[c])[0] for c in ("participant", "image_id")])
+        two = sm.Logit(t["chose_a"].to_numpy(float), exog).fit(disp=0, cov_type="cluster", cov_kwds={"groups": groups})
+        if not np.asarray(two.bse)[0] > 0:
+            break
+    else:
+        pytest.skip("no seed produced a non-positive two-way variance")
+    fit = pr.fit_cluster_logit(t)
+    ses = [np.asarray(sm.Logit(t["chose_a"].to_numpy(float), exog).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": groups[:, j]}, use_t=True).bse)[0] for j in (0, 1)]
+    assert "one-way by" in fit.note and fit.se == pytest.approx(max(ses))
+    assert fit.ci_low < fit.estimate < fit.ci_high and np.isfinite(fit.p)
