@@ -31,8 +31,8 @@ import pandas as pd
 from scipy import stats
 
 ESTIMATORS = ("cluster_logit", "bayes_mixed_vb", "lme4_glmer")
-VB_NOTE = ("anti-conservative: VB posterior ±1.96 SD covered 60–67% not 95% (issue 7; benchmarks/coverage.py); no p reported, "
-           "variance components only")
+VB_NOTE = ("anti-conservative: VB posterior ±1.96 SD covered 60–67% not 95% (issue 7; benchmarks/coverage.py); "
+           "no p reported, variance components only")
 ALL_ARCHS = "all"
 PAIRWISE_COLUMNS = ["arch", "pair", "loss_a", "loss_b", "n", "wins_a", "wins_b", "prop_a", "prop_b", "ci_low", "ci_high",
                     "p_binom", "n_participants", "n_images", "left_fraction"]
@@ -231,8 +231,8 @@ def fit_bayes_mixed(g: pd.DataFrame, arch: str = "", pair: str = "", alpha: floa
     # vcp_mean holds log standard deviations of the random intercepts.
     sds = dict(zip(model.vcp_names, np.exp(np.asarray(res.vcp_mean))))
     # No p value: the VB posterior SD is too small (its nominal 95% interval covered ~60% in issue 7 and 67% in
-    # benchmarks/coverage.py), so a
-    # p from it would be anti-conservative. The interval is kept, marked, for the variance components' sake.
+    # benchmarks/coverage.py), so a p from it would be anti-conservative. The interval is kept, marked, for the
+    # variance components' sake.
     return PairModel(arch, pair, "bayes_mixed_vb", len(g), float(mean[0]), float(sd[0]), float(mean[0] - z * sd[0]),
                      float(mean[0] + z * sd[0]), float("nan"), float(_expit(mean[0])),
                      float(mean[1]) if with_side else float("nan"), float(sd[1]) if with_side else float("nan"),
