@@ -131,3 +131,19 @@ def test_verdicts_give_one_row_per_model_metric(rng):
     # mix is judged on ms_ssim; vgg has no own metric and gets no row
     assert set(zip(v["loss"], v["metric"])) == {("mse", "mse"), ("mse", "psnr"), ("mix", "ms_ssim")}
     assert v.set_index(["loss", "metric"]).loc[("mse", "mse"), "answer"] == "yes"
+
+
+def test_known_difference_is_recovered_by_the_interval():
+    # MSE values set directly: the mse model is better than the mae model by exactly delta per image on average
+    rng = np.random.default_rng(11)
+    n, delta = 60, 0.004
+    base = rng.uniform(0.01, 0.05, n)
+    rows = []
+    for run, shift in (("fc-mse-s0", 0.0), ("fc-mae-s0", delta)):
+        for i, b in enumerate(base):
+            mse = b + shift + rng.normal(0, 0.002)
+            rows.append({"image_id": f"stl10:test:{i:05d}", "run": run, "arch": "fc", "loss": run.split("-")[1],
+                         "mse": mse, "mae": 0.1, "psnr": -10 * np.log10(mse), "ssim": 0.5, "ms_ssim": 0.5})
+    row = pm.premise_table(pd.DataFrame(rows)).query("loss == 'mse' and metric == 'mse'").iloc[0]
+    assert row["ci_low"] < delta < row["ci_high"] and row["answer"] == "yes"
+    assert row["mean_diff"] == pytest.approx(delta, abs=3 * 0.002 * np.sqrt(2 / n))
