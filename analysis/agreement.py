@@ -98,7 +98,9 @@ def agreement_table(judgments: pd.DataFrame, manifest: pd.DataFrame, source: str
 def metric_means(manifest: pd.DataFrame) -> pd.DataFrame:
     """Mean of every objective metric per run (arch, loss), from the manifest, with its degenerate flag."""
     cols = list(metric_directions(manifest))
-    means = manifest.groupby(["run", "arch", "loss"], sort=True)[cols].mean().reset_index()
+    # extra metric columns (delta_e, haarpsi) arrive as text when the manifest contract does not type them yet
+    values = manifest[["run", "arch", "loss"]].join(manifest[cols].apply(pd.to_numeric, errors="coerce"))
+    means = values.groupby(["run", "arch", "loss"], sort=True)[cols].mean().reset_index()
     means["n_images"] = manifest.groupby(["run", "arch", "loss"], sort=True).size().to_numpy()
     if "degenerate" in manifest.columns:
         flag = pd.to_numeric(manifest["degenerate"], errors="coerce").fillna(0)

@@ -79,7 +79,9 @@ def paired_ci(d: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float, 
 
 def _per_image(manifest: pd.DataFrame, runs: list[str], metric: str) -> pd.Series:
     """The metric per image averaged over `runs` (seeds), on images every run has."""
-    wide = manifest[manifest["run"].isin(runs)].pivot(index="image_id", columns="run", values=metric)
+    rows = manifest[manifest["run"].isin(runs)]
+    wide = rows.assign(**{metric: pd.to_numeric(rows[metric], errors="coerce")}).pivot(index="image_id", columns="run",
+                                                                                       values=metric)
     return wide.dropna().mean(axis=1)
 
 

@@ -265,3 +265,15 @@ def test_cluster_logit_falls_back_to_the_larger_one_way_se_when_two_way_is_not_p
         disp=0, cov_type="cluster", cov_kwds={"groups": groups[:, j]}, use_t=True).bse)[0] for j in (0, 1)]
     assert "one-way by" in fit.note and fit.se == pytest.approx(max(ses))
     assert fit.ci_low < fit.estimate < fit.ci_high and np.isfinite(fit.p)
+
+
+def test_extra_metric_columns_read_as_text_are_used(study):
+    man = study.manifest.assign(haarpsi=lambda d: (1 - d["mse"]).map(str), delta_e=lambda d: (100 * d["mae"]).map(str))
+    means = ag.metric_means(man)
+    assert {"haarpsi", "delta_e"} <= set(means.columns)
+    assert means["haarpsi"].to_numpy() == pytest.approx(1 - means["mse"].to_numpy())
+    assert ag.metric_directions(man)["delta_e"] is False and ag.metric_directions(man)["haarpsi"] is True
+    table = ag.agreement_table(ag.pairs_from_triplets(pr.triplet_table(study.responses)), man, "triplet", n_boot=20)
+    by = table[table["arch"] == "fc"].set_index("metric")
+    # haarpsi here is 1 − mse, so it orders every pair exactly as mse does
+    assert by.loc["haarpsi", "agreement"] == pytest.approx(by.loc["mse", "agreement"])
