@@ -35,6 +35,8 @@ from percept.contracts.pixels import read_pixels
 RUN_PATTERN = re.compile(r"^(?P<arch>[^-]+)-(?P<loss>.+)-s(?P<seed>\d+)$")
 COLUMNS = ["kind", "run", "arch", "loss", "n_train", "n_test", "n_sources", "dim", "n_classes", "accuracy", "ci_low",
            "ci_high", "ci_method", "wilson_low", "wilson_high", "flag", "note"]
+# Below this many clusters a percentile cluster bootstrap is known to undercover; the interval is marked rough.
+FEW_SOURCES = 10
 PAIR_COLUMNS = ["arch", "run_a", "run_b", "n_test", "n_sources", "accuracy_a", "accuracy_b", "diff", "ci_low", "ci_high",
                 "ci_method", "only_a_right", "only_b_right", "p_mcnemar", "p_holm", "flag"]
 
@@ -96,10 +98,14 @@ def cluster_bootstrap(hits: np.ndarray, sources: np.ndarray, n_boot: int = 2000,
 
 def _interval(acc: Accuracy, sources: np.ndarray, n_boot: int, seed: int) -> dict:
     """The accuracy's reported interval: cluster bootstrap by source when images share sources, else Wilson."""
-    grouped = len(set(sources)) < len(sources)
+    k = len(set(sources))
+    grouped = k < len(sources)
     low, high = cluster_bootstrap(acc.hits, sources, n_boot, seed) if grouped else (acc.ci_low, acc.ci_high)
-    return {"n_sources": len(set(sources)), "ci_low": low, "ci_high": high, "wilson_low": acc.ci_low,
-            "wilson_high": acc.ci_high, "ci_method": "cluster bootstrap by source" if grouped else "wilson"}
+    method = "cluster bootstrap by source" if grouped else "wilson"
+    if grouped and k < FEW_SOURCES:
+        method += f" (only {k} sources: rough)"
+    return {"n_sources": k, "ci_low": low, "ci_high": high, "wilson_low": acc.ci_low,
+            "wilson_high": acc.ci_high, "ci_method": method}
 
 
 def collapsed(codes: np.ndarray) -> bool:
@@ -127,7 +133,8 @@ def paired_comparisons(runs: dict[str, tuple[str, np.ndarray, str]], sources: np
         p = float(mcnemar(table, exact=True).pvalue)
         if grouped:
             low, high = cluster_bootstrap(np.column_stack([ha, hb]), sources, n_boot, seed)
-            method = "paired cluster bootstrap by source"
+            k = len(set(sources))
+            method = "paired cluster bootstrap by source" + (f" (only {k} sources: rough)" if k < FEW_SOURCES else "")
         else:
             low, high = cluster_bootstrap(np.column_stack([ha, hb]), np.arange(len(ha)), n_boot, seed)
             method = "paired bootstrap by image"

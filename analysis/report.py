@@ -65,8 +65,13 @@ def table(df: pd.DataFrame, columns: list[str] | None = None, digits: int = 3, m
     text_cols = {c for c in cols if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])}
     head = "".join(f'<th class="{"t" if c in text_cols else ""}">{_e(c)}</th>' for c in cols)
     body = []
+    # counts read back from a CSV with empty cells come as floats: show them as integers
+    counts = {c for c in cols if (c == "n" or c.startswith("n_")) and pd.api.types.is_float_dtype(df[c])
+              and np.all(np.mod(df[c].dropna(), 1) == 0)}
     for _, row in df[cols].head(max_rows).iterrows():
-        cells = "".join(f'<td class="{"t" if c in text_cols else ""}">{_e(_fmt(row[c], digits))}</td>' for c in cols)
+        cells = "".join(f'<td class="{"t" if c in text_cols else ""}">'
+                        f'{_e(_fmt(int(row[c]) if c in counts and pd.notna(row[c]) else row[c], digits))}</td>'
+                        for c in cols)
         body.append(f"<tr>{cells}</tr>")
     more = f'<p class="note">… {len(df) - max_rows} more rows in the CSV</p>' if len(df) > max_rows else ""
     return f"<table><tr>{head}</tr>{''.join(body)}</table>{more}"
