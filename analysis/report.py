@@ -369,7 +369,8 @@ def report(out_dir: str | Path) -> Path:
         body.append("<p>Multinomial logistic regression (scikit-learn, lbfgs) on standardised train codes, accuracy on "
                     "the test codes; a raw-pixel baseline and chance lines (train-majority class and 1/K). Patches cut "
                     "from one photograph are not independent, so when test images share a source photograph the 95% "
-                    "CI is a cluster bootstrap over sources (ci_method; n_sources), else the Wilson interval "
+                    "CI is a cluster bootstrap over sources (ci_method; n_sources; marked rough below 10 sources, where a "
+                    "percentile cluster bootstrap undercovers), else the Wilson interval "
                     "(wilson_low/high is always shown). Runs flagged degenerate (manifest) or with collapsed codes are "
                     "marked in <i>flag</i> and left out of the Holm family of paired comparisons.</p>")
         body.append(_img(figs / "classification.png", "classification accuracy"))
