@@ -5,8 +5,10 @@ judgments choosing option B, a metric that calls A closer scores 1 − h, B clos
 0.5 (Zhang et al. 2018); the agreement is the mean score over units. The human ceiling is
 p² + (1 − p)² per unit (BAPPS's formula, biased upwards with few judgments: 1 for a single one),
 and `human_pairwise` is the unbiased chance that two different judges agree, over units with at
-least two judgments. Rankings contribute their three implied pairwise comparisons as a separate
-source.
+least two judgments: the ceiling to compare a metric with, so it comes first in the table.
+Rankings contribute their three implied pairwise comparisons as a separate source. Metrics are
+the contract's plus `delta_e` (lower better) and `haarpsi` (higher better) when the manifest has
+them.
 """
 from __future__ import annotations
 
@@ -17,8 +19,20 @@ import pandas as pd
 
 from percept.contracts.manifest import HIGHER_IS_BETTER, METRICS
 
+# Manifest metric columns newer manifests carry (INTERFACES item 2), in case the contract does not list them yet.
+EXTRA_METRICS = {"delta_e": False, "haarpsi": True}
+
+
+def metric_directions(manifest: pd.DataFrame) -> dict[str, bool]:
+    """Every metric column of the manifest → whether higher is better (contract metrics, then delta_e/haarpsi)."""
+    out = {m: HIGHER_IS_BETTER[m] for m in METRICS}
+    out.update({m: up for m, up in EXTRA_METRICS.items() if m in manifest.columns and m not in out})
+    return out
+
+# The unbiased ceiling (human_pairwise: the chance two different people agree) leads; BAPPS's p² + (1 − p)²
+# (human_ceiling) follows, because it is biased upwards with few judgments per unit (1 for a single one).
 COLUMNS = ["source", "arch", "metric", "n_units", "n_judgments", "agreement", "ci_low", "ci_high",
-           "human_ceiling", "human_pairwise", "n_units_multi"]
+           "human_pairwise", "n_units_multi", "human_ceiling"]
 
 
 def pairs_from_triplets(trials: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +59,8 @@ def agreement_table(judgments: pd.DataFrame, manifest: pd.DataFrame, source: str
         return pd.DataFrame(columns=COLUMNS)
     units = judgments.groupby(["arch", "image_id", "run_a", "run_b"], sort=True)["chose_b"].agg(
         n="size", k="sum").reset_index()
-    metrics = manifest.set_index(["image_id", "run"])[list(METRICS)]
+    directions = metric_directions(manifest)
+    metrics = manifest.set_index(["image_id", "run"])[list(directions)].apply(pd.to_numeric, errors="coerce")
     rows = []
     groups = [(a, u) for a, u in units.groupby("arch", sort=True)]
     if len(groups) > 1:
@@ -64,11 +79,11 @@ def agreement_table(judgments: pd.DataFrame, manifest: pd.DataFrame, source: str
         multi = n >= 2
         pairwise = (k * (k - 1) + (n - k) * (n - k - 1))[multi] / (n * (n - 1))[multi]
         boot_idx = rng.integers(0, len(u), size=(n_boot, len(u)))
-        for metric in METRICS:
+        for metric, higher in directions.items():
             ma = metrics.loc[list(zip(u["image_id"], u["run_a"])), metric].to_numpy(float)
             mb = metrics.loc[list(zip(u["image_id"], u["run_b"])), metric].to_numpy(float)
             # distances: smaller means closer to the original
-            da, db = (-ma, -mb) if HIGHER_IS_BETTER[metric] else (ma, mb)
+            da, db = (-ma, -mb) if higher else (ma, mb)
             score = np.where(da < db, 1 - h, np.where(db < da, h, 0.5))
             boot = score[boot_idx].mean(axis=1)
             lo, hi = np.percentile(boot, [2.5, 97.5])
@@ -81,23 +96,15 @@ def agreement_table(judgments: pd.DataFrame, manifest: pd.DataFrame, source: str
 
 
 def metric_means(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Mean of every objective metric per run (arch, loss), from the manifest."""
-    means = manifest.groupby(["run", "arch", "loss"], sort=True)[list(METRICS)].mean().reset_index()
+    """Mean of every objective metric per run (arch, loss), from the manifest, with its degenerate flag."""
+    cols = list(metric_directions(manifest))
+    # extra metric columns (delta_e, haarpsi) arrive as text when the manifest contract does not type them yet
+    values = manifest[["run", "arch", "loss"]].join(manifest[cols].apply(pd.to_numeric, errors="coerce"))
+    means = values.groupby(["run", "arch", "loss"], sort=True)[cols].mean().reset_index()
     means["n_images"] = manifest.groupby(["run", "arch", "loss"], sort=True).size().to_numpy()
+    if "degenerate" in manifest.columns:
+        flag = pd.to_numeric(manifest["degenerate"], errors="coerce").fillna(0)
+        means["degenerate"] = flag.groupby([manifest["run"], manifest["arch"], manifest["loss"]], sort=True).max().to_numpy().astype(int)
+    else:
+        means["degenerate"] = 0
     return means
-
-
-def best_on_own_metric(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Per run whose loss is also a metric: is it the best run of its architecture on that metric?"""
-    means = metric_means(manifest)
-    rows = []
-    for r in means.itertuples(index=False):
-        if r.loss not in METRICS:
-            continue
-        peers = means[means["arch"] == r.arch]
-        col = peers[r.loss]
-        best = col.max() if HIGHER_IS_BETTER[r.loss] else col.min()
-        winner = peers.loc[col.idxmax() if HIGHER_IS_BETTER[r.loss] else col.idxmin(), "loss"]
-        rows.append({"arch": r.arch, "run": r.run, "loss": r.loss, "metric": r.loss, "value": float(getattr(r, r.loss)),
-                     "best_value": float(best), "best_loss": winner, "is_best": bool(getattr(r, r.loss) == best)})
-    return pd.DataFrame(rows, columns=["arch", "run", "loss", "metric", "value", "best_value", "best_loss", "is_best"])

@@ -38,9 +38,11 @@ def _figure(fn, data, path: Path) -> str | None:
 
 def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclude_simulated: bool = False, rank_unit: str = "participant",
             n_boot: int = 200, bayes: bool = True, lme4: bool | None = None, seed: int = 0,
-            out_dir: str | Path | None = None) -> Path:
+            out_dir: str | Path | None = None, premise_unit: str = "image") -> Path:
     """Run every preference analysis of a study folder; write CSVs, figures and summary.json; return the folder."""
     from analysis import agreement as ag
+    from analysis import family as fam
+    from analysis import premise
     from analysis import plots, preferences as pr, rankings as rk, scaling as sc
     from analysis.load import ExclusionRules, analysis_dir, load_study, versions, write_json
 
@@ -55,11 +57,17 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
 
-    trials = pr.triplet_table(study.responses)
+    # Runs the manifest marks degenerate leave every human comparison before any statistic (INTERFACES item 3).
+    degenerate = premise.degenerate_runs(study.manifest) if study.manifest is not None else set()
+    responses, n_dropped = fam.drop_degenerate(study.responses, degenerate)
+    if responses[responses["kind"] != "catch"].empty and n_dropped:
+        raise InputError(f"{study_dir}: every judged trial shows a degenerate run ({', '.join(sorted(degenerate))}); "
+                         "nothing left to compare")
+    trials = pr.triplet_table(responses)
     pairwise = pr.pairwise_table(trials)
     per_image = pr.per_image_table(trials)
     models = pr.model_table(trials, bayes=bayes, lme4=lme4)
-    ranks = rk.ranking_table(study.responses)
+    ranks = rk.ranking_table(responses)
     dist = rk.rank_distribution(ranks)
     friedman, posthoc = rk.ranking_tests(ranks, rank_unit)
     scale = pd.concat([sc.bradley_terry(trials, n_boot, seed), sc.plackett_luce(ranks, n_boot, seed)], ignore_index=True)
@@ -67,12 +75,16 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         agreement = pd.concat([ag.agreement_table(ag.pairs_from_triplets(trials), study.manifest, "triplet", seed=seed),
                                ag.agreement_table(ag.pairs_from_rankings(ranks), study.manifest, "ranking", seed=seed)],
                               ignore_index=True)
+        premise_rows = premise.premise_table(study.manifest, unit=premise_unit)
     else:
         agreement = pd.DataFrame(columns=ag.COLUMNS)
+        premise_rows = pd.DataFrame(columns=premise.COLUMNS)
+    family = fam.family_table(fam.declared_family(study.design, degenerate), models, friedman)
 
     tables = {"exclusions.csv": study.participants, "pairwise.csv": pairwise, "models.csv": models,
               "per_image.csv": per_image, "rankings.csv": dist, "friedman.csv": friedman,
-              "ranking_posthoc.csv": posthoc, "scale.csv": scale, "agreement.csv": agreement}
+              "ranking_posthoc.csv": posthoc, "scale.csv": scale, "agreement.csv": agreement,
+              "premise.csv": premise_rows, "family.csv": family}
     for name, df in tables.items():
         _write(df, out / name)
     figures = {
@@ -82,15 +94,17 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         "scale.png": _figure(plots.scale_plot, scale, figs / "scale.png"),
         "agreement.png": _figure(plots.agreement_plot, agreement, figs / "agreement.png"),
     }
-    counts = study.responses["kind"].value_counts().to_dict()
+    counts = responses["kind"].value_counts().to_dict()
     summary = {
         "study": str(Path(study_dir).resolve()),
         "manifest": str(study.manifest_path) if study.manifest_path else None,
         "simulated": study.simulated,
-        "n_simulated_rows": int(study.responses["simulated"].sum()),
-        "n_rows": int(len(study.responses)),
+        "n_simulated_rows": int(responses["simulated"].sum()),
+        "n_rows": int(len(responses)),
         "trials": {k: int(v) for k, v in counts.items()},
         "n_practice_dropped": study.n_practice,
+        "degenerate_runs": sorted(degenerate),
+        "n_degenerate_trials_dropped": n_dropped,
         "participants": {"total": int(len(study.participants)), "included": int(study.participants["included"].sum()),
                          "excluded": study.participants.loc[~study.participants["included"], ["participant", "reasons"]]
                          .to_dict("records")},
@@ -98,13 +112,20 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         "warnings": list(study.warnings),
         "main_test": "cluster_logit: logit of choosing loss A on side (±1), two-way (participant, image) "
                      "cluster-robust SE, t test on min(clusters)-1 df",
+        "family": {"correction": "holm", "alpha": 0.05,
+                   "declared": "from design.csv before the responses: one cluster_logit per (arch, pair) of main "
+                               "triplets, one Friedman test per arch with main rankings; comparisons showing a "
+                               "degenerate run left out; pooled 'all' rows outside the family",
+                   "tests": family.to_dict("records")},
         "preferences": models.to_dict("records"),
         "friedman": friedman.to_dict("records"),
-        "headline": headline(pairwise, models, friedman, dist, study.simulated),
+        "premise": {"unit": premise_unit, "verdicts": premise.verdicts(premise_rows).to_dict("records")},
+        "observers": fam.observer_info(list(study.sessions), study.manifest),
+        "headline": fam.headline_lines(family, dist, study.simulated),
         "figures": {k: v for k, v in figures.items() if v},
         "options": {"rules": asdict(rules), "exclude_simulated": exclude_simulated, "rank_unit": rank_unit,
                     "n_boot": n_boot, "bayes": bayes, "lme4": bool(models["estimator"].eq("lme4_glmer").any())
-                    if len(models) else False, "seed": seed},
+                    if len(models) else False, "seed": seed, "premise_unit": premise_unit},
         "versions": versions(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -112,80 +133,113 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
     return out
 
 
-def headline(pairwise: pd.DataFrame, models: pd.DataFrame, friedman: pd.DataFrame, dist: pd.DataFrame,
-             simulated: bool) -> list[str]:
-    """A few plain sentences with the main numbers (printed by the demo, shown at the top of the report)."""
-    tag = " [simulated observers]" if simulated else ""
-    lines = []
-    main = models[models["estimator"] == "cluster_logit"].set_index(["arch", "pair"]) if len(models) else None
-    for r in pairwise.itertuples():
-        p = main.loc[(r.arch, r.pair), "p"] if main is not None and (r.arch, r.pair) in main.index else float("nan")
-        # phrase each pair in favour of the loss chosen more often
-        win, lose, prop, low, high = ((r.loss_a, r.loss_b, r.prop_a, r.ci_low, r.ci_high) if r.prop_a >= 0.5 else
-                                      (r.loss_b, r.loss_a, 1 - r.prop_a, 1 - r.ci_high, 1 - r.ci_low))
-        lines.append(f"{r.arch}: {prop:.0%} chose {win} over {lose} "
-                     f"(95% CI {low:.0%}–{high:.0%}, n={r.n}; cluster-robust logit p={p:.3g}){tag}")
-    for r in friedman.itertuples():
-        means = dist[dist["arch"] == r.arch].drop_duplicates("loss").sort_values("mean_rank")
-        order = " < ".join(f"{m.loss} ({m.mean_rank:.2f})" for m in means.itertuples())
-        lines.append(f"{r.arch} rankings: mean rank {order}; Friedman p={r.p:.3g}, Kendall's W={r.kendall_w:.2f}{tag}")
-    return lines
-
-
 def classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifest: str | Path | None = None,
-             out_dir: str | Path | None = None, c: float = 1.0, max_iter: int = 1000, seed: int = 0) -> Path:
-    """Classify every codes file; write classification.csv (+ .json, figure) in the analysis folder; return the csv."""
+             out_dir: str | Path | None = None, c: float = 1.0, max_iter: int = 1000, seed: int = 0,
+             n_boot: int = 2000) -> Path:
+    """Classify every codes file; write classification.csv, classification_pairs.csv (+ .json, figure); return the csv."""
     from analysis import plots
-    from analysis.classify import classify_codes
+    from analysis.classify import classification
     from analysis.load import versions, write_json
 
     if c <= 0 or max_iter < 1:
         raise InputError(f"--C must be > 0 and --max-iter ≥ 1 (got {c}, {max_iter})")
+    if n_boot < 100:
+        raise InputError(f"--boot must be at least 100 for a 95% bootstrap interval, got {n_boot}")
     t0 = time.perf_counter()
-    table = classify_codes(codes_dir, pixels=pixels, manifest=manifest, c=c, max_iter=max_iter, seed=seed)
+    table, pairs = classification(codes_dir, pixels=pixels, manifest=manifest, c=c, max_iter=max_iter, seed=seed,
+                                  n_boot=n_boot)
     out = Path(out_dir) if out_dir else Path(codes_dir).resolve().parent / "analysis"
     path = _write(table, out / "classification.csv")
+    _write(pairs, out / "classification_pairs.csv")
     fig = _figure(plots.classification_plot, table, out / "figures" / "classification.png")
     write_json({"codes": str(Path(codes_dir).resolve()), "pixels": str(pixels) if pixels else None,
-                "options": {"C": c, "max_iter": max_iter, "seed": seed, "model": "StandardScaler + multinomial "
-                            "LogisticRegression (lbfgs)"}, "figure": fig, "versions": versions(),
-                "seconds": round(time.perf_counter() - t0, 2)}, out / "classification.json")
+                "options": {"C": c, "max_iter": max_iter, "seed": seed, "n_boot": n_boot,
+                            "model": "StandardScaler + multinomial LogisticRegression (lbfgs)"},
+                "intervals": "accuracy: cluster bootstrap over source photographs when test images share a source, "
+                             "else Wilson; pairs: McNemar exact (statsmodels, images independent) and a paired "
+                             "cluster bootstrap of the accuracy difference, Holm across unflagged pairs",
+                "flagged": table.loc[table["flag"].fillna("") != "", ["run", "flag"]].to_dict("records"),
+                "figure": fig, "versions": versions(), "seconds": round(time.perf_counter() - t0, 2)},
+               out / "classification.json")
     return path
 
 
-def power(study_dir: str | Path, participants: list[int], images: list[int], *, sims: int = 200, alpha: float = 0.05,
-          test: str = "cluster_logit", arch: str | None = None, pair: str | None = None, effect: float | None = None,
-          sd_participant: float | None = None, sd_image: float | None = None, rules: ExclusionRules | None = None,
-          exclude_simulated: bool = False, seed: int = 0, out_dir: str | Path | None = None) -> Path:
-    """Power per (participants, images) from the study's fitted variance components (overridable); return power.csv."""
+def power(study_dir: str | Path, participants: list[int], images: list[int] | None = None, *, sims: int = 200,
+          alpha: float = 0.05, test: str = "cluster_logit", arch: str | None = None, pair: str | None = None,
+          sesoi: float | None = None, effect: float | None = None, sd_participant: float | None = None,
+          sd_image: float | None = None, rules: ExclusionRules | None = None, exclude_simulated: bool = False,
+          seed: int = 0, out_dir: str | Path | None = None) -> Path:
+    """Power per number of participants for a stated smallest effect (SESOI), on the design's lists; return power.csv.
+
+    The random-effect SDs come from the study's mixed-model fit unless both are given (then no responses are
+    needed); the effect is `sesoi` (default DEFAULT_SESOI) or a given subject-specific log-odds `effect`, never
+    the study's estimate. Without `images` every declared (arch, pair) of the design is simulated on its real
+    lists and sides; with `images` a hypothetical balanced design of that many images is used instead.
+    """
     from dataclasses import replace
 
-    from analysis import plots, preferences as pr
+    from analysis import family as fam, plots, preferences as pr
     from analysis.load import analysis_dir, load_study, versions, write_json
-    from analysis.power import PowerSetting, power_grid, setting_from_models
+    from analysis.power import DEFAULT_SESOI, PowerSetting, design_power, effect_for_proportion, power_grid, \
+        setting_from_models
+    from analysis.premise import degenerate_runs
+    from percept.contracts.design import read_design, read_design_meta
+    from percept.contracts.manifest import read_manifest
 
     if not 0 < alpha < 1:
         raise InputError(f"--alpha must be in (0, 1), got {alpha}")
+    if sesoi is not None and effect is not None:
+        raise InputError("give either --sesoi (a preference proportion) or --effect (log-odds), not both")
     t0 = time.perf_counter()
-    if None in (effect, sd_participant, sd_image):
+    study_dir = Path(study_dir)
+    design = read_design(study_dir / "design.csv")
+    if sd_participant is None or sd_image is None:
         study = load_study(study_dir, rules, exclude_simulated=exclude_simulated)
         trials = pr.triplet_table(study.responses)
         if trials.empty:
-            raise InputError(f"{study_dir}: no triplet trials to fit; give --effect, --sd-participant and --sd-image")
-        setting = setting_from_models(pr.model_table(trials, bayes=True, lme4=False), arch, pair)
+            raise InputError(f"{study_dir}: no triplet trials to fit the random-effect SDs; give --sd-participant "
+                             "and --sd-image")
+        fitted = setting_from_models(pr.model_table(trials, bayes=True, lme4=False), arch, pair)
+        setting = PowerSetting(0.0, fitted.sd_participant, fitted.sd_image, fitted.side_bias,
+                               f"SDs and side bias from {fitted.source}")
+        given = {k: v for k, v in (("sd_participant", sd_participant), ("sd_image", sd_image)) if v is not None}
+        if given:
+            setting = replace(setting, **given, source=setting.source + " with " + ", ".join(given) + " given")
     else:
-        setting = PowerSetting(effect, sd_participant, sd_image, 0.0, "given")
-    overrides = {k: v for k, v in (("effect", effect), ("sd_participant", sd_participant), ("sd_image", sd_image))
-                 if v is not None}
-    if overrides:
-        setting = replace(setting, **overrides, source=setting.source + " with " + ", ".join(overrides) + " given")
-    table = power_grid(participants, images, setting, sims=sims, alpha=alpha, test=test, seed=seed)
+        setting = PowerSetting(0.0, sd_participant, sd_image, 0.0, "SDs given")
+    if effect is not None:
+        setting = replace(setting, effect=effect, source=setting.source + "; effect (log-odds) given")
+    else:
+        sesoi = DEFAULT_SESOI if sesoi is None else sesoi
+        setting = replace(setting, effect=effect_for_proportion(sesoi, setting.sd_participant, setting.sd_image),
+                          sesoi=sesoi, source=setting.source + f"; SESOI {sesoi:g}")
+
+    # degenerate runs leave the family here as in `analyze`
+    meta = read_design_meta(study_dir / "design.csv") if (study_dir / "design.json").is_file() else {}
+    rel = meta.get("manifest")
+    degenerate = degenerate_runs(read_manifest(study_dir / rel)) if rel and (study_dir / rel).is_file() else set()
+    family = fam.declared_family(design, degenerate)
+    declared = family[family["test"] == "triplet cluster_logit"]
+    if arch is not None:
+        declared = declared[declared["arch"] == arch]
+    if pair is not None:
+        declared = declared[declared["pair"] == pair]
+    if images is not None:
+        table = power_grid(participants, images, setting, sims=sims, alpha=alpha, test=test, seed=seed)
+    elif declared.empty:
+        raise InputError(f"{study_dir / 'design.csv'}: no declared triplet comparison for arch={arch or 'any'} "
+                         f"pair={pair or 'any'}")
+    else:
+        table = pd.concat([design_power(design, r.arch, r.pair, participants, setting, sims=sims, alpha=alpha,
+                                        family_size=max(1, len(family)), test=test, seed=seed)
+                           for r in declared.itertuples()], ignore_index=True)
     out = Path(out_dir) if out_dir else analysis_dir(study_dir)
     path = _write(table, out / "power.csv")
     fig = _figure(plots.power_plot, table, out / "figures" / "power.png")
-    write_json({"study": str(Path(study_dir).resolve()), "setting": asdict(setting), "figure": fig,
+    write_json({"study": str(study_dir.resolve()), "setting": asdict(setting), "figure": fig,
+                "family": family.to_dict("records"),
                 "options": {"participants": participants, "images": images, "sims": sims, "alpha": alpha,
-                            "test": test, "seed": seed}, "versions": versions(),
+                            "test": test, "seed": seed, "sesoi": sesoi, "effect": effect}, "versions": versions(),
                 "seconds": round(time.perf_counter() - t0, 2)}, out / "power.json")
     return path
 
@@ -275,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boot", type=int, default=200, help="participant-bootstrap resamples for scale CIs (default 200)")
     p.add_argument("--no-bayes", action="store_true", help="skip the Bayesian mixed GLM (the cluster-robust logit stays)")
     p.add_argument("--no-lme4", action="store_true", help="do not call R's lme4 even when Rscript is installed")
+    p.add_argument("--premise-unit", default="image", choices=("image", "source"),
+                   help="unit of the premise test's paired CIs: held-out image, or source photograph (default image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the study's sibling analysis/)")
 
@@ -286,20 +342,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: ../reconstructions/manifest.csv beside the codes folder)")
     p.add_argument("--C", dest="c", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples for the source-clustered CIs (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the codes folder's sibling analysis/)")
 
-    p = sub.add_parser("power", help="power by simulation from the fitted variance components")
+    p = sub.add_parser("power", help="power for a smallest effect of interest, simulated on the design's lists")
     _add_config(p)
     p.add_argument("--study", type=Path, required=True)
     p.add_argument("--participants", type=_int_list, default=[10, 20, 40], help="comma-separated (default 10,20,40)")
-    p.add_argument("--images", type=_int_list, default=[50, 100], help="comma-separated (default 50,100)")
+    p.add_argument("--images", type=_int_list, default=None,
+                   help="comma-separated; simulate a hypothetical balanced design of that many images instead of "
+                        "the design's real lists and sides (default: the real design)")
+    p.add_argument("--sesoi", type=float, default=None,
+                   help="smallest effect of interest as the population-averaged proportion choosing loss A "
+                        "(default 0.60)")
     p.add_argument("--sims", type=int, default=200, help="simulated studies per cell (default 200)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--test", default="cluster_logit", choices=("cluster_logit", "participant_t"))
     p.add_argument("--arch", default=None, help="architecture whose fit to use (default: all pooled)")
     p.add_argument("--pair", default=None, help="pair 'lossA:lossB' whose fit to use (default: the one with most trials)")
-    p.add_argument("--effect", type=float, default=None, help="log-odds of choosing A (overrides the fit)")
+    p.add_argument("--effect", type=float, default=None,
+                   help="subject-specific log-odds of choosing A, instead of --sesoi (never taken from the fit)")
     p.add_argument("--sd-participant", type=float, default=None, help="participant random-intercept SD (overrides)")
     p.add_argument("--sd-image", type=float, default=None, help="image random-intercept SD (overrides)")
     _add_rules(p)
@@ -328,15 +391,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         out = analyze(args.study, rules=_rules(args), exclude_simulated=args.exclude_simulated,
                       rank_unit=args.rank_unit, n_boot=args.boot, bayes=not args.no_bayes,
-                      lme4=False if args.no_lme4 else None, seed=args.seed, out_dir=args.out)
+                      lme4=False if args.no_lme4 else None, seed=args.seed, out_dir=args.out,
+                      premise_unit=args.premise_unit)
         print(f"analyze: wrote {out}")
     elif args.command == "classify":
         path = classify(args.codes, pixels=args.pixels, manifest=args.manifest, out_dir=args.out, c=args.c,
-                        max_iter=args.max_iter, seed=args.seed)
+                        max_iter=args.max_iter, seed=args.seed, n_boot=args.boot)
         print(f"classify: wrote {path}")
     elif args.command == "power":
         path = power(args.study, args.participants, args.images, sims=args.sims, alpha=args.alpha, test=args.test,
-                     arch=args.arch, pair=args.pair, effect=args.effect, sd_participant=args.sd_participant,
+                     arch=args.arch, pair=args.pair, sesoi=args.sesoi, effect=args.effect, sd_participant=args.sd_participant,
                      sd_image=args.sd_image, rules=_rules(args), exclude_simulated=args.exclude_simulated,
                      seed=args.seed, out_dir=args.out)
         print(f"power: wrote {path}")

@@ -56,6 +56,7 @@ class Study:
     n_practice: int  # practice rows dropped
     files: tuple[str, ...]  # response files read
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    sessions: tuple[dict, ...] = field(default_factory=tuple)  # the session records (.json) that were found
 
     @property
     def simulated(self) -> bool:
@@ -100,11 +101,13 @@ def load_study(
     if not files:
         raise InputError(f"{study_dir / 'responses'}: no response files (*.csv); run `percept run` or `percept simulate` first")
     frames = []
+    sessions = []
     for path in files:
         df = read_responses(path)
         session_json = path.with_suffix(".json")
         if session_json.is_file():
             rec = read_session(session_json)
+            sessions.append({**rec, "file": session_json.name})
             if not rec.get("completed", False):
                 _warn(f"{path.name}: session not completed ({len(df)} trials answered); its answers are kept")
         df = _join_design(df, design, path)
@@ -133,7 +136,7 @@ def load_study(
         raise InputError(f"{study_dir}: every participant was excluded ({'; '.join(_reasons(participants))}); "
                          "see the exclusion rules (--catch-threshold, --side-bias, --fast-rt)")
     return Study(study_dir, design, meta, manifest, manifest_path, responses, participants,
-                 int(practice.sum()), tuple(p.name for p in files), tuple(notes))
+                 int(practice.sum()), tuple(p.name for p in files), tuple(notes), tuple(sessions))
 
 
 def _reasons(participants: pd.DataFrame) -> list[str]:

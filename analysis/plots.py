@@ -151,7 +151,13 @@ def agreement_plot(agreement: pd.DataFrame, path: Path) -> Path | None:
             ax.errorbar(x, y, yerr=_err(y, a["ci_low"], a["ci_high"]), fmt="none", ecolor="black",
                         capsize=2, lw=0.8)
         pooled = g[g["arch"] == "all"] if (g["arch"] == "all").any() else g
-        ax.axhline(pooled["human_ceiling"].iloc[0], color="black", ls="--", lw=1, label="human ceiling (pooled)")
+        # the unbiased ceiling (two different people agree) when any unit has ≥ 2 judgments; else BAPPS's biased one
+        unbiased = pooled["human_pairwise"].iloc[0]
+        if np.isfinite(unbiased):
+            ax.axhline(unbiased, color="black", ls="--", lw=1, label="human ceiling, unbiased (pooled)")
+        else:
+            ax.axhline(pooled["human_ceiling"].iloc[0], color="black", ls=":", lw=1,
+                       label="human ceiling, BAPPS (biased up)")
         ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
         ax.set_xticks(np.arange(len(metrics)), metrics, fontsize=8)
         ax.set_ylim(0, 1.05)
@@ -162,7 +168,7 @@ def agreement_plot(agreement: pd.DataFrame, path: Path) -> Path | None:
 
 
 def classification_plot(table: pd.DataFrame, path: Path) -> Path | None:
-    """Test accuracy per run with Wilson 95% CIs, the pixel baseline and chance lines."""
+    """Test accuracy per run with 95% CIs (clustered by source photograph when images share one), baselines, chance."""
     codes = table[table["kind"] == "codes"]
     if codes.empty:
         return None
@@ -181,7 +187,8 @@ def classification_plot(table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xticks(x, codes["run"], fontsize=7, rotation=45, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
-    ax.set_title("Linear classification of codes (Wilson 95% CI)", fontsize=10)
+    ax.set_title(f"Linear classification of codes (95% CI: {codes['ci_method'].iloc[0]})" if "ci_method" in codes
+                 else "Linear classification of codes (95% CI)", fontsize=10)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -192,10 +199,14 @@ def power_plot(power: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig = _figure(4.8, 3.4)
     ax = fig.add_subplot()
-    for i, (n_i, g) in enumerate(power.groupby("images")):
+    # real-design power has one line per (arch, pair); the hypothetical design one per number of images
+    by_pair = "pair" in power.columns and power["pair"].notna().all()
+    keys = ["arch", "pair"] if by_pair else ["images"]
+    for i, (key, g) in enumerate(power.groupby(keys)):
         g = g.sort_values("participants")
+        label = f"{key[0]} {key[1]} ({g['images'].iloc[0]} images)" if by_pair else f"{key[0]} images"
         ax.errorbar(g["participants"], g["power"], yerr=_err(g["power"], g["ci_low"], g["ci_high"]),
-                    marker="o", capsize=3, label=f"{n_i} images", color=f"C{i}")
+                    marker="o", capsize=3, label=label, color=f"C{i}")
     ax.axhline(0.8, color="grey", ls="--", lw=1)
     ax.set_xlabel("participants")
     ax.set_ylabel("power")

@@ -32,8 +32,9 @@ ESTIMATOR_TEXT = {
     "cluster_logit": "logistic regression of choosing loss A on side, two-way cluster-robust (participant, image) "
                      "SE, t test on min(clusters)−1 df — population-averaged log-odds; <b>the main test</b>",
     "bayes_mixed_vb": "statsmodels BinomialBayesMixedGLM, crossed participant and image random intercepts, variational "
-                      "Bayes — subject-specific log-odds; posterior mean ± SD. Its SD was ~2.7× smaller than lme4's SE "
-                      "in a simulation, so its interval and p are anti-conservative: a cross-check only",
+                      "Bayes — subject-specific log-odds; posterior mean ± 1.96 SD. <b>Anti-conservative</b>: its SD was "
+                      "~2.7× smaller than lme4's SE in a simulation and its nominal 95% interval covered ~60% (issue 7) and 67% of 100 simulated studies (benchmarks/coverage.py), "
+                      "so no p value is reported; shown for its variance components (sd_participant, sd_image) only",
     "lme4_glmer": "R lme4::glmer (Laplace), crossed random intercepts, Wald z — the field's reference, run through Rscript",
 }
 
@@ -64,8 +65,13 @@ def table(df: pd.DataFrame, columns: list[str] | None = None, digits: int = 3, m
     text_cols = {c for c in cols if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])}
     head = "".join(f'<th class="{"t" if c in text_cols else ""}">{_e(c)}</th>' for c in cols)
     body = []
+    # counts read back from a CSV with empty cells come as floats: show them as integers
+    counts = {c for c in cols if (c == "n" or c.startswith("n_")) and pd.api.types.is_float_dtype(df[c])
+              and np.all(np.mod(df[c].dropna(), 1) == 0)}
     for _, row in df[cols].head(max_rows).iterrows():
-        cells = "".join(f'<td class="{"t" if c in text_cols else ""}">{_e(_fmt(row[c], digits))}</td>' for c in cols)
+        cells = "".join(f'<td class="{"t" if c in text_cols else ""}">'
+                        f'{_e(_fmt(int(row[c]) if c in counts and pd.notna(row[c]) else row[c], digits))}</td>'
+                        for c in cols)
         body.append(f"<tr>{cells}</tr>")
     more = f'<p class="note">… {len(df) - max_rows} more rows in the CSV</p>' if len(df) > max_rows else ""
     return f"<table><tr>{head}</tr>{''.join(body)}</table>{more}"
@@ -132,32 +138,75 @@ def example_triplets(study_dir: Path, per_image: pd.DataFrame, n: int = 6) -> li
     return examples
 
 
-def _metric_section(manifest_path: Path | None) -> str:
-    from analysis.agreement import best_on_own_metric, metric_means
-    from percept.contracts.manifest import HIGHER_IS_BETTER, read_manifest
+def _metric_section(manifest_path: Path | None, premise_rows: pd.DataFrame | None, unit: str = "image") -> str:
+    from analysis.agreement import metric_directions, metric_means
+    from analysis.premise import COLUMNS, premise_table, verdicts
+    from percept.contracts.manifest import read_manifest
 
     if manifest_path is None or not Path(manifest_path).is_file():
         return '<p class="note">The manifest is not available, so the per-run metric table is skipped.</p>'
     man = read_manifest(manifest_path)
     means = metric_means(man)
-    best = best_on_own_metric(man)
-    arrows = ", ".join(f"{m} {'↑' if up else '↓'}" for m, up in HIGHER_IS_BETTER.items())
+    directions = metric_directions(man)
+    arrows = ", ".join(f"{m} {'↑' if up else '↓'}" for m, up in directions.items())
     parts = [f"<p>Mean objective metrics of each run's reconstructions of the held-out images shown in the study "
-             f"(from the manifest; [0,1] images, data range 1; {_e(arrows)} is better).</p>",
-             table(means, ["run", "arch", "loss", "n_images", "mse", "mae", "psnr", "ssim", "ms_ssim"], digits=4)]
-    if best.empty:
-        parts.append('<p class="note">No run was trained on a loss that is also one of the metrics.</p>')
+             f"(from the manifest; [0,1] images, data range 1; {_e(arrows)} is better). The row <i>flat</i> "
+             "(arch <i>baseline</i>) is a patch of each image's own mean colour: a model that does not beat it is not "
+             "a reconstruction.</p>",
+             table(means, ["run", "arch", "loss", "n_images", "degenerate", *directions], digits=4)]
+    if not (man["run"] == "flat").any():
+        parts.append('<div class="warn">The manifest has no flat-baseline rows (run <code>flat</code>, arch '
+                     "<code>baseline</code>); rerun <code>percept reconstruct</code> to test models against it.</div>")
+    bad = means.loc[means["degenerate"] == 1, "run"].tolist()
+    if bad:
+        parts.append(f'<div class="warn">Degenerate runs (the training guard, or no better than the flat baseline on '
+                     f"their own metric): {_e(', '.join(bad))}. They are flagged here and left out of the premise "
+                     "claims and of every comparison by people.</div>")
+    if premise_rows is None or (premise_rows.empty and len(premise_rows.columns) == 0):
+        premise_rows = premise_table(man, unit=unit)
+    premise_rows = premise_rows.reindex(columns=COLUMNS)
+    if premise_rows.empty:
+        parts.append('<p class="note">No run was trained on a loss that has an own metric (mse, mae, ssim, ms_ssim, '
+                     "mix).</p>")
         return "".join(parts)
-    parts.append("<p><b>Is each model best on the metric it was trained on?</b></p><ul>")
-    for arch, g in best.groupby("arch", sort=True):
-        for r in g.itertuples():
-            verdict = ('<span class="yes">yes</span>' if r.is_best else
-                       f'<span class="no">no</span> — the {_e(r.best_loss)} model is better ({_e(_fmt(r.best_value, 4))})')
-            parts.append(f"<li>{_e(arch)}: the {_e(r.loss)} model's mean {_e(r.metric)} is {_e(_fmt(r.value, 4))}: "
-                         f"best of its architecture? {verdict}</li>")
-    n_yes, n_all = int(best["is_best"].sum()), len(best)
-    parts.append(f"</ul><p>{n_yes} of {n_all} models are best on their own training metric.</p>")
+    unit = str(premise_rows["unit"].dropna().iloc[0]) if premise_rows["unit"].notna().any() else unit
+    v = verdicts(premise_rows)
+    parts.append("<h3>Is each model best on the metric it was trained on?</h3>"
+                 "<p>For each architecture and trained loss: per-image differences of its own metric (mse and PSNR "
+                 "for mse, mae for mae, ssim for ssim, ms_ssim for ms_ssim and mix) against every other loss of the "
+                 "architecture and against the flat baseline, on the same held-out images. Seeds are averaged per "
+                 f"image first; diff &gt; 0 favours the model; 95% paired t interval over {_e(unit)}s. "
+                 "<b>yes</b>: better than every rival with the CI excluding 0; <b>no</b>: some rival significantly "
+                 "better; <b>undecided</b> otherwise; <b>degenerate</b>: no claim. The table lists the closest "
+                 "rival (smallest lower bound); premise.csv has every comparison.</p>")
+    parts.append(table(v, digits=4))
+    counts = v["answer"].value_counts()
+    parts.append("<p>" + ", ".join(f"{_e(a)}: {int(counts.get(a, 0))}" for a in ("yes", "no", "undecided", "degenerate")
+                                   if counts.get(a, 0)) + f" of {len(v)} model–metric checks.</p>")
+    single = sorted(set(v.loc[v["n_seeds"] < 2, "loss"].astype(str) + " (" + v.loc[v["n_seeds"] < 2, "arch"].astype(str) + ")"))
+    if single:
+        parts.append(f'<p class="note">One seed only for {_e(", ".join(single))}: seed-to-seed variation is not '
+                     "covered by these intervals; train a second seed.</p>")
+    parts.append(table(premise_rows, ["arch", "loss", "metric", "rival", "n_seeds", "n_units", "own_mean", "rival_mean",
+                                      "mean_diff", "ci_low", "ci_high", "p", "answer", "note"], digits=4))
     return "".join(parts)
+
+
+def _observer_note(summary: dict) -> str:
+    """Which metric the simulated observers used, and whether agreement with a training loss is built in."""
+    info = summary.get("observers") or {}
+    obs = info.get("observers") or []
+    if not obs:
+        return ""
+    names = ", ".join(f"{o.get('observer')} ({o.get('sessions')} sessions)" for o in obs)
+    built = info.get("built_in") or []
+    if built:
+        verdict = (f"<b>built in</b> for the model(s) trained on {_e(', '.join(built))}: the observers judge by the "
+                   "metric those models were trained to optimise, so a preference for them is circular")
+    else:
+        verdict = "not built in: no model was trained on the observers' metric"
+    return (f'<div class="warn">Simulated observers: {_e(names)}. Agreement with a training loss is {verdict}. '
+            "The agreement of the observers' own metric with these judgments is built in by construction.</div>")
 
 
 def report(out_dir: str | Path) -> Path:
@@ -180,7 +229,8 @@ def report(out_dir: str | Path) -> Path:
 
     csv = {name: _csv(adir / f"{name}.csv") for name in ("exclusions", "pairwise", "models", "per_image", "rankings",
                                                            "friedman", "ranking_posthoc", "scale", "agreement",
-                                                           "classification", "power")}
+                                                           "classification", "power", "premise", "family",
+                                                           "classification_pairs")}
     examples = example_triplets(study_dir, csv["per_image"])
     grid = plots.example_grid(examples, figs / "examples.png")
     if grid is None:
@@ -199,6 +249,20 @@ def report(out_dir: str | Path) -> Path:
     if summary.get("headline"):
         body.append("<h2>Summary</h2><ul class='headline'>" +
                     "".join(f"<li>{_e(line)}</li>" for line in summary["headline"]) + "</ul>")
+    fam = csv["family"]
+    if fam is not None and not fam.empty:
+        declared = (summary.get("family") or {}).get("declared", "")
+        body.append(f"<p>The headline tests form one family, declared {_e(declared)}. Intervals are the main test's "
+                    "(two-way cluster-robust logit) 95% CIs, as the probability of choosing loss A at balanced sides; "
+                    "p_holm is Holm's adjustment across the whole family (statsmodels multipletests). For Friedman "
+                    "tests the estimate is Kendall's W.</p>")
+        body.append(table(fam, ["test", "arch", "pair", "n", "prob_a", "ci_low", "ci_high", "estimate", "p", "p_holm",
+                                "reject", "note"]))
+    if summary.get("degenerate_runs"):
+        body.append(f'<div class="warn">Degenerate runs left out of every human comparison: '
+                    f"{_e(', '.join(summary['degenerate_runs']))} ({_e(summary.get('n_degenerate_trials_dropped', 0))} "
+                    "judged trials dropped).</div>")
+    body.append(_observer_note(summary))
 
     # design and exclusions
     parts = summary.get("participants", {})
@@ -219,7 +283,8 @@ def report(out_dir: str | Path) -> Path:
                                           "reasons"]))
 
     body.append("<h2>Objective metrics per run</h2>")
-    body.append(_metric_section(Path(manifest_path) if manifest_path else None))
+    body.append(_metric_section(Path(manifest_path) if manifest_path else None, csv["premise"],
+                                summary.get("options", {}).get("premise_unit", "image")))
 
     body.append("<h2>Pairwise preferences (triplets)</h2>")
     pw = csv["pairwise"]
@@ -285,12 +350,16 @@ def report(out_dir: str | Path) -> Path:
         body.append('<p class="note">No metric agreement (the manifest is unavailable or there are no judgments).</p>')
     else:
         body.append("<p>2AFC agreement as in BAPPS (Zhang et al. 2018): per comparison (image, architecture, pair of "
-                    "runs), a metric that calls A closer scores the fraction of people choosing A (ties 0.5); averaged "
-                    "over comparisons, 95% CI by bootstrap over comparisons. human_ceiling = mean p²+(1−p)² (BAPPS; "
-                    "it is 1 for a single judgment); human_pairwise = chance two different people agree (units with ≥ 2 "
-                    "judgments). Rankings contribute their three implied pairs.</p>")
+                    "runs), a metric that calls A closer scores the fraction of people choosing A (ties 0.5), i.e. the "
+                    "chance it agrees with one random judge; averaged over comparisons, 95% CI by bootstrap over "
+                    "comparisons. <b>The ceiling to compare with is human_pairwise</b>, the unbiased chance that two "
+                    "different people agree (over units with ≥ 2 judgments, n_units_multi). human_ceiling is BAPPS's "
+                    "mean p²+(1−p)², biased upwards with few judgments (it is 1 for a single judgment): shown last, "
+                    "for comparison with the literature only. Rankings contribute their three implied pairs.</p>")
+        body.append(_observer_note(summary))
         body.append(_img(figs / "agreement.png", "metric agreement"))
-        body.append(table(ag))
+        body.append(table(ag, ["source", "arch", "metric", "n_units", "n_judgments", "agreement", "ci_low", "ci_high",
+                               "human_pairwise", "n_units_multi", "human_ceiling"]))
 
     body.append("<h2>Classification of learned codes</h2>")
     cl = csv["classification"]
@@ -298,18 +367,41 @@ def report(out_dir: str | Path) -> Path:
         body.append('<p class="note">No classification results (run <code>percept classify --codes runs/EXP/codes</code>).</p>')
     else:
         body.append("<p>Multinomial logistic regression (scikit-learn, lbfgs) on standardised train codes, accuracy on "
-                    "the test codes with a Wilson 95% CI; a raw-pixel baseline and chance lines (train-majority class "
-                    "and 1/K).</p>")
+                    "the test codes; a raw-pixel baseline and chance lines (train-majority class and 1/K). Patches cut "
+                    "from one photograph are not independent, so when test images share a source photograph the 95% "
+                    "CI is a cluster bootstrap over sources (ci_method; n_sources; marked rough below 10 sources, where a "
+                    "percentile cluster bootstrap undercovers), else the Wilson interval "
+                    "(wilson_low/high is always shown). Runs flagged degenerate (manifest) or with collapsed codes are "
+                    "marked in <i>flag</i> and left out of the Holm family of paired comparisons.</p>")
         body.append(_img(figs / "classification.png", "classification accuracy"))
-        body.append(table(cl))
+        body.append(table(cl, ["kind", "run", "n_train", "n_test", "n_sources", "dim", "accuracy", "ci_low", "ci_high",
+                               "ci_method", "wilson_low", "wilson_high", "flag", "note"]))
+        cp = csv["classification_pairs"]
+        if cp is not None and not cp.empty:
+            body.append("<p>Paired comparisons of runs of one architecture on the same test images: McNemar's exact "
+                        "test on the images only one run classifies correctly (statsmodels; it assumes independent "
+                        "images), the accuracy difference with a paired bootstrap 95% CI (resampling sources, or "
+                        "images when each is its own source), and Holm's adjustment across unflagged pairs.</p>")
+            body.append(table(cp, ["arch", "run_a", "run_b", "n_test", "n_sources", "accuracy_a", "accuracy_b", "diff",
+                                   "ci_low", "ci_high", "ci_method", "only_a_right", "only_b_right", "p_mcnemar",
+                                   "p_holm", "flag"]))
 
     pw_ = csv["power"]
     if pw_ is not None and not pw_.empty:
-        body.append("<h2>Power</h2><p>Power by simulation from the fitted variance components "
-                    f"({_e(pw_['source'].iloc[0])}): share of simulated studies with p &lt; α, Monte Carlo Wilson 95% CI.</p>")
+        real = "pair" in pw_.columns and pw_["pair"].notna().all()
+        body.append("<h2>Power</h2><p>Power of the main test (two-way cluster-robust logit) by simulation, for the "
+                    "smallest effect of interest stated by the user (sesoi: the population-averaged proportion choosing "
+                    "loss A), never for the study's own estimate. "
+                    + ("Each simulated study answers the design's real lists with their real sides (participant k "
+                       "answers list k mod L); power_holm_first is the power at α / (family size), the first step of "
+                       "Holm's procedure. " if real else "Hypothetical balanced design (every participant judges every "
+                       "image once, sides alternating). ")
+                    + f"Setting: {_e(pw_['source'].iloc[0])}. Share of simulated studies with p &lt; α, Monte Carlo "
+                    "Wilson 95% CI.</p>")
         body.append(_img(figs / "power.png", "power"))
-        body.append(table(pw_, ["participants", "images", "trials", "sims", "test", "power", "ci_low", "ci_high", "effect",
-                                "sd_participant", "sd_image"]))
+        body.append(table(pw_, ["arch", "pair", "participants", "images", "lists", "trials", "sims", "test", "sesoi",
+                                "power", "ci_low", "ci_high", "power_holm_first", "family_size", "effect",
+                                "sd_participant", "sd_image", "balanced"]))
 
     body.append("<h2>Example triplets</h2>")
     if grid is not None:

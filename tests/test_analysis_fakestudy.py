@@ -179,7 +179,7 @@ def simulate(design_path: Path, manifest_path: Path, *, n_participants: int = 10
         atomic_write_csv(pd.DataFrame(rows, columns=RESPONSE_COLUMNS), path)
         path.with_suffix(".json").write_text(json.dumps({
             "participant": pid, "session": "1", "list_id": 0, "simulated": bool(simulated), "completed": True,
-            "observer": "test-generator" if simulated else "", "n_trials": len(rows), "n_answered": len(rows)}))
+            "observer": (f"{metric} noise=0" if metric else "test-generator") if simulated else "", "n_trials": len(rows), "n_answered": len(rows)}))
         out.append(path)
     return out
 

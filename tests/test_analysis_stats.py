@@ -198,15 +198,24 @@ def test_metric_observer_agrees_perfectly_with_its_metric(tmp_path):
     by = table.set_index("metric")
     assert by.loc["ms_ssim", "agreement"] == 1.0 and by.loc["ms_ssim", "human_ceiling"] == 1.0
     assert by.loc["mse", "agreement"] < 1.0
+    # the report must say that this agreement is built in: the observers judge by a training loss
+    from analysis.family import observer_info
+
+    info = observer_info(list(s.sessions), s.manifest)
+    assert info["built_in"] == ["ms_ssim"] and info["observers"][0]["observer"] == "ms_ssim"
 
 
-def test_best_on_own_metric(study):
-    best = ag.best_on_own_metric(study.manifest)
-    assert set(best["loss"]) == {"mse", "mae", "ms_ssim"}
+def test_metric_means_carry_the_degenerate_flag(study):
     means = ag.metric_means(study.manifest)
-    fc = means[means["arch"] == "fc"].set_index("loss")
-    row = best[(best["arch"] == "fc") & (best["loss"] == "mse")].iloc[0]
-    assert row["is_best"] == (fc.loc["mse", "mse"] == fc["mse"].min())
+    assert (means["degenerate"] == 0).all() and set(means["loss"]) == {"mse", "mae", "ms_ssim"}
+    flagged = study.manifest.assign(degenerate=(study.manifest["run"] == "fc-mae-s0").astype(int))
+    means = ag.metric_means(flagged).set_index("run")
+    assert means.loc["fc-mae-s0", "degenerate"] == 1 and means.loc["fc-mse-s0", "degenerate"] == 0
+
+
+def test_vb_mixed_model_reports_no_p_value(truth_trials):
+    fit = pr.fit_bayes_mixed(truth_trials, "fc", "ms_ssim:mse")
+    assert np.isnan(fit.p) and "anti-conservative" in fit.note
 
 
 def test_power_setting_from_fitted_models(study):
@@ -235,3 +244,36 @@ def test_lme4_glmer_recovers_truth_and_its_se_exceeds_the_vb_sd(truth_trials):
     # Same model, same data: the point estimates agree; VB's posterior SD is the smaller (REFERENCES.md).
     assert vb.estimate == pytest.approx(glmer.estimate, abs=0.5 * glmer.se)
     assert vb.se < glmer.se
+
+
+def test_cluster_logit_falls_back_to_the_larger_one_way_se_when_two_way_is_not_positive():
+    import statsmodels.api as sm
+
+    # no participant or image clustering at all: the two-way variance V_p + V_i − V_cell can come out ≤ 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        t = simulate_trials(6, 10, PowerSetting(0.4, 0.0, 0.0), rng)
+        exog = np.column_stack([np.ones(len(t)), t["side"]])
+        groups = np.column_stack([pd.factorize(t[c])[0] for c in ("participant", "image_id")])
+        two = sm.Logit(t["chose_a"].to_numpy(float), exog).fit(disp=0, cov_type="cluster", cov_kwds={"groups": groups})
+        if not np.asarray(two.bse)[0] > 0:
+            break
+    else:
+        pytest.skip("no seed produced a non-positive two-way variance")
+    fit = pr.fit_cluster_logit(t)
+    ses = [np.asarray(sm.Logit(t["chose_a"].to_numpy(float), exog).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": groups[:, j]}, use_t=True).bse)[0] for j in (0, 1)]
+    assert "one-way by" in fit.note and fit.se == pytest.approx(max(ses))
+    assert fit.ci_low < fit.estimate < fit.ci_high and np.isfinite(fit.p)
+
+
+def test_extra_metric_columns_read_as_text_are_used(study):
+    man = study.manifest.assign(haarpsi=lambda d: (1 - d["mse"]).map(str), delta_e=lambda d: (100 * d["mae"]).map(str))
+    means = ag.metric_means(man)
+    assert {"haarpsi", "delta_e"} <= set(means.columns)
+    assert means["haarpsi"].to_numpy() == pytest.approx(1 - means["mse"].to_numpy())
+    assert ag.metric_directions(man)["delta_e"] is False and ag.metric_directions(man)["haarpsi"] is True
+    table = ag.agreement_table(ag.pairs_from_triplets(pr.triplet_table(study.responses)), man, "triplet", n_boot=20)
+    by = table[table["arch"] == "fc"].set_index("metric")
+    # haarpsi here is 1 − mse, so it orders every pair exactly as mse does
+    assert by.loc["haarpsi", "agreement"] == pytest.approx(by.loc["mse", "agreement"])
