@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from percept.contracts.manifest import FLAT_LOSS
+
 FAMILY_COLUMNS = ["test", "arch", "pair", "estimate", "prob_a", "ci_low", "ci_high", "p", "p_holm", "reject", "n",
                   "note"]
 
@@ -114,7 +116,7 @@ def observer_info(sessions: list[dict], manifest: pd.DataFrame | None) -> dict:
     """
     from analysis.premise import OWN_METRICS
 
-    losses = set() if manifest is None else set(manifest["loss"]) - {"flat"}
+    losses = set() if manifest is None else set(manifest["loss"]) - {FLAT_LOSS}
     found: dict[str, dict] = {}
     for rec in sessions:
         if not rec.get("simulated"):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from percept.contracts import InputError
+from percept.contracts.manifest import FLAT_RUN
 from percept.contracts.tables import atomic_write, read_json
 
 CSS = """
@@ -154,7 +155,7 @@ def _metric_section(manifest_path: Path | None, premise_rows: pd.DataFrame | Non
              "(arch <i>baseline</i>) is a patch of each image's own mean colour: a model that does not beat it is not "
              "a reconstruction.</p>",
              table(means, ["run", "arch", "loss", "n_images", "degenerate", *directions], digits=4)]
-    if not (man["run"] == "flat").any():
+    if not (man["run"] == FLAT_RUN).any():
         parts.append('<div class="warn">The manifest has no flat-baseline rows (run <code>flat</code>, arch '
                      "<code>baseline</code>); rerun <code>percept reconstruct</code> to test models against it.</div>")
     bad = means.loc[means["degenerate"] == 1, "run"].tolist()
