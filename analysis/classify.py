@@ -9,7 +9,6 @@ majority class of the train labels, and 1/K.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from percept.contracts import InputError
 from percept.contracts.codes import read_codes
 from percept.contracts.pixels import read_pixels
 
-RUN_PATTERN = re.compile(r"^(?P<arch>[^-]+)-(?P<loss>.+)-s(?P<seed>\d+)$")
 COLUMNS = ["kind", "run", "arch", "loss", "n_train", "n_test", "dim", "n_classes", "accuracy", "ci_low", "ci_high",
            "note"]
 
@@ -108,10 +106,9 @@ def classify_codes(codes_dir: str | Path, *, pixels: str | Path | None = None, m
             first = (path, codes, train, test)
         elif not (np.array_equal(codes.image_ids, first[1].image_ids) and np.array_equal(codes.labels, first[1].labels)):
             note = f"images or labels differ from {first[0].name}: accuracies are not directly comparable"
-        m = RUN_PATTERN.match(path.stem)
         acc = fit_score(codes.codes[train], codes.labels[train], codes.codes[test], codes.labels[test], c=c,
                         max_iter=max_iter, seed=seed)
-        rows.append({"kind": "codes", "run": path.stem, "arch": m["arch"] if m else "", "loss": m["loss"] if m else "",
+        rows.append({"kind": "codes", "run": codes.run, "arch": codes.arch, "loss": codes.loss,  # stored in the codes file
                      "n_train": int(train.sum()), "n_test": acc.n_test, "dim": codes.codes.shape[1],
                      "n_classes": len(np.unique(codes.labels[train])), "accuracy": acc.accuracy, "ci_low": acc.ci_low,
                      "ci_high": acc.ci_high, "note": note})

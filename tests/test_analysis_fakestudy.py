@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def make_manifest(exp: Path, n_images: int, archs=("fc", "conv"), losses=("mse",
         if pngs:
             _png(rec / orig, 40 + 5 * i % 200)
         for arch, loss in itertools.product(archs, losses):
-            run = f"{arch}-{loss}-s0"
+            run = f"{re.sub(r'[^A-Za-z0-9_]', 'x', arch)}-{loss}-s0"  # run names are safe names (the arch may not be)
             q = QUALITY.get(loss, 0.0) + rng.normal(0, 0.3)
             mse = float(np.exp(-3 - q + rng.normal(0, 0.5)))
             recon = f"{run}/{i:04d}.png"
@@ -53,7 +54,7 @@ def make_manifest(exp: Path, n_images: int, archs=("fc", "conv"), losses=("mse",
                 "image_id": iid, "split": "test", "label": str(i % 3) if labels else "", "original_path": orig,
                 "run": run, "arch": arch, "loss": loss, "recon_path": recon,
                 "mse": mse, "mae": float(np.sqrt(mse) * 0.8 + rng.normal(0, 0.005)), "psnr": float(-10 * np.log10(mse)),
-                "ssim": float(1 - mse * 5 + rng.normal(0, 0.01)), "ms_ssim": float(np.clip(0.5 + 0.3 * q, 0, 1)),
+                "ssim": float(min(1.0, 1 - mse * 5 + rng.normal(0, 0.01))), "ms_ssim": float(np.clip(0.5 + 0.3 * q, 0, 1)),
             })
     return write_manifest(pd.DataFrame(rows), rec / "manifest.csv")
 
