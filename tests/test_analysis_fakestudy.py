@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ def make_manifest(exp: Path, n_images: int, archs=("fc", "conv"), losses=("mse",
         if pngs:
             _png(rec / orig, 40 + 5 * i % 200)
         for arch, loss in itertools.product(archs, losses):
-            run = f"{re.sub(r'[^A-Za-z0-9_]', 'x', arch)}-{loss}-s0"  # run names are safe names (the arch may not be)
+            run = f"{arch}-{loss}-s0"
             q = QUALITY.get(loss, 0.0) + rng.normal(0, 0.3)
             mse = float(np.exp(-3 - q + rng.normal(0, 0.5)))
             recon = f"{run}/{i:04d}.png"

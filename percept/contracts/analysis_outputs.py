@@ -146,6 +146,8 @@ def read_table(analysis_dir: str | Path, name: str) -> pd.DataFrame | None:
         return pd.DataFrame(columns=list(spec["required"]))
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise ContractError(f"{path}: not a readable CSV table ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(df.index, pd.RangeIndex):
+        raise ContractError(f"{path}: rows of the table have more fields than its header")
     missing = [c for c in spec["required"] if c not in df.columns]
     if missing:
         raise ContractError(f"{path}: table lacks column(s) {', '.join(missing)}")

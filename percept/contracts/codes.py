@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from percept.contracts.paths import check_name
+from percept.contracts.run import run_from_name
 from percept.contracts.tables import ContractError, atomic_write, read_npz_checked
 
 KEYS = ("codes", "labels", "image_ids", "splits")
 RUN_KEYS = ("run", "arch", "loss")
-# The flat baseline of INTERFACES item 1 is a run without the <arch>-<loss>-s<seed> form.
-SPECIAL_RUNS = {"flat": ("baseline", "flat")}
 
 
 @dataclass(frozen=True)
@@ -35,16 +34,6 @@ class Codes:
     run: str = ""  # the run that made the codes, "<arch>-<loss>-s<seed>"
     arch: str = ""
     loss: str = ""
-
-
-def run_from_name(stem: str, path: str | Path) -> tuple[str, str]:
-    """(arch, loss) of a run name `<arch>-<loss>-s<seed>` (or a special run such as 'flat'); refuse others."""
-    from percept.contracts.run import parse_run_name
-
-    if stem in SPECIAL_RUNS:
-        return SPECIAL_RUNS[stem]
-    arch, loss, _ = parse_run_name(stem, path)
-    return arch, loss
 
 
 def write_codes(path: str | Path, codes: np.ndarray, labels: np.ndarray, image_ids, splits, *,

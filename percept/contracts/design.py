@@ -14,6 +14,7 @@ import pandas as pd
 import numpy as np
 
 from percept.contracts.paths import check_name, check_png, inside
+from percept.contracts.run import run_from_name
 from percept.contracts.tables import ContractError, atomic_write_csv, atomic_write_json, read_csv_checked, read_json
 
 SLOTS = ("left", "right", "third")
@@ -106,12 +107,32 @@ def _check_order_and_paths(df: pd.DataFrame, path: Path) -> None:
         for i, run in enumerate(df[col]):
             if run:
                 check_name(run, f"row {i + 2}, column '{col}': run", path)
+    _check_slots(df, path)
     base = path.resolve().parent
     root = base.parent  # runs/<exp>/study/design.csv → runs/<exp>
     for col in ("reference_path", "left_path", "right_path", "third_path"):
         for i, rel in enumerate(df[col]):
             if rel:
                 inside(root, base, rel, f"{path}: row {i + 2}, column '{col}'")
+
+
+def _check_slots(df: pd.DataFrame, path: Path) -> None:
+    """Each slot's run is of the row's arch and the slot's loss; catch trials show original and degraded; pairs match."""
+    for i, row in enumerate(df.itertuples(index=False)):
+        if row.kind == "catch":
+            shown = {row.left_run: "left", row.right_run: "right"}
+            if set(shown) != set(CATCH_RUNS) or shown["original"] != row.answer:
+                raise ContractError(f"{path}: row {i + 2}: a catch trial shows {row.left_run!r} and {row.right_run!r} "
+                                    f"with answer {row.answer!r}; it needs {' and '.join(CATCH_RUNS)}, answer = original's slot")
+            continue
+        for slot in SLOTS if row.kind == "ranking" else SLOTS[:2]:
+            run, loss = getattr(row, f"{slot}_run"), getattr(row, f"{slot}_loss")
+            if run_from_name(run, path) != (row.arch, loss):
+                raise ContractError(f"{path}: row {i + 2}, column '{slot}_run': run {run!r} is not of arch {row.arch!r} "
+                                    f"and loss {loss!r}")
+        if row.kind == "triplet" and sorted(row.pair.split(":")) != sorted([row.left_loss, row.right_loss]):
+            raise ContractError(f"{path}: row {i + 2}, column 'pair': {row.pair!r} is not the pair of losses shown "
+                                f"({row.left_loss}, {row.right_loss})")
 
 
 def image_paths(df: pd.DataFrame) -> list[str]:
@@ -188,6 +209,20 @@ def check_against_meta(df: pd.DataFrame, meta: dict, path: str | Path) -> None:
         extra = sorted(set(df["kind"]) - set(kinds) - {"catch"})
         if extra:
             raise ContractError(f"{path}: trial kind(s) {', '.join(extra)} are not in design.json's kinds {kinds}")
+    runs = need("runs", dict)
+    if runs is not None:  # "arch/loss" → the run shown for it
+        for i, row in enumerate(df.itertuples(index=False)):
+            for slot in SLOTS if row.kind == "ranking" else SLOTS[:2] if row.kind == "triplet" else ():
+                run, loss = getattr(row, f"{slot}_run"), getattr(row, f"{slot}_loss")
+                if runs.get(f"{row.arch}/{loss}") != run:
+                    raise ContractError(f"{path}: row {i + 2}, column '{slot}_run': {run!r} but design.json's runs give "
+                                        f"{runs.get(f'{row.arch}/{loss}')!r} for {row.arch}/{loss}")
+    images = need("images", list)
+    if images is not None:
+        main = df[(df["block"] == "main") & (df["kind"] != "catch")]
+        extra = sorted(set(main["image_id"]) - set(map(str, images)))
+        if extra:
+            raise ContractError(f"{path}: main-block image(s) {', '.join(extra[:3])} are not in design.json's images")
     practice = need("practice", int)
     if practice is not None:
         for k in found:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from percept.contracts.paths import check_name, check_png, inside
 from percept.contracts.provenance import file_hash  # noqa: F401 (re-exported: later stages hash the manifest)
-from percept.contracts.run import check_metric_columns
+from percept.contracts.run import check_metric_columns, run_from_name
 from percept.contracts.tables import ContractError, atomic_write_csv, check_finite, read_csv_checked
 
 COLUMNS = (
@@ -58,7 +59,9 @@ def read_manifest(path: str | Path, *, check_files: bool = False) -> pd.DataFram
     check_finite(df, [m for m in METRICS if m != "psnr"], path)
     _check_values(df, path)
     labels = pd.to_numeric(df["label"].where(df["label"] != ""), errors="coerce")
-    bad = labels.isna() & (df["label"] != "")
+    vals = labels.to_numpy(dtype="float64", na_value=np.nan)
+    whole = np.isfinite(vals) & (vals == np.round(vals)) & (np.abs(vals) < 2**31)
+    bad = pd.Series(~whole & (df["label"] != "").to_numpy(), index=df.index)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise ContractError(f"{path}: row {i + 2}, column 'label': {df['label'].iloc[i]!r} is not an integer")
@@ -82,8 +85,11 @@ def _check_values(df: pd.DataFrame, path: Path) -> None:
             i = int(bad.to_numpy().nonzero()[0][0])
             raise ContractError(f"{path}: row {i + 2}, column '{m}': not a number")
     check_metric_columns(df, path, list(METRICS) + extra)
-    for i, run in enumerate(df["run"]):
-        check_name(run, f"row {i + 2}, column 'run': run", path)
+    for i, (run, arch, loss) in enumerate(zip(df["run"], df["arch"], df["loss"])):
+        for col, value in (("run", run), ("arch", arch), ("loss", loss)):
+            check_name(value, f"row {i + 2}, column '{col}':", path)
+        if run_from_name(run, path) != (arch, loss):
+            raise ContractError(f"{path}: row {i + 2}: run {run!r} is not of arch {arch!r} and loss {loss!r}")
     root = path.resolve().parent.parent  # runs/<exp>/reconstructions/manifest.csv → runs/<exp>
     for col in ("original_path", "recon_path"):
         for i, rel in enumerate(df[col]):

@@ -60,6 +60,18 @@ def parse_run_name(name: str, where: str | Path | None = None) -> tuple[str, str
     return m["arch"], m["loss"], int(m["seed"])
 
 
+# The flat baseline of INTERFACES item 1 is a run without the <arch>-<loss>-s<seed> form.
+SPECIAL_RUNS = {"flat": ("baseline", "flat")}
+
+
+def run_from_name(name: str, where: str | Path | None = None) -> tuple[str, str]:
+    """(arch, loss) of a run name `<arch>-<loss>-s<seed>` (or a special run such as 'flat'); refuse others."""
+    if name in SPECIAL_RUNS:
+        return SPECIAL_RUNS[name]
+    arch, loss, _ = parse_run_name(name, where)
+    return arch, loss
+
+
 def write_run_record(run_dir: str | Path, record: dict) -> Path:
     """Validate and write `config.json` atomically."""
     path = Path(run_dir) / RECORD
@@ -152,7 +164,8 @@ def check_guard(guard: object, path: str | Path) -> dict:
 
 
 # Range of each image metric: (lowest, highest); PSNR may be +inf for a perfect copy but never NaN.
-METRIC_RANGES = {"mse": (0.0, math.inf), "mae": (0.0, math.inf), "psnr": (-math.inf, math.inf),
+# Images are [0,1] (data_range 1), so MSE and MAE lie in [0,1] and PSNR is ≥ 0.
+METRIC_RANGES = {"mse": (0.0, 1.0), "mae": (0.0, 1.0), "psnr": (0.0, math.inf),
                  "ssim": (-1.0, 1.0), "ms_ssim": (-1.0, 1.0), "haarpsi": (0.0, 1.0), "delta_e": (0.0, math.inf),
                  "loss": (-math.inf, math.inf), "kl": (0.0, math.inf)}
 TOLERANCE = 1e-6  # float32 SSIM of identical images can round to 1 + 1e-7
@@ -191,9 +204,12 @@ def write_metrics(path: str | Path, rows: list[dict]) -> Path:
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """Read and validate a run's metrics.csv (epochs ≥ 1, every metric finite and in range)."""
+    """Read and validate a run's metrics.csv (epochs ≥ 1, splits of config.json, every metric finite and in range)."""
     path = Path(run_dir) / METRICS
-    df = read_csv_checked(path, METRIC_COLUMNS, integer=("epoch",), nonempty=("split",), what="run metrics")
+    cfg = read_run_record(run_dir)["config"]
+    splits = {cfg["train_split"], cfg["eval_split"]}
+    df = read_csv_checked(path, METRIC_COLUMNS, integer=("epoch",), nonempty=("split",), allowed={"split": splits},
+                          what="run metrics")
     for col in ("loss", "mse", "mae", "psnr", "ssim", "ms_ssim", "images_per_s", "seconds"):
         df[col] = _numbers(df[col], path, col, blank_ok=col == "images_per_s")
     check_metric_columns(df, path, ["loss", "mse", "mae", "psnr", "ssim", "ms_ssim"])
@@ -238,6 +254,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint with weights_only=True; anything corrupt or foreign is one ContractError naming the file."""
     import pickle
     import zipfile
+    import zlib
 
     import torch
 
@@ -251,6 +268,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         # The first line only: torch's own message goes on to suggest weights_only=False, which we never do.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ContractError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+    try:
+        # torch does not check the zip's CRCs: a flipped bit in a weight would load silently
+        with zipfile.ZipFile(path) as z:
+            broken = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ContractError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+    if broken is not None:
+        raise ContractError(f"{path}: checkpoint is corrupt (CRC mismatch in {broken})")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ContractError(f"{path}: not a percept autoencoder checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
     if state.get("version") != CHECKPOINT_VERSION:
