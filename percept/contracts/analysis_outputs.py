@@ -166,6 +166,6 @@ def read_table(analysis_dir: str | Path, name: str) -> pd.DataFrame | None:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             where = "in [0, 1]" if col in spec["unit"] else "finite"
-            raise ContractError(f"{path}: row {i + 2}, column '{col}': {vals[i]!r} is not {where}")
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is not {where}")
         df[col] = values
     return df

@@ -89,7 +89,9 @@ def check_png(path: str | Path, size: int | tuple[int, int] | None = None) -> tu
             raise ContractError(f"{path}: image is {width}×{height} pixels, expected {want[0]}×{want[1]}")
     try:
         with Image.open(path) as im:
-            im.load()  # decode every pixel: a truncated or corrupt file fails here, not in front of a participant
+            im.verify()  # every chunk's CRC and the end marker: Pillow's decoder alone checks neither
+        with Image.open(path) as im:
+            im.load()  # decode every pixel: a corrupt stream fails here, not in front of a participant
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ContractError(f"{path}: PNG data is corrupt ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     return width, height

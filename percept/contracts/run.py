@@ -189,8 +189,8 @@ def check_metric_columns(df: pd.DataFrame, path: str | Path, columns) -> None:
             bad |= ~np.isfinite(vals)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ContractError(f"{path}: row {i + 2}, column '{col}': {vals[i]!r} is not a finite value in [{low}, {high}]"
-                                if finite_needed else f"{path}: row {i + 2}, column '{col}': {vals[i]!r} is NaN or out of range")
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is not a finite value in [{low}, {high}]"
+                                if finite_needed else f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is NaN or out of range")
 
 
 def write_metrics(path: str | Path, rows: list[dict]) -> Path:
@@ -218,7 +218,7 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
         bad = ~(np.isnan(vals) | (np.isfinite(vals) & (vals >= 0)))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ContractError(f"{path}: row {i + 2}, column '{col}': {vals[i]!r} is not a time or rate ≥ 0")
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is not a time or rate ≥ 0")
     for col in (c for c in OPTIONAL_METRIC_COLUMNS if c in df.columns):
         # an optional column may be blank on rows that do not log it (e.g. kl of a non-VAE)
         df[col] = _numbers(df[col], path, col, blank_ok=True)
@@ -227,7 +227,7 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
         bad = ~np.isnan(vals) & ~(np.isfinite(vals) & (vals >= low - TOLERANCE) & (vals <= high + TOLERANCE))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ContractError(f"{path}: row {i + 2}, column '{col}': {vals[i]!r} is not a finite value in [{low}, {high}]")
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is not a finite value in [{low}, {high}]")
     bad = df["epoch"] < 1
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
