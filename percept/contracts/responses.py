@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from percept.contracts.provenance import write_json
+from percept.contracts.provenance import json_safe, write_json
 from percept.contracts.tables import ContractError, read_csv_checked, read_json
 
 MAX_RT = 3600.0  # seconds: an hour on one trial means the participant left, not that they judged
@@ -122,6 +122,7 @@ def session_path(csv_path: str | Path) -> Path:
 def write_session(path: str | Path, record: dict) -> Path:
     """Validate and write a session record atomically (temp file + fsync + rename)."""
     path = Path(path)
+    record = json_safe(record)  # numpy integers and paths become plain JSON values before they are checked
     check_session(record, path)
     return write_json(path, record)
 
