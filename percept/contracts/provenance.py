@@ -53,10 +53,10 @@ def write_json(path: str | Path, obj: object, *, sort_keys: bool = False) -> Pat
     return atomic_write(path, text + "\n")
 
 
-def file_hash(path: str | Path) -> str:
-    """SHA-256 of a file, recorded by later stages to tie their outputs to the file they used."""
-    h = hashlib.sha256()
+def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (SHA-256 unless named), recorded by later stages to tie their outputs to the file they used."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()

@@ -67,8 +67,10 @@ def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: object) -> Path:
-    """Write `obj` as indented JSON atomically (non-JSON values such as paths as strings)."""
-    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write `obj` as indented strict JSON atomically (NaN as null, non-JSON values such as paths as strings)."""
+    from percept.contracts.provenance import write_json  # one JSON writer; imported here as it imports this module
+
+    return write_json(path, obj, sort_keys=True)
 
 
 def read_json(path: str | Path, not_found: str) -> object:
