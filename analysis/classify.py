@@ -74,6 +74,7 @@ def pixels_from_manifest(manifest_path: Path, image_ids: np.ndarray) -> tuple[np
     from PIL import Image
 
     from percept.contracts.manifest import read_manifest, resolve
+    from percept.contracts.paths import check_png
 
     if not manifest_path.is_file():
         return None, f"no manifest at {manifest_path}"
@@ -84,6 +85,7 @@ def pixels_from_manifest(manifest_path: Path, image_ids: np.ndarray) -> tuple[np
                       f"{manifest_path}; pass --pixels for a pixel baseline")
     rows = []
     for iid in image_ids:
+        check_png(resolve(manifest_path, man.loc[iid, "original_path"]))  # an intact 8-bit RGB PNG, nothing converted
         with Image.open(resolve(manifest_path, man.loc[iid, "original_path"])) as im:
             rows.append(np.asarray(im.convert("RGB"), dtype=np.float32).ravel() / 255.0)  # [0,1], data_range 1
     return np.stack(rows), ""

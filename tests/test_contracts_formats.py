@@ -297,9 +297,12 @@ def test_design_order_slots_and_paths_refused_before_writing(tmp_path):
     loss.loc[2, "left_loss"] = "ssim"
     outside = _design()
     outside.loc[1, "left_path"] = "../../other/a.png"
+    flat = _design()
+    flat.loc[2, ["arch", "left_run", "left_loss"]] = ["baseline", "flat", "flat"]
     for df, message in [(gap, "trial indices are not 0..3 without gaps"), (late, "practice trial after the main block"),
                         (pair, "row 4, column 'pair'"), (loss, "row 4, column 'left_run': run 'conv-mse-s0' is not of arch"),
-                        (outside, "row 3, column 'left_path': path '../../other/a.png' leads outside")]:
+                        (outside, "row 3, column 'left_path': path '../../other/a.png' leads outside"),
+                        (flat, "row 4, column 'arch': the 'baseline' (flat) runs are never shown to people")]:
         with pytest.raises(ContractError, match=re.escape(message)):
             design_c.write_design(df, path, META)
         assert not path.exists()  # refused before anything was written

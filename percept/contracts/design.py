@@ -14,7 +14,7 @@ import pandas as pd
 import numpy as np
 
 from percept.contracts.paths import check_name, check_png, inside
-from percept.contracts.run import run_from_name
+from percept.contracts.run import SPECIAL_RUNS, run_from_name
 from percept.contracts.tables import ContractError, atomic_write_csv, atomic_write_json, read_csv_checked, read_json
 
 SLOTS = ("left", "right", "third")
@@ -24,6 +24,7 @@ BLOCKS = ("practice", "main")
 KINDS = ("triplet", "ranking", "catch")
 # Catch trials show the original itself in one slot and a strongly degraded copy in the other.
 CATCH_RUNS = ("original", "degraded")
+BASELINE_ARCH = SPECIAL_RUNS["flat"][0]  # INTERFACES item 1: the flat baseline is analysed, never shown
 
 COLUMNS = (
     "list_id",  # participant list (int, 0-based)
@@ -125,6 +126,8 @@ def _check_slots(df: pd.DataFrame, path: Path) -> None:
                 raise ContractError(f"{path}: row {i + 2}: a catch trial shows {row.left_run!r} and {row.right_run!r} "
                                     f"with answer {row.answer!r}; it needs {' and '.join(CATCH_RUNS)}, answer = original's slot")
             continue
+        if row.arch == BASELINE_ARCH:
+            raise ContractError(f"{path}: row {i + 2}, column 'arch': the {BASELINE_ARCH!r} (flat) runs are never shown to people")
         for slot in SLOTS if row.kind == "ranking" else SLOTS[:2]:
             run, loss = getattr(row, f"{slot}_run"), getattr(row, f"{slot}_loss")
             if run_from_name(run, path) != (row.arch, loss):
