@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import sys
 import zlib
 from collections import Counter
@@ -372,3 +373,36 @@ if __name__ == "__main__":
             total.update({k: v for k, v in counts.items() if k in ("error", "same", "changed", "crash")})
             print(f"{name:16s} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         print(f"{'total':16s} " + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+
+
+def test_commands_answer_corrupt_inputs_in_one_line_and_write_nothing(experiment, tmp_path, capsys):
+    """Through `percept`: a corrupt manifest stops `design`, a corrupt summary stops `report`; no file is left behind."""
+    from percept import cli
+
+    exp = tmp_path / "exp"
+    shutil.copytree(experiment / "reconstructions", exp / "reconstructions")
+    shutil.copytree(experiment / "analysis", exp / "analysis")
+    manifest, summary = exp / "reconstructions" / "manifest.csv", exp / "analysis" / "summary.json"
+    cases = [(manifest, csv_corruption, ["design", "--manifest", str(manifest), "--out", str(exp)], exp / "study"),
+             (summary, json_corruption, ["report", "--out", str(exp)], exp / "analysis" / "report.html")]
+    tried = refused = 0
+    for path, structural, argv, output in cases:
+        original = path.read_bytes()
+        rng = np.random.default_rng([2, zlib.crc32(path.name.encode())])
+        for k in range(10):
+            path.write_bytes(byte_corruption(original, rng) if k % 2 == 0 else structural(original, rng))
+            capsys.readouterr()
+            rc = cli.main(list(argv))
+            err = capsys.readouterr().err
+            tried += 1
+            if rc == 2:
+                refused += 1
+                assert err.count("\n") == 1 and "Traceback" not in err, err
+                assert not output.exists(), f"{output} written although {path.name} was refused"
+            else:
+                assert rc == 0, (rc, err)
+                shutil.rmtree(output) if output.is_dir() else output.unlink()
+        path.write_bytes(original)
+    with capsys.disabled():
+        print(f"\ncommands: {refused} of {tried} corrupt inputs refused in one line, the rest accepted, none crashed")
+    assert refused >= tried // 2, (refused, tried)
