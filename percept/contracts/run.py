@@ -189,8 +189,8 @@ def check_metric_columns(df: pd.DataFrame, path: str | Path, columns) -> None:
             bad |= ~np.isfinite(vals)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ContractError(f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is not a finite value in [{low}, {high}]"
-                                if finite_needed else f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is NaN or out of range")
+            what = "a finite value" if finite_needed else "a value"
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {float(vals[i])!r} is not {what} in [{low}, {high}]")
 
 
 def write_metrics(path: str | Path, rows: list[dict]) -> Path:
