@@ -21,7 +21,6 @@ when the manifest marks them degenerate or when their codes do not vary across i
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from percept.contracts import InputError
 from percept.contracts.codes import read_codes
 from percept.contracts.pixels import read_pixels
 
-RUN_PATTERN = re.compile(r"^(?P<arch>[^-]+)-(?P<loss>.+)-s(?P<seed>\d+)$")
 COLUMNS = ["kind", "run", "arch", "loss", "n_train", "n_test", "n_sources", "dim", "n_classes", "accuracy", "ci_low",
            "ci_high", "ci_method", "wilson_low", "wilson_high", "flag", "note"]
 # Below this many clusters a percentile cluster bootstrap is known to undercover; the interval is marked rough.
@@ -168,6 +166,7 @@ def pixels_from_manifest(manifest_path: Path, image_ids: np.ndarray) -> tuple[np
     from PIL import Image
 
     from percept.contracts.manifest import read_manifest, resolve
+    from percept.contracts.paths import check_png
 
     if not manifest_path.is_file():
         return None, f"no manifest at {manifest_path}"
@@ -178,6 +177,7 @@ def pixels_from_manifest(manifest_path: Path, image_ids: np.ndarray) -> tuple[np
                       f"{manifest_path}; pass --pixels for a pixel baseline")
     rows = []
     for iid in image_ids:
+        check_png(resolve(manifest_path, man.loc[iid, "original_path"]))  # an intact 8-bit RGB PNG, nothing converted
         with Image.open(resolve(manifest_path, man.loc[iid, "original_path"])) as im:
             rows.append(np.asarray(im.convert("RGB"), dtype=np.float32).ravel() / 255.0)  # [0,1], data_range 1
     return np.stack(rows), ""
@@ -216,15 +216,14 @@ def classification(codes_dir: str | Path, *, pixels: str | Path | None = None, m
         elif not (np.array_equal(codes.image_ids, first[1].image_ids) and np.array_equal(codes.labels, first[1].labels)):
             note = f"images or labels differ from {first[0].name}: accuracies are not directly comparable"
             comparable = False
-        m = RUN_PATTERN.match(path.stem)
-        flags = (["degenerate run (manifest)"] if path.stem in degenerate else []) + \
+        flags = (["degenerate run (manifest)"] if codes.run in degenerate else []) + \
                 (["collapsed codes (no variation across images)"] if collapsed(codes.codes[test]) else [])
         acc = fit_score(codes.codes[train], codes.labels[train], codes.codes[test], codes.labels[test], c=c,
                         max_iter=max_iter, seed=seed)
         sources = np.array([source_of(i) for i in codes.image_ids[test]])
         if comparable:
-            paired[path.stem] = (m["arch"] if m else "", acc.hits, "; ".join(flags))
-        rows.append({"kind": "codes", "run": path.stem, "arch": m["arch"] if m else "", "loss": m["loss"] if m else "",
+            paired[codes.run] = (codes.arch, acc.hits, "; ".join(flags))
+        rows.append({"kind": "codes", "run": codes.run, "arch": codes.arch, "loss": codes.loss,  # stored in the codes file
                      "n_train": int(train.sum()), "n_test": acc.n_test, "dim": codes.codes.shape[1],
                      "n_classes": len(np.unique(codes.labels[train])), "accuracy": acc.accuracy,
                      **_interval(acc, sources, n_boot, seed), "flag": "; ".join(flags), "note": note})

@@ -44,7 +44,8 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
     from analysis import family as fam
     from analysis import premise
     from analysis import plots, preferences as pr, rankings as rk, scaling as sc
-    from analysis.load import ExclusionRules, analysis_dir, load_study, versions, write_json
+    from analysis.load import ExclusionRules, analysis_dir, load_study, versions
+    from percept.contracts.analysis_outputs import write_summary
 
     t0 = time.perf_counter()
     rules = rules or ExclusionRules()
@@ -129,7 +130,7 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         "versions": versions(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    write_json(summary, out / "summary.json")
+    write_summary(out, summary)  # study and manifest paths relative to the experiment folder
     return out
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from percept.contracts import ContractError, InputError
-from percept.contracts.design import read_design, read_design_meta
+from percept.contracts.design import read_design_pair
 from percept.contracts.manifest import file_hash, read_manifest
-from percept.contracts.responses import read_responses, read_session
-from percept.contracts.tables import atomic_write_json
+from percept.contracts.responses import read_session_files
+from percept.contracts import provenance
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,7 @@ def load_study(
     if not study_dir.is_dir():
         raise InputError(f"{study_dir}: study folder not found (expected runs/EXP/study with design.csv and responses/)")
     design_path = study_dir / "design.csv"
-    design = read_design(design_path)
-    meta = read_design_meta(design_path)
+    design, meta = read_design_pair(design_path)
     manifest, manifest_path = _load_manifest(study_dir, meta, _warn)
 
     files = sorted((study_dir / "responses").glob("*.csv"))
@@ -103,11 +102,9 @@ def load_study(
     frames = []
     sessions = []
     for path in files:
-        df = read_responses(path)
-        session_json = path.with_suffix(".json")
-        if session_json.is_file():
-            rec = read_session(session_json)
-            sessions.append({**rec, "file": session_json.name})
+        df, rec = read_session_files(path)  # the rows agree with the file name and the session record
+        if rec is not None:
+            sessions.append({**rec, "file": path.with_suffix(".json").name})
             if not rec.get("completed", False):
                 _warn(f"{path.name}: session not completed ({len(df)} trials answered); its answers are kept")
         df = _join_design(df, design, path)
@@ -218,33 +215,9 @@ def participant_checks(main: pd.DataFrame, rules: ExclusionRules) -> pd.DataFram
 
 def versions() -> dict[str, str]:
     """Versions of Python and the packages the analysis relies on, saved with every output."""
-    import importlib.metadata as md
-    import platform
-
-    out = {"python": platform.python_version()}
-    for pkg in ("percept", "numpy", "pandas", "scipy", "statsmodels", "choix", "scikit-learn", "matplotlib", "pillow"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return provenance.versions(("numpy", "pandas", "scipy", "statsmodels", "choix", "scikit-learn", "matplotlib", "pillow"))
 
 
 def write_json(obj: dict, path: str | Path) -> Path:
     """Write JSON atomically (NaN becomes null, so browsers and other tools can read it)."""
-    import math
-
-    def clean(x: object) -> object:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        if isinstance(x, Path):
-            return str(x)
-        return x
-
-    return atomic_write_json(path, clean(obj))
+    return provenance.write_json(path, obj, sort_keys=True)

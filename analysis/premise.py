@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from percept.contracts import InputError
-from percept.contracts.manifest import BASELINE_ARCH as FLAT_ARCH, FLAT_LOSS, FLAT_RUN, HIGHER_IS_BETTER
+from percept.contracts.manifest import BASELINE_ARCH as FLAT_ARCH, FLAT_RUN, HIGHER_IS_BETTER
 
 # The metrics each training loss should win on (PSNR is checked alongside MSE).
 OWN_METRICS = {"mse": ("mse", "psnr"), "mae": ("mae",), "ssim": ("ssim",), "ms_ssim": ("ms_ssim",), "mix": ("ms_ssim",)}

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from percept.contracts import InputError
+from percept.contracts.analysis_outputs import read_summary, read_table, summary_path
 from percept.contracts.manifest import FLAT_RUN
-from percept.contracts.tables import atomic_write, read_json
+from percept.contracts.tables import atomic_write
 
 CSS = """
 body{font-family:DejaVu Sans,Arial,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -83,15 +83,6 @@ def _img(path: Path, alt: str) -> str:
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _csv(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
 
 
 def _load_images(paths: list[Path]) -> list[np.ndarray] | None:
@@ -216,19 +207,12 @@ def report(out_dir: str | Path) -> Path:
 
     out_dir = Path(out_dir)
     adir = out_dir / "analysis"
-    summary_path = adir / "summary.json"
-    if not summary_path.is_file():
-        raise InputError(f"{summary_path}: no analysis summary; run `percept analyze --study {out_dir / 'study'}` first")
-    summary = read_json(summary_path, "no analysis summary")
+    summary = read_summary(out_dir)  # its paths are relative to the experiment folder: nothing to guess
     figs = adir / "figures"
-    study_dir = out_dir / "study" if (out_dir / "study").is_dir() else Path(summary.get("study", out_dir / "study"))
-    manifest_path = summary.get("manifest")
-    if not manifest_path or not Path(manifest_path).is_file():
-        # the experiment folder may have moved since the analysis: look beside it
-        beside = out_dir / "reconstructions" / "manifest.csv"
-        manifest_path = str(beside) if beside.is_file() else None
+    study_dir = summary_path(out_dir, summary, "study")
+    manifest_path = summary_path(out_dir, summary, "manifest")
 
-    csv = {name: _csv(adir / f"{name}.csv") for name in ("exclusions", "pairwise", "models", "per_image", "rankings",
+    csv = {name: read_table(adir, name) for name in ("exclusions", "pairwise", "models", "per_image", "rankings",
                                                            "friedman", "ranking_posthoc", "scale", "agreement",
                                                            "classification", "power", "premise", "family",
                                                            "classification_pairs")}

@@ -168,11 +168,9 @@ def verify_stl10(root: str | Path, split: str = "train+unlabeled") -> None:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from percept.contracts.provenance import file_hash
+
+    return file_hash(path, "md5")
 
 
 def _missing_message(root: str | Path, missing: list[Path]) -> str:

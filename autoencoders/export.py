@@ -30,7 +30,7 @@ DEFAULT_SPARES = 4  # held-out extras for practice trials: the design's default 
 
 def finished_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
     """(name, folder, record) of each finished run under <out>/models, sorted by name; unfinished ones are named and skipped."""
-    from autoencoders.train import read_run_record
+    from percept.contracts.run import read_run_record
 
     models = Path(out) / "models"
     folders = sorted(p for p in models.glob("*") if p.is_dir()) if models.is_dir() else []
@@ -286,7 +286,7 @@ def encode(out: str | Path, *, splits: Sequence[str] | None = None, device: str 
                                              verify=shared["verify"]) for s in wanted]
     dev = resolve_device(device)
     paths = []
-    for name, folder, _ in runs:
+    for name, folder, record in runs:
         model = load_model(folder, dev)
         codes, labels, ids, split_names = [], [], [], []
         for ds in datasets:
@@ -298,7 +298,8 @@ def encode(out: str | Path, *, splits: Sequence[str] | None = None, device: str 
             labels.append(ds.labels)
             ids += ds.image_ids
             split_names += [ds.split] * len(ds)
-        path = write_codes(out / "codes" / f"{name}.npz", np.concatenate(codes), np.concatenate(labels), ids, split_names)
+        path = write_codes(out / "codes" / f"{name}.npz", np.concatenate(codes), np.concatenate(labels), ids, split_names,
+                           run=name, arch=record["config"]["arch"], loss=record["config"]["loss"])
         print(f"encode {name}: {len(ids)} codes of size {codes[0].shape[1]} → {path}")
         paths.append(path)
     # The same images as raw 8-bit pixels, for the classification experiment's pixel baseline.

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
-import platform
 import random
 import shutil
 import subprocess
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from percept.contracts import InputError
-from percept.contracts.tables import atomic_write, read_json, read_toml
+from percept.contracts.tables import atomic_write, read_toml
 
 if TYPE_CHECKING:
     import torch
@@ -33,9 +31,9 @@ if TYPE_CHECKING:
     from autoencoders.data import ImageSet
     from autoencoders.models import Autoencoder
 
-CHECKPOINT_FORMAT = "percept-autoencoder-checkpoint"
-CHECKPOINT_VERSION = 1
-METRIC_COLUMNS = ("epoch", "split", "loss", "mse", "mae", "psnr", "ssim", "ms_ssim", "images_per_s", "seconds")
+from percept.contracts import provenance
+from percept.contracts import run as run_c
+from percept.contracts.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METRIC_COLUMNS  # noqa: F401 (re-exported)
 # Keys that may differ when a run is resumed: they change how, not what, is trained.
 RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress")
 
@@ -160,16 +158,7 @@ def resolve_device(name: str) -> torch.device:
 
 def versions() -> dict[str, str]:
     """Versions of the software that shaped a result."""
-    import torch
-    import torchvision
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        percept_version = version("percept")
-    except PackageNotFoundError:
-        percept_version = "unknown"
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "percept": percept_version, "platform": platform.platform()}
+    return provenance.versions(("torch", "torchvision", "numpy"))
 
 
 def git_commit() -> str | None:
@@ -191,25 +180,17 @@ def git_commit() -> str | None:
 
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically."""
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    provenance.write_json(path, data)
 
 
 def read_run_record(run_dir: str | Path) -> dict:
-    """Read a run's config.json."""
-    path = Path(run_dir) / "config.json"
-    record = read_json(path, "run record not found (was this run trained with `percept train`?)")
-    if not isinstance(record, dict) or "config" not in record or "status" not in record:
-        raise InputError(f"{path}: not a percept run record (needs keys 'config' and 'status')")
-    return record
+    """Read and validate a run's config.json (percept.contracts.run)."""
+    return run_c.read_run_record(run_dir)
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
-    """Write metrics.csv (columns METRIC_COLUMNS) atomically."""
-    import pandas as pd
-
-    from percept.contracts.tables import atomic_write_csv
-
-    atomic_write_csv(pd.DataFrame(rows, columns=list(METRIC_COLUMNS)), path)
+    """Write metrics.csv (columns METRIC_COLUMNS, then extras such as kl) atomically."""
+    run_c.write_metrics(path, rows)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -223,24 +204,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with weights_only=True; anything corrupt or foreign raises InputError naming the file."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InputError(f"{path}: not a readable checkpoint ({first[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a percept autoencoder checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise InputError(f"{path}: checkpoint version {state.get('version')!r}, this code reads version {CHECKPOINT_VERSION}")
-    return state
+    return run_c.read_checkpoint(path, map_location)
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
@@ -248,7 +212,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Autoe
     from autoencoders.models import build_model
 
     path = Path(run_dir) / "checkpoint.pt"
-    state = load_checkpoint(path, map_location=device)
+    _, state = run_c.read_run(run_dir, map_location=device)  # the checkpoint must agree with config.json
     spec = state["model_spec"]
     model = build_model(spec["arch"], spec["image_size"], spec["code_size"], width=spec["width"])
     try:
@@ -437,7 +401,7 @@ def train(config: TrainConfig) -> Path:
         "data": {"train": train_set.summary(), "eval": eval_set.summary()},
         "started": _now(), "epochs_done": epoch,
     }
-    write_json(run_dir / "config.json", record)
+    run_c.write_run_record(run_dir, record)
     if history:
         write_metrics(run_dir / "metrics.csv", history)
 
@@ -482,13 +446,13 @@ def train(config: TrainConfig) -> Path:
         })
         write_metrics(run_dir / "metrics.csv", history)
         record["epochs_done"] = epoch
-        write_json(run_dir / "config.json", record)
+        run_c.write_run_record(run_dir, record)
         print(f"train {cfg.run_name}: epoch {epoch}/{cfg.epochs} loss {train_row['loss']:.4g} | {cfg.eval_split}: "
               f"loss {eval_row['loss']:.4g} mse {eval_row['mse']:.4g} psnr {eval_row['psnr']:.2f} "
               f"ssim {eval_row['ssim']:.3f} ms_ssim {eval_row['ms_ssim']:.3f} | {train_row['images_per_s']:.0f} img/s",
               flush=True)
     record.update(status="finished", finished=_now(), epochs_done=epoch)
-    write_json(run_dir / "config.json", record)
+    run_c.write_run_record(run_dir, record)
     return run_dir
 
 
@@ -503,7 +467,7 @@ def _progress(loader, cfg: TrainConfig, epoch: int):
 
 def _fail(run_dir: Path, record: dict, message: str) -> None:
     record.update(status="failed", error=message, finished=_now())
-    write_json(run_dir / "config.json", record)
+    run_c.write_run_record(run_dir, record)
     raise TrainingDiverged(message)
 
 

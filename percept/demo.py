@@ -137,7 +137,9 @@ def _print_summary(out: Path, report: Path, state: dict) -> None:
     print(f"\ndemo: finished; step times add up to {total:.0f} s (this and earlier runs)")
     summary = out / "analysis" / "summary.json"
     if summary.is_file():
-        for line in json.loads(summary.read_text()).get("headline", []):
+        from percept.contracts.analysis_outputs import read_summary
+
+        for line in read_summary(out)["headline"]:
             print(f"  {line}")
     print(f"demo: report: {report.resolve()}")
 

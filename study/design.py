@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import platform
 import re
 import sys
 from dataclasses import dataclass
@@ -200,18 +199,9 @@ def _runs_by_arch_loss(manifest: pd.DataFrame, stimulus_seed: int | None = None)
 
 def versions() -> dict[str, str]:
     """Versions of the software that made an output."""
-    import PIL
-    import scipy
+    from percept.contracts.provenance import versions as _versions
 
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-           "pandas": pd.__version__, "scipy": scipy.__version__, "pillow": PIL.__version__}
-    try:
-        from importlib.metadata import version
-
-        out["percept"] = version("percept")
-    except ImportError:
-        pass
-    return out
+    return _versions(("numpy", "pandas", "scipy", "pillow"))
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator, blur_sigma: float, noise_sd: float) -> np.ndarray:
@@ -577,8 +567,7 @@ def _safe_name(image_id: str) -> str:
 
 def load_design(design_path: str | Path, *, check_files: bool = True) -> tuple[pd.DataFrame, dict]:
     """Read design.csv (refusing missing or unreadable images) and its design.json."""
-    df = design_c.read_design(design_path, check_files=check_files)
-    return df, design_c.read_design_meta(design_path)
+    return design_c.read_design_pair(design_path, check_files=check_files)
 
 
 def describe(df: pd.DataFrame) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from percept.contracts import ContractError, InputError
 from percept.contracts import responses as responses_c
-from percept.contracts.tables import atomic_write, atomic_write_json, fsync_dir
+from percept.contracts.tables import atomic_write, fsync_dir
 
 
 def now_iso() -> str:
@@ -31,8 +31,8 @@ def record_path(csv_path: str | Path) -> Path:
 
 
 def write_record(path: str | Path, record: dict) -> Path:
-    """Write a session record atomically (temp file + fsync + rename)."""
-    return atomic_write_json(path, record)
+    """Write a session record atomically (temp file + fsync + rename), validated by its contract."""
+    return responses_c.write_session(path, record)
 
 
 def repair_tail(path: str | Path) -> int:

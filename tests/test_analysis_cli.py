@@ -30,9 +30,9 @@ def _codes(exp: Path) -> None:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """One study with triplets, rankings and catch trials, an arch name needing escaping, then every command."""
-    exp = tmp_path_factory.mktemp("exp")
-    study = make_study(exp, n_images=8, archs=("fc", "q<i&"), pairs=(("ms_ssim", "mse"),), ranking=True,
+    """One study with triplets, rankings and catch trials, an experiment name needing escaping, then every command."""
+    exp = tmp_path_factory.mktemp("q<i&")  # run and arch names are safe names; the folder name may be anything
+    study = make_study(exp, n_images=8, archs=("fc", "conv"), pairs=(("ms_ssim", "mse"),), ranking=True,
                        n_participants=6, effect=0.8, sd_participant=0.3, sd_image=0.3, bad={5: "fast"})
     _codes(exp)
     assert cli.main(["analyze", "--study", str(study), "--boot", "50"]) == 0
@@ -58,7 +58,7 @@ def test_analyze_writes_every_table_and_a_summary(full_run):
     models = pd.read_csv(a / "models.csv")
     assert {"cluster_logit", "bayes_mixed_vb"} <= set(models["estimator"])
     pw = pd.read_csv(a / "pairwise.csv")
-    assert set(pw["arch"]) == {"fc", "q<i&", "all"} and (pw.loc[pw["arch"] != "all", "n"] == 40).all()
+    assert set(pw["arch"]) == {"fc", "conv", "all"} and (pw.loc[pw["arch"] != "all", "n"] == 40).all()
     power = pd.read_csv(a / "power.csv")
     assert list(power["participants"]) == [4, 8] and (power["sims"] == 20).all()
     source = json.loads((a / "power.json").read_text())["setting"]["source"]

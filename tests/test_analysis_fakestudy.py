@@ -53,7 +53,7 @@ def make_manifest(exp: Path, n_images: int, archs=("fc", "conv"), losses=("mse",
                 "image_id": iid, "split": "test", "label": str(i % 3) if labels else "", "original_path": orig,
                 "run": run, "arch": arch, "loss": loss, "recon_path": recon,
                 "mse": mse, "mae": float(np.sqrt(mse) * 0.8 + rng.normal(0, 0.005)), "psnr": float(-10 * np.log10(mse)),
-                "ssim": float(1 - mse * 5 + rng.normal(0, 0.01)), "ms_ssim": float(np.clip(0.5 + 0.3 * q, 0, 1)),
+                "ssim": float(min(1.0, 1 - mse * 5 + rng.normal(0, 0.01))), "ms_ssim": float(np.clip(0.5 + 0.3 * q, 0, 1)),
             })
     return write_manifest(pd.DataFrame(rows), rec / "manifest.csv")
 

@@ -70,12 +70,14 @@ def test_manifest_duplicate_and_missing_files(tmp_path):
 
 
 def test_codes_round_trip_and_errors(tmp_path):
-    path = codes_c.write_codes(tmp_path / "c.npz", np.ones((3, 4)), np.array([0, 1, -1]), ["a", "b", "c"], ["train"] * 3)
+    path = codes_c.write_codes(tmp_path / "conv-mse-s0.npz", np.ones((3, 4)), np.array([0, 1, -1]), ["a", "b", "c"],
+                               ["train"] * 3)
     c = codes_c.read_codes(path)
     assert c.codes.dtype == np.float32 and c.codes.shape == (3, 4)
     assert c.labels.tolist() == [0, 1, -1] and c.image_ids.tolist() == ["a", "b", "c"]
+    assert (c.run, c.arch, c.loss) == ("conv-mse-s0", "conv", "mse")
     with pytest.raises(ContractError, match="'labels' has shape \\(2,\\)"):
-        codes_c.write_codes(tmp_path / "d.npz", np.ones((3, 4)), np.array([0, 1]), ["a", "b", "c"], ["t"] * 3)
+        codes_c.write_codes(tmp_path / "fc-mse-s0.npz", np.ones((3, 4)), np.array([0, 1]), ["a", "b", "c"], ["t"] * 3)
     np.savez(tmp_path / "e.npz", codes=np.ones((2, 2)))
     with pytest.raises(ContractError, match="lacks key\\(s\\) labels"):
         codes_c.read_codes(tmp_path / "e.npz")
@@ -160,7 +162,7 @@ def test_written_files_get_the_usual_mode(tmp_path):
     mask = os.umask(0o022)
     try:
         csv = manifest_c.write_manifest(_manifest_rows(1), tmp_path / "m.csv")
-        npz = codes_c.write_codes(tmp_path / "c.npz", np.ones((1, 2)), np.array([0]), ["a"], ["test"])
+        npz = codes_c.write_codes(tmp_path / "fc-mse-s1.npz", np.ones((1, 2)), np.array([0]), ["a"], ["test"])
     finally:
         os.umask(mask)
     assert stat.S_IMODE(csv.stat().st_mode) == 0o644

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -42,8 +43,9 @@ def test_design_and_simulate_through_the_percept_command(exp):
 
 def test_config_file_sets_defaults_and_flags_override(exp, tmp_path, capsys):
     toml = tmp_path / "study.toml"
-    toml.write_text(f'[design]\nmanifest = "{exp / "reconstructions" / "manifest.csv"}"\nlists = 3\npractice = 0\ncatch = 0.0\n')
     out = tmp_path / "out"
+    shutil.copytree(exp / "reconstructions", out / "reconstructions")  # a design's images stay inside its experiment
+    toml.write_text(f'[design]\nmanifest = "{out / "reconstructions" / "manifest.csv"}"\nlists = 3\npractice = 0\ncatch = 0.0\n')
     assert cli.main(["design", "--config", str(toml), "--out", str(out), "--lists", "2"]) == 0
     meta = json.loads((out / "study" / "design.json").read_text())
     assert meta["lists"] == 2 and meta["practice"] == 0 and meta["catch"]["share"] == 0.0

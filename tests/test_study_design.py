@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -27,7 +28,9 @@ def two_arch_manifest(tmp_path_factory):
 
 
 def _build(manifest, tmp_path, **kw):
-    path = build_design(manifest, tmp_path, DesignConfig(**kw))
+    # The design's paths must stay inside its experiment folder: copy the shared manifest's folder into it.
+    shutil.copytree(manifest.parent, tmp_path / "reconstructions", dirs_exist_ok=True)
+    path = build_design(tmp_path / "reconstructions" / manifest.name, tmp_path, DesignConfig(**kw))
     return design_c.read_design(path, check_files=True), json.loads(path.with_suffix(".json").read_text()), path
 
 
@@ -53,7 +56,7 @@ def test_lists_cover_every_item_once_and_balance_sides(manifest, tmp_path):
     # The Latin square: with K = 3 lists and 4 conditions each list shows every image in a triplet.
     for _, grp in trip.groupby("list_id"):
         assert set(grp["image_id"]) == set(meta["images"])
-    assert (path.parent / meta["manifest"]).resolve() == manifest.resolve() and len(meta["manifest_sha256"]) == 64
+    assert (path.parent / meta["manifest"]).resolve() == (tmp_path / "reconstructions" / manifest.name).resolve() and len(meta["manifest_sha256"]) == 64
     for key in ("seed", "kinds", "pairs", "images", "lists", "catch", "practice", "counterbalancing", "created", "versions"):
         assert key in meta
 

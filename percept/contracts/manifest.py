@@ -9,11 +9,14 @@ reads, with `delta_e` and `haarpsi` NaN, `degenerate` 0 and `use` "main".
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from percept.contracts.paths import check_name, check_png, inside
+from percept.contracts.provenance import file_hash  # noqa: F401 (re-exported: later stages hash the manifest)
+from percept.contracts.run import check_metric_columns, run_from_name
 from percept.contracts.tables import ContractError, atomic_write_csv, check_finite, read_csv_checked
 
 COLUMNS = (
@@ -85,8 +88,11 @@ def read_manifest(path: str | Path, *, check_files: bool = False) -> pd.DataFram
         raise ContractError(f"{path}: reconstruction manifest has no rows")
     # psnr is +inf for a perfect reconstruction, which is legitimate; the others must be finite.
     check_finite(df, [m for m in METRICS if m != "psnr"], path)
+    _check_values(df, path)
     labels = pd.to_numeric(df["label"].where(df["label"] != ""), errors="coerce")
-    bad = labels.isna() & (df["label"] != "")
+    vals = labels.to_numpy(dtype="float64", na_value=np.nan)
+    whole = np.isfinite(vals) & (vals == np.round(vals)) & (np.abs(vals) < 2**31)
+    bad = pd.Series(~whole & (df["label"] != "").to_numpy(), index=df.index)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise ContractError(f"{path}: row {i + 2}, column 'label': {df['label'].iloc[i]!r} is not an integer")
@@ -97,9 +103,7 @@ def read_manifest(path: str | Path, *, check_files: bool = False) -> pd.DataFram
         raise ContractError(f"{path}: row {i + 2}: image {df['image_id'].iloc[i]!r} appears twice for run {df['run'].iloc[i]!r}")
     _optional_columns(df, path)
     if check_files:
-        missing = [p for p in pd.unique(pd.concat([df["original_path"], df["recon_path"]])) if not (path.parent / p).is_file()]
-        if missing:
-            raise ContractError(f"{path}: {len(missing)} image file(s) missing, e.g. {path.parent / missing[0]}")
+        check_images(df, path)
     return df
 
 
@@ -152,15 +156,39 @@ def _optional_columns(df: pd.DataFrame, path: Path) -> None:
                             f"{df['loss'].iloc[i]!r})")
 
 
+def _check_values(df: pd.DataFrame, path: Path) -> None:
+    """Metrics in range, safe run names, and image paths that stay inside the experiment folder."""
+    extra = [m for m in ("delta_e", "haarpsi") if m in df.columns]
+    for m in extra:  # INTERFACES item 2: optional metric columns, numbers when present
+        df[m] = pd.to_numeric(df[m], errors="coerce")
+        bad = df[m].isna()
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise ContractError(f"{path}: row {i + 2}, column '{m}': not a number")
+    check_metric_columns(df, path, list(METRICS) + extra)
+    for i, (run, arch, loss) in enumerate(zip(df["run"], df["arch"], df["loss"])):
+        for col, value in (("run", run), ("arch", arch), ("loss", loss)):
+            check_name(value, f"row {i + 2}, column '{col}':", path)
+        if run_from_name(run, path) != (arch, loss):
+            raise ContractError(f"{path}: row {i + 2}: run {run!r} is not of arch {arch!r} and loss {loss!r}")
+    root = path.resolve().parent.parent  # runs/<exp>/reconstructions/manifest.csv → runs/<exp>
+    for col in ("original_path", "recon_path"):
+        for i, rel in enumerate(df[col]):
+            inside(root, path.resolve().parent, rel, f"{path}: row {i + 2}, column '{col}'")
+
+
+def check_images(df: pd.DataFrame, path: str | Path) -> None:
+    """Refuse any image of the manifest that is missing or not an 8-bit RGB PNG of the originals' size."""
+    path = Path(path)
+    paths = list(pd.unique(pd.concat([df["original_path"], df["recon_path"]])))
+    missing = [p for p in paths if not (path.parent / p).is_file()]
+    if missing:
+        raise ContractError(f"{path}: {len(missing)} image file(s) missing, e.g. {path.parent / missing[0]}")
+    size = check_png(path.parent / paths[0])  # every image has the size of the first original
+    for p in paths[1:]:
+        check_png(path.parent / p, size)
+
+
 def resolve(manifest_path: str | Path, relative: str) -> Path:
     """Absolute path of an image named in the manifest."""
     return Path(manifest_path).resolve().parent / relative
-
-
-def file_hash(path: str | Path) -> str:
-    """SHA-256 of a file, recorded by later stages to tie their outputs to this manifest."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -34,6 +34,10 @@ def read_pixels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     pixels, ids = arrays["pixels"], arrays["image_ids"].astype(str)
     if pixels.dtype != np.uint8:
         raise ContractError(f"{path}: 'pixels' must be uint8 (8-bit images), got {pixels.dtype}")
+    if pixels.ndim != 4:
+        raise ContractError(f"{path}: 'pixels' must be N×C×H×W, got shape {pixels.shape}")
+    if ids.ndim != 1 or arrays["image_ids"].dtype.kind != "U":
+        raise ContractError(f"{path}: 'image_ids' must be N text values, got {arrays['image_ids'].dtype} {arrays['image_ids'].shape}")
     if len(pixels) != len(ids):
         raise ContractError(f"{path}: {len(pixels)} pixel rows but {len(ids)} image_ids")
     return ids, pixels.reshape(len(pixels), -1).astype(np.float32) / 255.0

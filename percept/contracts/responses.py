@@ -6,15 +6,26 @@ holds the keys pressed, joined by ',' for ranking. `rt` and `onset` are seconds:
 session clock's start to the stimulus flip, rt from that flip to the (last) key press.
 `wallclock` is the ISO 8601 time of the answer with its UTC offset. `simulated` is 1 for rows
 written by a scripted observer, 0 for people.
+
+The session record `<participant>-<session>.json` is written (`write_session`) and read
+(`read_session`) here too. A response file must agree with its name and its record: one
+participant and session per file, equal to the name's and the record's, and `simulated` equal
+to the record's. rt lies in [0, MAX_RT] s, onset in [0, MAX_ONSET] s, both finite.
 """
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from percept.contracts.provenance import json_safe, write_json
 from percept.contracts.tables import ContractError, read_csv_checked, read_json
+
+MAX_RT = 3600.0  # seconds: an hour on one trial means the participant left, not that they judged
+MAX_ONSET = 7 * 24 * 3600.0  # seconds from the session's start: a session resumed within a week
 
 ORDER_SEP = ">"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -56,10 +67,28 @@ def read_responses(path: str | Path) -> pd.DataFrame:
         allowed={"block": {"practice", "main"}, "kind": {"triplet", "ranking", "catch"}},
         what="response",
     )
-    bad = (df["rt"] < 0) | df["rt"].isna()
-    if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
-        raise ContractError(f"{path}: row {i + 2}, column 'rt': {df['rt'].iloc[i]} is not a non-negative time")
+    for col, high in (("rt", MAX_RT), ("onset", MAX_ONSET)):
+        vals = df[col].to_numpy(dtype="float64")
+        bad = ~(np.isfinite(vals) & (vals >= 0) & (vals <= high))
+        if bad.any():
+            i = int(bad.nonzero()[0][0])
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {vals[i]} is not a time in [0, {high:g}] s")
+    for i, text in enumerate(df["wallclock"]):
+        if not _iso_with_offset(text):
+            raise ContractError(f"{path}: row {i + 2}, column 'wallclock': {text!r} is not an ISO 8601 time with UTC offset")
+    for col in ("participant", "session"):
+        for i, value in enumerate(df[col]):
+            if not ID_PATTERN.fullmatch(value):
+                raise ContractError(f"{path}: row {i + 2}, column '{col}': {value!r} uses characters other than "
+                                    "letters, digits, '-' and '_'")
+        if df[col].nunique() > 1:
+            i = int((df[col] != df[col].iloc[0]).to_numpy().nonzero()[0][0])
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {df[col].iloc[i]!r} differs from the file's "
+                                f"first row {df[col].iloc[0]!r}; one participant and session per file")
+    if len(df) and path.name != f"{df['participant'].iloc[0]}-{df['session'].iloc[0]}.csv":
+        raise ContractError(f"{path}: rows are participant {df['participant'].iloc[0]!r} session "
+                            f"{df['session'].iloc[0]!r}, but the file name says otherwise "
+                            f"(expected {df['participant'].iloc[0]}-{df['session'].iloc[0]}.csv)")
     bad = ~df["simulated"].isin([0, 1])
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
@@ -78,11 +107,79 @@ def read_responses(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def read_session(path: str | Path) -> dict:
-    """Read the session record (`.json` beside the CSV)."""
+def _iso_with_offset(text: object) -> bool:
+    try:
+        return isinstance(text, str) and datetime.fromisoformat(text).utcoffset() is not None
+    except ValueError:
+        return False
+
+
+def session_path(csv_path: str | Path) -> Path:
+    """The session record (`.json`) beside a response CSV."""
+    return Path(csv_path).with_suffix(".json")
+
+
+def write_session(path: str | Path, record: dict) -> Path:
+    """Validate and write a session record atomically (temp file + fsync + rename)."""
     path = Path(path)
-    rec = read_json(path, "session record not found")
+    record = json_safe(record)  # numpy integers and paths become plain JSON values before they are checked
+    check_session(record, path)
+    return write_json(path, record)
+
+
+def check_session(rec: object, path: str | Path) -> dict:
+    """Refuse a session record of the wrong shape, naming the key and value."""
+    path = Path(path)
+    if not isinstance(rec, dict):
+        raise ContractError(f"{path}: session record must be a JSON object, got {type(rec).__name__}")
     missing = [k for k in ("participant", "session", "simulated", "completed") if k not in rec]
     if missing:
         raise ContractError(f"{path}: session record lacks key(s) {', '.join(missing)}")
+    for key in ("participant", "session"):
+        if not isinstance(rec[key], str) or not ID_PATTERN.fullmatch(rec[key]):
+            raise ContractError(f"{path}: key '{key}' is {rec[key]!r}: use only letters, digits, '-' and '_'")
+    for key in ("simulated", "completed"):
+        if not isinstance(rec[key], bool):
+            raise ContractError(f"{path}: key '{key}' must be true or false, got {rec[key]!r}")
+    for key in ("list_id", "n_trials", "n_answered"):
+        value = rec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ContractError(f"{path}: key '{key}' must be an integer ≥ 0, got {value!r}")
+    for key in ("started", "ended"):
+        value = rec.get(key)
+        if value is not None and not _iso_with_offset(value):
+            raise ContractError(f"{path}: key '{key}' is {value!r}, not an ISO 8601 time with UTC offset")
+    if path.name != f"{rec['participant']}-{rec['session']}.json":
+        raise ContractError(f"{path}: record of participant {rec['participant']!r} session {rec['session']!r} "
+                            f"under another file name (expected {rec['participant']}-{rec['session']}.json)")
     return rec
+
+
+def read_session(path: str | Path) -> dict:
+    """Read and validate the session record (`.json` beside the CSV)."""
+    path = Path(path)
+    return check_session(read_json(path, "session record not found"), path)
+
+
+def read_session_files(csv_path: str | Path) -> tuple[pd.DataFrame, dict | None]:
+    """A response file and its session record (None when absent), checked against each other."""
+    csv_path = Path(csv_path)
+    df = read_responses(csv_path)
+    rec_path = session_path(csv_path)
+    if not rec_path.is_file():
+        return df, None
+    rec = read_session(rec_path)
+    if len(df):
+        p, s = df["participant"].iloc[0], df["session"].iloc[0]
+        if (p, s) != (rec["participant"], rec["session"]):
+            raise ContractError(f"{csv_path}: rows of participant {p!r} session {s!r} but {rec_path.name} is of "
+                                f"{rec['participant']!r} session {rec['session']!r}")
+        bad = df["simulated"] != int(rec["simulated"])
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise ContractError(f"{csv_path}: row {i + 2}, column 'simulated': {df['simulated'].iloc[i]} but "
+                                f"{rec_path.name} says simulated {str(rec['simulated']).lower()}")
+    n = rec.get("n_answered")
+    if isinstance(n, int) and n > len(df):
+        raise ContractError(f"{rec_path}: key 'n_answered' is {n} but {csv_path.name} holds only {len(df)} answered trial(s)")
+    return df, rec

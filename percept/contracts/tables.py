@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -65,8 +67,10 @@ def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: object) -> Path:
-    """Write `obj` as indented JSON atomically (non-JSON values such as paths as strings)."""
-    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write `obj` as indented strict JSON atomically (NaN as null, non-JSON values such as paths as strings)."""
+    from percept.contracts.provenance import write_json  # one JSON writer; imported here as it imports this module
+
+    return write_json(path, obj, sort_keys=True)
 
 
 def read_json(path: str | Path, not_found: str) -> object:
@@ -78,6 +82,8 @@ def read_json(path: str | Path, not_found: str) -> object:
         raise ContractError(f"{path}: {not_found}") from None
     except json.JSONDecodeError as exc:
         raise ContractError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"{path}: not valid JSON (bytes that are not UTF-8 text at position {exc.start})") from None
 
 
 def read_toml(path: str | Path) -> dict:
@@ -103,11 +109,17 @@ def read_npz_checked(path: str | Path, keys: Sequence[str], what: str) -> dict[s
             missing = [k for k in keys if k not in z.files]
             if missing:
                 raise ContractError(f"{path}: {what} file lacks key(s) {', '.join(missing)}")
-            return {k: z[k] for k in keys}
+            arrays = {k: z[k] for k in keys}
     except ContractError:
         raise
-    except (ValueError, OSError) as exc:
-        raise ContractError(f"{path}: not a readable npz {what} file ({exc})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        # a torn or bit-flipped zip fails here, possibly only when an array is read (CRC check)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ContractError(f"{path}: not a readable npz {what} file ({first[:200]})") from None
+    for k, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy hands back raw bytes for a member that is not .npy
+            raise ContractError(f"{path}: key {k!r} of the {what} file is not an array")
+    return arrays
 
 
 def read_csv_checked(
@@ -132,6 +144,9 @@ def read_csv_checked(
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ContractError(f"{path}: not a readable CSV {what} ({str(exc).splitlines()[0]})") from None
+    if not isinstance(df.index, pd.RangeIndex):
+        # pandas turns the first column(s) into an index when rows have more fields than the header
+        raise ContractError(f"{path}: rows of the {what} have more fields than its header")
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ContractError(f"{path}: {what} lacks column(s) {', '.join(missing)}")
@@ -157,6 +172,7 @@ def _to_number(series: pd.Series, path: Path, col: str, *, integer: bool) -> pd.
     bad = values.isna() & (series.str.strip() != "")
     if integer:
         bad |= series.str.strip() == ""
+        bad |= values.notna() & ~np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
         bad |= values.notna() & (values != np.round(values))
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
