@@ -93,7 +93,8 @@ def test_spares_and_the_guard_mark_manifest_rows(experiment, tmp_path):
     shutil.copytree(out / "models", exp / "models")
     record_path = exp / "models" / "conv-mae-s0" / "config.json"
     record = json.loads(record_path.read_text())
-    record["guard"] = {"metric": "mae", "degenerate": True, "beats_flat": False}  # as training writes it
+    record["guard"] = {"metric": "mae", "model": {"mae": 0.3}, "flat": {"mae": 0.2}, "beats_flat": False,
+                       "output_spread": 0.0, "degenerate": True, "warnings": ["constant output"]}  # as training writes it
     record_path.write_text(json.dumps(record))
     assert cli.main(["reconstruct", "--out", str(exp), "--n", "2", "--spares", "1"]) == 0
     df = read_manifest(exp / "reconstructions" / "manifest.csv", check_files=True)

@@ -218,7 +218,7 @@ def make_experiment(exp: Path) -> Path:
     from study.observers import ObserverConfig, simulate  # noqa: F401 (ObserverConfig: the simulate API)
 
     manifest = make_manifest(exp, n_images=6)
-    design = build_design(manifest, exp, DesignConfig(lists=2, practice=1, catch=0.2, seed=1))
+    design = build_design(manifest, exp, DesignConfig(lists=2, practice=0, catch=0.2, seed=1))
     simulate(design, 1, observer="ms_ssim", seed=0)
     labels = np.repeat([0, 1], 6)
     write_codes(exp / "codes" / "fc-mse-s0.npz", np.random.default_rng(0).normal(size=(12, 4)), labels,

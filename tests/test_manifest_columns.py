@@ -68,7 +68,7 @@ def test_one_use_per_image_one_degenerate_per_run_and_a_consistent_baseline(tmp_
         manifest_c.read_manifest(_write_raw(rows, tmp_path / "m.csv"))
     rows = _rows()
     rows.loc[2, "loss"] = "mse"
-    with pytest.raises(ContractError, match="row 4: the flat baseline must have run 'flat', arch 'baseline'"):
+    with pytest.raises(ContractError, match="row 4: run 'flat' is not of arch 'baseline' and loss 'mse'"):
         manifest_c.read_manifest(_write_raw(rows, tmp_path / "m.csv"))
 
 

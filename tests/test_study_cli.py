@@ -70,7 +70,11 @@ def test_design_errors_are_one_line(exp, tmp_path, capsys, argv, message):
 
 
 def test_design_per_arch_flags_and_no_mirror(exp, tmp_path):
-    out = tmp_path / "o"
+    import shutil
+
+    out = tmp_path / "o"  # a copy of the experiment: a design stays inside the experiment of its manifest
+    shutil.copytree(exp / "reconstructions", out / "reconstructions")
+    exp = out
     assert cli.main(["design", "--manifest", str(exp / "reconstructions" / "manifest.csv"), "--out", str(out),
                      "--kinds", "conv=triplet", "--pairs", "conv=mse:mae", "--no-mirror", "--practice", "1",
                      "--stimulus-seed", "0"]) == 0

@@ -49,6 +49,10 @@ TABLES = {
     "classification": _table(["kind", "run", "accuracy"], [], ["accuracy", "ci_low", "ci_high"]),
     "power": _table(["participants", "images", "power", "source"], ["participants", "images"],
                     ["power", "ci_low", "ci_high"]),
+    "premise": _table(["arch", "loss", "metric", "rival", "answer"], ["n_units", "mean_diff"], ["p"]),
+    "family": _table(["test", "arch", "pair", "p", "p_holm"], [], ["p", "p_holm"]),
+    "classification_pairs": _table(["arch", "run_a", "run_b"], ["n_test", "diff"],
+                                   ["accuracy_a", "accuracy_b", "p_mcnemar", "p_holm"]),
 }
 
 

@@ -198,7 +198,8 @@ def check_against_meta(df: pd.DataFrame, meta: dict, path: str | Path) -> None:
             raise ContractError(f"{meta_path}: key '{key}' must be {kind.__name__}, got {value!r}")
         return value
 
-    lists = need("lists", int)
+    # `n_lists` counts the mirrored lists too (list 2k+1 mirrors base list 2k); older records have only `lists`.
+    lists = need("n_lists", int) if meta.get("n_lists") is not None else need("lists", int)
     found = sorted(int(k) for k in df["list_id"].unique())
     if lists is not None and found != list(range(lists)):
         raise ContractError(f"{path}: list_id values {found} do not match design.json's {lists} list(s) (0..{lists - 1})")
