@@ -233,6 +233,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise InputError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises unpickling in full, which would run code from the file: not that
+        raise InputError(f"{path}: not a readable checkpoint (it holds pickled Python objects beyond tensors and "
+                         f"plain values; percept never loads those)") from None
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise InputError(f"{path}: not a readable checkpoint ({first[:200]})") from None

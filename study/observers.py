@@ -55,7 +55,7 @@ ITI = 0.5  # s between a response and the next onset
 class ObserverConfig:
     """Parameters of the simulated observers (see the module docstring for the model)."""
 
-    observer: str = "ms_ssim"
+    observer: str = "ms_ssim"  # how observers judge: a manifest metric, "preference" or "random"
     noise: float = 0.5  # metric observers: SD of the utility difference, in metric-difference units
     participant_sd: float = 0.2  # metric: log-SD of sensitivity; preference: SD of b_p (logit)
     image_sd: float = 0.3  # metric: SD of v(i, r); preference: SD of u_i (logit)

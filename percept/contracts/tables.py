@@ -69,15 +69,18 @@ def atomic_write_json(path: str | Path, obj: object) -> Path:
     return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def read_json(path: str | Path, not_found: str) -> object:
-    """Parse a JSON file; a missing file raises `{path}: {not_found}`, a malformed one names the parse error."""
+def read_json(path: str | Path, not_found: str) -> dict:
+    """Parse a JSON object; a missing file raises `{path}: {not_found}`, a malformed one or a non-object names why."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ContractError(f"{path}: {not_found}") from None
     except json.JSONDecodeError as exc:
         raise ContractError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):  # every JSON file of the pipeline is an object; callers index it by key
+        raise ContractError(f"{path}: not a JSON object (the top level is a {type(data).__name__})")
+    return data
 
 
 def read_toml(path: str | Path) -> dict:
