@@ -387,3 +387,23 @@ def test_train_into_a_path_through_a_file_is_one_line_both_ways(tmp_path):
         proc = _run(["train", "--epochs", "1", "--width", "0.01", "--out", str(blocker / "exp")], package=package)
         errs.append(_one_line(proc, "train"))
     assert errs[0] == errs[1] and "[ENOTDIR]" in errs[0] and str(blocker) in errs[0]
+
+
+def test_analyze_on_a_read_only_experiment_is_one_line_both_ways(tmp_path):
+    from test_analysis_fakestudy import make_study
+
+    exp = tmp_path / "exp"
+    make_study(exp, n_images=4, archs=("fc",), n_participants=3)
+    view = tmp_path / "view"
+    view.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(exp), str(view)], capture_output=True).returncode:
+        pytest.skip("needs root to bind-mount the experiment read-only")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        errs = [_one_line(_run(["analyze", "--out", str(view), "--boot", "0", "--no-bayes"], package=package), "analyze")
+                for package in ("percept", "analysis")]
+        assert errs[0] == errs[1] and "[EROFS]" in errs[0] and str(view) in errs[0]
+        assert not (exp / "analysis").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
