@@ -268,12 +268,22 @@ def test_a_corrupt_npz_is_one_line_naming_the_file(tmp_path, capsys):
     assert str(bad) in err and "corrupt or truncated" in err and err.count("\n") == 1
 
 
-def test_a_corrupt_codes_file_through_classify(tmp_path, capsys):
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"PK\x03\x04 this is not a zip", "truncated", "pickled"])
+def test_a_corrupt_codes_file_through_classify(content, tmp_path, capsys):
     (tmp_path / "codes").mkdir()
-    (tmp_path / "codes" / "fc-mse-s0.npz").write_bytes(b"PK\x03\x04 this is not a zip")
+    path = tmp_path / "codes" / "fc-mse-s0.npz"
+    if content == "pickled":  # an object array: loading it would unpickle
+        np.savez(path, codes=np.array([{"evil": 1}], dtype=object), labels=np.zeros(1), image_ids=np.array(["a"]),
+                 splits=np.array(["test"]))
+    elif content == "truncated":
+        np.savez(path, codes=np.zeros((4, 3), np.float32))
+        path.write_bytes(path.read_bytes()[:-30])
+    else:
+        path.write_bytes(content)
     assert cli.main(["classify", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("percept classify: error: ") and "fc-mse-s0.npz" in err and err.count("\n") == 1
+    assert err.startswith("percept classify: error: ") and str(path) in err and err.count("\n") == 1
+    assert "allow_pickle" not in err and "trust" not in err
 
 
 @pytest.mark.parametrize("text", ["[1, 2, 3]", "\"summary\"", "null", "{\"study\": "])

@@ -110,6 +110,9 @@ def read_npz_checked(path: str | Path, keys: Sequence[str], what: str) -> dict[s
     except ContractError:
         raise
     except (ValueError, OSError) as exc:
+        if "pickle" in str(exc):  # numpy's text here advises allow_pickle, which would run code from the file: not that
+            raise ContractError(f"{path}: not a readable npz {what} file (it holds pickled Python objects, "
+                                f"which percept never loads)") from None
         raise ContractError(f"{path}: not a readable npz {what} file ({exc})") from None
 
 
