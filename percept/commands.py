@@ -150,24 +150,28 @@ def _source_comments(cls: type) -> dict[str, str]:
     import io
     import tokenize
 
+    comments: dict[str, str] = {}
+    for base in cls.__mro__[1:]:  # fields inherited from a dataclass parent keep the parent's reasons
+        if dataclasses.is_dataclass(base):
+            comments.update(_source_comments(base))
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):  # no source file (frozen or compiled-only install): help stays without reasons
-        return {}
-    comments: dict[str, str] = {}
+        return comments
     line_field: dict[int, str] = {}
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError):
-        return {}
+        return comments
+    own: dict[str, str] = {}
     for i, tok in enumerate(tokens):
         # a field line starts with NAME ':' at the class body's indentation
         if (tok.type == tokenize.NAME and i + 1 < len(tokens) and tokens[i + 1].string == ":"
                 and (i == 0 or tokens[i - 1].type in (tokenize.INDENT, tokenize.NEWLINE, tokenize.NL, tokenize.DEDENT))):
             line_field.setdefault(tok.start[0], tok.string)
         elif tok.type == tokenize.COMMENT and tok.start[0] in line_field:
-            comments.setdefault(line_field[tok.start[0]], tok.string.lstrip("#").strip())
-    return comments
+            own.setdefault(line_field[tok.start[0]], tok.string.lstrip("#").strip())
+    return {**comments, **own}
 
 
 def field_help(cls: type, f: dataclasses.Field) -> str:

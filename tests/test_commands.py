@@ -388,15 +388,11 @@ def test_file_system_failures_are_one_line_and_the_same_both_ways(exp, tmp_path,
         assert errs[0] == errs[1] and f"[{name}]" in errs[0], errs
 
 
-@pytest.mark.slow
-def test_train_into_a_path_through_a_file_is_one_line_both_ways(tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    errs = []
-    for package in ("percept", "autoencoders"):
-        proc = _run(["train", "--epochs", "1", "--width", "0.01", "--out", str(blocker / "exp")], package=package)
-        errs.append(_one_line(proc, "train"))
-    assert errs[0] == errs[1] and "[ENOTDIR]" in errs[0] and str(blocker) in errs[0]
+def test_reconstruct_from_a_too_long_name_is_one_line_both_ways(tmp_path):
+    out = tmp_path / ("y" * 300)
+    errs = [_one_line(_run(["reconstruct", "--out", str(out)], package=package), "reconstruct")
+            for package in ("percept", "autoencoders")]
+    assert errs[0] == errs[1] and "[ENAMETOOLONG]" in errs[0] and str(out) in errs[0]
 
 
 def test_analyze_on_a_read_only_experiment_is_one_line_both_ways(tmp_path):
@@ -417,3 +413,34 @@ def test_analyze_on_a_read_only_experiment_is_one_line_both_ways(tmp_path):
         assert not (exp / "analysis").exists()
     finally:
         subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+def test_inherited_fields_keep_their_reasons():
+    @dataclasses.dataclass
+    class Base:
+        alpha: int = 1  # the base's reason
+
+    @dataclasses.dataclass
+    class Child(Base):
+        beta: float = 2.0  # the child's reason
+
+    f_alpha, f_beta = dataclasses.fields(Child)
+    assert commands.field_help(Child, f_alpha) == "the base's reason"
+    assert commands.field_help(Child, f_beta) == "the child's reason"
+
+
+@pytest.mark.slow
+def test_out_is_the_experiment_folder_for_every_analysis_command(tmp_path):
+    from test_analysis_cli import _codes
+    from test_analysis_fakestudy import make_study
+
+    exp = tmp_path / "exp"
+    make_study(exp, n_images=4, archs=("fc",), n_participants=3)
+    _codes(exp)
+    assert cli.main(["analyze", "--out", str(exp), "--boot", "0", "--no-bayes"]) == 0
+    assert cli.main(["classify", "--out", str(exp)]) == 0
+    assert cli.main(["power", "--out", str(exp), "--participants", "4", "--images", "4", "--sims", "5"]) == 0
+    assert cli.main(["report", "--out", str(exp)]) == 0
+    names = {p.name for p in (exp / "analysis").iterdir()}
+    assert {"summary.json", "classification.csv", "power.csv", "report.html"} <= names
+    assert not (exp / "study" / "analysis").exists() and not (exp / "codes" / "analysis").exists()
