@@ -237,7 +237,7 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
     summary = module_summary[:1].upper() + module_summary[1:] + "." if module_summary else ""
     parser = _Parser(prog=command.prog, description=" ".join(s for s in (summary, command.description) if s),
                      epilog="Precedence: built-in defaults < the [" + command.name + "] table of --config < flags.",
-                     argument_default=argparse.SUPPRESS)
+                     argument_default=argparse.SUPPRESS, allow_abbrev=False)  # no fuzzy matching: --epoch is an error
     parser.add_argument("--config", type=Path, metavar="FILE.toml",
                         help=f"TOML file whose [{command.name}] table sets any of these flags (flags override it)")
     for cls, f, hint in command_fields(command):

@@ -207,6 +207,7 @@ def test_required_field_may_come_from_the_table(tmp_path, capsys):
     (["train", "--epochs", "ten"], "--epochs: 'ten' is not an integer"),
     (["train", "--loss-options", "{alpha"], "--loss-options: '{alpha' is not a JSON object"),
     (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["train", "--epoch", "3"], "unrecognized arguments: --epoch 3"),  # no abbreviations
     (["reconstruct", "--out", "x", "--device", "tpu"], "--device: 'tpu' is not one of auto, cpu, cuda"),
     (["power", "--out", "x", "--participants", ""], "--participants: '' is not a comma-separated list of integers"),
     (["run", "--out", "x", "--size", "big"], "--size: 'big' is not 2 values"),
