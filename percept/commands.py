@@ -61,18 +61,16 @@ EXPECTED: tuple[type[BaseException], ...] = (
     json.JSONDecodeError, UnicodeError,
 )
 
-# One hint per file-system failure a user can act on.
+# What to do about each file-system failure (the system's own text says what happened).
 OS_HINTS = {
-    errno.ENOSPC: "the disk is full; free some space or choose another --out",
-    errno.EDQUOT: "the disk quota is used up; free some space or choose another --out",
-    errno.EROFS: "the file system is read-only; choose another --out",
-    errno.ENAMETOOLONG: "a file or folder name is too long; choose a shorter --out or names",
+    errno.ENOSPC: "free some space or choose another --out",
+    errno.EDQUOT: "free some space or choose another --out",
+    errno.EROFS: "choose another --out",
+    errno.ENAMETOOLONG: "choose a shorter --out or shorter names",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "a folder stands where a file was expected",
-    errno.EACCES: "permission denied; check the owner and mode of the folder",
-    errno.EPERM: "operation not permitted; check the owner and mode of the folder",
-    errno.ENOENT: "no such file or folder",
-    errno.EEXIST: "it already exists",
+    errno.EACCES: "check the owner and mode of the folder, or choose another --out",
+    errno.EPERM: "check the owner and mode of the folder, or choose another --out",
 }
 
 
@@ -449,7 +447,7 @@ def describe(exc: BaseException) -> str:
             target = f"{target[:-2]} → {os.fsdecode(exc.filename2)}: "
         reason = exc.strerror or _one_line(str(exc))
         hint = OS_HINTS.get(exc.errno)
-        return f"{target}{reason} [{name}]" + (f"; {hint}" if hint and hint.lower() != reason.lower() else "")
+        return f"{target}{reason} [{name}]" + (f"; {hint}" if hint else "")
     target = _file_in_traceback(exc)
     target = f"{target}: " if target else ""
     if isinstance(exc, pickle.UnpicklingError):

@@ -233,7 +233,7 @@ def test_debug_reraises(monkeypatch):
 @pytest.mark.parametrize("exc, expected", [
     (OSError(errno.ENOSPC, "No space left on device", "runs/x/a.png"), "runs/x/a.png: No space left on device [ENOSPC]"),
     (PermissionError(errno.EACCES, "Permission denied", "runs/x"), "runs/x: Permission denied [EACCES]"),
-    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device [ENOSPC]; the disk is full"),
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device [ENOSPC]; free some space"),
     (zipfile.BadZipFile("File is not a zip file"), "corrupt or truncated file (BadZipFile: File is not a zip file)"),
     (EOFError(), "corrupt or truncated file (EOFError)"),
     (json.JSONDecodeError("Expecting value", "[", 1), "not valid JSON (Expecting value"),
@@ -445,3 +445,30 @@ def test_out_is_the_experiment_folder_for_every_analysis_command(tmp_path):
     names = {p.name for p in (exp / "analysis").iterdir()}
     assert {"summary.json", "classification.csv", "power.csv", "report.html"} <= names
     assert not (exp / "study" / "analysis").exists() and not (exp / "codes" / "analysis").exists()
+
+
+def test_permission_denied_is_one_line_both_ways():
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a command as an unprivileged user")
+    root = Path(tempfile.mkdtemp(prefix="percept-perm-", dir="/tmp"))  # world-readable, unlike pytest's tmp_path
+    try:
+        (root / "exp" / "analysis").mkdir(parents=True)
+        (root / "exp" / "analysis" / "summary.json").write_text("{}\n")
+        for folder in (root, root / "exp", root / "exp" / "analysis"):
+            folder.chmod(0o755)  # readable, not writable, by the user below
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        errs = []
+        for package in ("percept", "analysis"):
+            proc = subprocess.run(nobody + [sys.executable, "-m", package, "report", "--out", str(root / "exp")],
+                                  capture_output=True, text=True, cwd=root, env=_env(), timeout=300)
+            if "Permission denied" in proc.stderr and "python" in proc.stderr.split(":")[0]:
+                pytest.skip("the unprivileged user cannot run this interpreter")
+            errs.append(_one_line(proc, "report"))
+        assert "[EACCES]" in errs[0] and str(root / "exp" / "analysis") in errs[0]
+        assert errs[0].split(".report.html")[0] == errs[1].split(".report.html")[0]
+        assert not (root / "exp" / "analysis" / "report.html").exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
