@@ -223,8 +223,8 @@ def _metavar(hint: Any) -> str:
         return "JSON"
     if origin in (tuple, list):
         args = typing.get_args(hint)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return "x".join(_metavar(a) for a in args)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # 1024x768, or a pair mse:ms_ssim
+            return "x".join(_metavar(a) for a in args) if all(a is int for a in args) else ":".join("AB"[: len(args)])
         return f"{_metavar(args[0])},..."
     raise TypeError(f"unsupported type {hint!r} for a command flag")
 

@@ -103,7 +103,7 @@ COMMANDS = (
             flags={"list_choice": "--list"},
             description="Opens the PsychoPy window; resumes an unfinished session."),
     Command("simulate", (StudyTarget, SimulateConfig, ObserverConfig), run_simulate,
-            description="Writes <out>/study/responses/simNN-1.csv (+ .json), marked simulated."),
+            description="Writes <out>/study/responses/simNN-1.csv (+ .json session record)."),
 )
 
 

@@ -472,3 +472,14 @@ def test_permission_denied_is_one_line_both_ways():
         assert not (root / "exp" / "analysis" / "report.html").exists()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_demo_settings_that_reach_train_are_overrides_not_copies():
+    from autoencoders.train import TrainConfig
+    from percept import demo
+
+    train_defaults = {f.name: commands._default(f) for f in dataclasses.fields(TrainConfig)}
+    shared = [f for f in dataclasses.fields(demo.DemoConfig) if f.name in train_defaults and f.name != "seed"]
+    assert shared  # epochs, batch_size, width: the demo's small CPU settings
+    for f in shared:  # seed is exempt: one knob the demo passes to every step of its chain
+        assert commands._default(f) != train_defaults[f.name], f"DemoConfig.{f.name} copies TrainConfig's default"
