@@ -5,20 +5,16 @@ and `report(out_dir) -> Path` (re-exported from analysis.report) do what the com
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
+from analysis.load import ExclusionRules
+from percept import commands
+from percept.commands import Command
 from percept.contracts import InputError
 from percept.contracts.tables import atomic_write_csv
-
-if TYPE_CHECKING:
-    from analysis.load import ExclusionRules
 
 # Figures `analyze` owns; any not redrawn on a rerun is removed, so old and new never mix.
 ANALYZE_FIGURES = ("preferences.png", "per_image.png", "ranks.png", "scale.png", "agreement.png")
@@ -252,162 +248,149 @@ def report(out_dir: str | Path) -> Path:
     return _report(out_dir)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 10,20,40") from None
-    if not values:
-        raise argparse.ArgumentTypeError("give at least one integer, e.g. 10,20,40")
-    return values
+# --------------------------------------------------------------------------------------------
+# The commands: (config dataclasses, run function); percept.commands makes the flags from the fields.
 
 
-def _add_rules(p: argparse.ArgumentParser) -> None:
-    from analysis.load import ExclusionRules
-
-    d = ExclusionRules()
-    p.add_argument("--exclude-simulated", action="store_true", help="drop rows written by scripted observers")
-    p.add_argument("--catch-threshold", type=float, default=d.catch_threshold,
-                   help=f"exclude participants below this catch-trial accuracy (default {d.catch_threshold})")
-    p.add_argument("--side-bias", type=float, default=d.side_bias,
-                   help=f"exclude participants choosing one side on at least this share of 2AFC trials (default {d.side_bias})")
-    p.add_argument("--fast-rt", type=float, default=d.fast_rt, help=f"seconds; answers faster are implausible (default {d.fast_rt})")
-    p.add_argument("--max-fast-fraction", type=float, default=d.max_fast_fraction,
-                   help=f"exclude participants with more implausibly fast answers than this share (default {d.max_fast_fraction})")
+def _where(out: Path | None, given: Path | None, sub: str, flag: str) -> Path:
+    """`given` if set, else <out>/<sub>; neither is one line."""
+    if given is not None:
+        return given
+    if out is None:
+        raise InputError(f"give --out runs/EXP (or {flag} PATH)")
+    return out / sub
 
 
-def _rules(args):
-    from analysis.load import ExclusionRules
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Settings of `percept analyze` (the exclusion rules are ExclusionRules' fields)."""
 
-    return ExclusionRules(catch_threshold=args.catch_threshold, side_bias=args.side_bias, fast_rt=args.fast_rt,
-                          max_fast_fraction=args.max_fast_fraction)
-
-
-def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None,
-                   help="TOML file whose [analyze] / [classify] / [power] table sets defaults; flags override it")
-
-
-def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Make the TOML table of the command (if --config is given) the defaults of its subparser."""
-    from percept.contracts.tables import read_toml
-
-    if not argv or argv[0] not in ("analyze", "classify", "power"):
-        return
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path)
-    known, _ = pre.parse_known_args(argv[1:])
-    if known.config is None:
-        return
-    table = read_toml(known.config).get(argv[0], {})
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
-    dests = {a.dest: a for a in sub._actions}
-    values = {k.replace("-", "_"): v for k, v in table.items()}
-    unknown = sorted(k for k in values if k not in dests or k == "config")
-    if unknown:
-        raise InputError(f"--config: {known.config} [{argv[0]}] has unknown key(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(sorted(d for d in dests if d not in ('help', 'config')))}")
-    for key, value in values.items():
-        if key in ("participants", "images") and isinstance(value, list):
-            value = [int(v) for v in value]
-        elif key in ("study", "codes", "pixels", "manifest", "out") and value is not None:
-            value = Path(value)
-        dests[key].required = False
-        sub.set_defaults(**{key: value})
+    out: Path | None = field(default=None, metadata={
+        "help": "experiment folder runs/EXP: reads <out>/study, writes <out>/analysis"})
+    study: Path | None = field(default=None, metadata={
+        "help": "study folder to read instead of <out>/study (without --out: writes its sibling analysis/)"})
+    exclude_simulated: bool = field(default=False, metadata={"help": "drop rows written by scripted observers"})
+    rank_unit: str = field(default="participant", metadata={
+        "help": "blocks of the Friedman test", "choices": ("participant", "image", "trial")})
+    boot: int = field(default=200, metadata={"help": "participant-bootstrap resamples for the scale CIs"})
+    bayes: bool = field(default=True, metadata={
+        "help": "also fit the Bayesian mixed GLM (the cluster-robust logit is always fitted)"})
+    lme4: bool | None = field(default=None, metadata={"help": "also fit R's lme4; none: when Rscript is installed"})
+    seed: int = field(default=0, metadata={"help": "seeds the bootstraps and the metric-agreement resampling"})
+    premise_unit: str = field(default="image", metadata={
+        "help": "unit of the premise test's paired CIs: held-out image, or source photograph",
+        "choices": ("image", "source")})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the four analysis commands."""
-    parser = argparse.ArgumentParser(prog="percept", description="Analysis of a percept study.")
-    sub = parser.add_subparsers(dest="command", required=True)
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Settings of `percept classify`."""
 
-    p = sub.add_parser("analyze", help="preference statistics, rankings, scaling, metric agreement")
-    _add_config(p)
-    p.add_argument("--study", type=Path, required=True, help="study folder runs/EXP/study (design.csv, responses/)")
-    _add_rules(p)
-    p.add_argument("--rank-unit", default="participant", choices=("participant", "image", "trial"),
-                   help="blocks of the Friedman test (default participant)")
-    p.add_argument("--boot", type=int, default=200, help="participant-bootstrap resamples for scale CIs (default 200)")
-    p.add_argument("--no-bayes", action="store_true", help="skip the Bayesian mixed GLM (the cluster-robust logit stays)")
-    p.add_argument("--no-lme4", action="store_true", help="do not call R's lme4 even when Rscript is installed")
-    p.add_argument("--premise-unit", default="image", choices=("image", "source"),
-                   help="unit of the premise test's paired CIs: held-out image, or source photograph (default image)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: the study's sibling analysis/)")
+    out: Path | None = field(default=None, metadata={
+        "help": "experiment folder runs/EXP: reads <out>/codes, writes <out>/analysis"})
+    codes: Path | None = field(default=None, metadata={"help": "folder of <run>.npz to read instead of <out>/codes"})
+    pixels: Path | None = field(default=None, metadata={
+        "help": "pixels npz for the pixel baseline; none: pixels.npz beside the codes folder"})
+    manifest: Path | None = field(default=None, metadata={
+        "help": "manifest whose originals give the pixel baseline; none: ../reconstructions/manifest.csv"})
+    c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic regression", "flag": "--C"})
+    max_iter: int = field(default=1000, metadata={"help": "lbfgs iterations: enough for standardised codes"})
+    seed: int = field(default=0, metadata={"help": "random_state of the logistic regression"})
+    boot: int = field(default=2000, metadata={"help": "bootstrap resamples for the source-clustered CIs"})
 
-    p = sub.add_parser("classify", help="linear classification of latent codes")
-    _add_config(p)
-    p.add_argument("--codes", type=Path, required=True, help="folder of codes/<run>.npz")
-    p.add_argument("--pixels", type=Path, default=None, help="pixels npz (percept/contracts/pixels.py) for the pixel baseline (default: pixels.npz beside the codes folder)")
-    p.add_argument("--manifest", type=Path, default=None, help="manifest whose originals give the pixel baseline "
-                   "(default: ../reconstructions/manifest.csv beside the codes folder)")
-    p.add_argument("--C", dest="c", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
-    p.add_argument("--max-iter", type=int, default=1000)
-    p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples for the source-clustered CIs (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: the codes folder's sibling analysis/)")
 
-    p = sub.add_parser("power", help="power for a smallest effect of interest, simulated on the design's lists")
-    _add_config(p)
-    p.add_argument("--study", type=Path, required=True)
-    p.add_argument("--participants", type=_int_list, default=[10, 20, 40], help="comma-separated (default 10,20,40)")
-    p.add_argument("--images", type=_int_list, default=None,
-                   help="comma-separated; simulate a hypothetical balanced design of that many images instead of "
-                        "the design's real lists and sides (default: the real design)")
-    p.add_argument("--sesoi", type=float, default=None,
-                   help="smallest effect of interest as the population-averaged proportion choosing loss A "
-                        "(default 0.60)")
-    p.add_argument("--sims", type=int, default=200, help="simulated studies per cell (default 200)")
-    p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--test", default="cluster_logit", choices=("cluster_logit", "participant_t"))
-    p.add_argument("--arch", default=None, help="architecture whose fit to use (default: all pooled)")
-    p.add_argument("--pair", default=None, help="pair 'lossA:lossB' whose fit to use (default: the one with most trials)")
-    p.add_argument("--effect", type=float, default=None,
-                   help="subject-specific log-odds of choosing A, instead of --sesoi (never taken from the fit)")
-    p.add_argument("--sd-participant", type=float, default=None, help="participant random-intercept SD (overrides)")
-    p.add_argument("--sd-image", type=float, default=None, help="image random-intercept SD (overrides)")
-    _add_rules(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None)
+@dataclass(frozen=True)
+class PowerConfig:
+    """Settings of `percept power` (the exclusion rules are ExclusionRules' fields)."""
 
-    p = sub.add_parser("report", help="one self-contained HTML report")
-    p.add_argument("--out", type=Path, required=True, help="experiment folder runs/EXP (reads runs/EXP/analysis)")
-    return parser
+    out: Path | None = field(default=None, metadata={
+        "help": "experiment folder runs/EXP: fits <out>/study, writes <out>/analysis"})
+    study: Path | None = field(default=None, metadata={"help": "study folder to fit instead of <out>/study"})
+    participants: tuple[int, ...] = field(default=(10, 20, 40), metadata={"help": "numbers of participants to try"})
+    images: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "numbers of images of a hypothetical balanced design; none: the design's real lists and sides"})
+    sesoi: float | None = field(default=None, metadata={
+        "help": "smallest effect of interest, as the population-averaged proportion choosing loss A; none: 0.60"})
+    sims: int = field(default=200, metadata={"help": "simulated studies per cell: power ± 3.5 points"})
+    alpha: float = field(default=0.05, metadata={"help": "significance level of each simulated test"})
+    test: str = field(default="cluster_logit", metadata={
+        "help": "the test whose power is estimated", "choices": ("cluster_logit", "participant_t")})
+    arch: str | None = field(default=None, metadata={"help": "architecture whose fit to use; none: all pooled"})
+    pair: str | None = field(default=None, metadata={
+        "help": "pair 'lossA:lossB' whose fit to use; none: the one with most trials"})
+    effect: float | None = field(default=None, metadata={"help": "subject-specific log-odds of choosing A, instead of --sesoi (never taken from the fit)"})
+    sd_participant: float | None = field(default=None, metadata={
+        "help": "participant random-intercept SD; none: from the fit"})
+    sd_image: float | None = field(default=None, metadata={"help": "image random-intercept SD; none: from the fit"})
+    exclude_simulated: bool = field(default=False, metadata={"help": "drop rows written by scripted observers"})
+    seed: int = field(default=0, metadata={"help": "seeds the simulated studies"})
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of `percept report`."""
+
+    out: Path = field(metadata={"help": "experiment folder runs/EXP: reads <out>/analysis, writes report.html there"})
+
+
+def _one_thread(fn):
+    """Run `fn` with one BLAS thread: the matrices are small and the machine may be shared."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return fn()
+
+
+def run_analyze(cfg: AnalyzeConfig, rules: ExclusionRules) -> int:
+    """`percept analyze`."""
+    study = _where(cfg.out, cfg.study, "study", "--study")
+    out = _one_thread(lambda: analyze(study, rules=rules, exclude_simulated=cfg.exclude_simulated,
+                                      rank_unit=cfg.rank_unit, n_boot=cfg.boot, bayes=cfg.bayes, lme4=cfg.lme4,
+                                      seed=cfg.seed, out_dir=cfg.out / "analysis" if cfg.out else None,
+                                      premise_unit=cfg.premise_unit))
+    print(f"analyze: wrote {out}")
+    return 0
+
+
+def run_classify(cfg: ClassifyConfig) -> int:
+    """`percept classify`."""
+    codes = _where(cfg.out, cfg.codes, "codes", "--codes")
+    path = _one_thread(lambda: classify(codes, pixels=cfg.pixels, manifest=cfg.manifest, c=cfg.c,
+                                        max_iter=cfg.max_iter, seed=cfg.seed, n_boot=cfg.boot,
+                                        out_dir=cfg.out / "analysis" if cfg.out else None))
+    print(f"classify: wrote {path}")
+    return 0
+
+
+def run_power(cfg: PowerConfig, rules: ExclusionRules) -> int:
+    """`percept power`."""
+    study = _where(cfg.out, cfg.study, "study", "--study")
+    path = _one_thread(lambda: power(study, list(cfg.participants), list(cfg.images) if cfg.images else None, sims=cfg.sims, alpha=cfg.alpha,
+                                     test=cfg.test, arch=cfg.arch, pair=cfg.pair, sesoi=cfg.sesoi, effect=cfg.effect,
+                                     sd_participant=cfg.sd_participant, sd_image=cfg.sd_image, rules=rules,
+                                     exclude_simulated=cfg.exclude_simulated, seed=cfg.seed,
+                                     out_dir=cfg.out / "analysis" if cfg.out else None))
+    print(f"power: wrote {path}")
+    return 0
+
+
+def run_report(cfg: ReportConfig) -> int:
+    """`percept report`."""
+    print(f"report: wrote {report(cfg.out)}")
+    return 0
+
+
+COMMANDS = (
+    Command("analyze", (AnalyzeConfig, ExclusionRules), run_analyze,
+            description="Writes <out>/analysis/{*.csv, summary.json, figures/}."),
+    Command("classify", (ClassifyConfig,), run_classify,
+            description="Writes <out>/analysis/classification.csv (+ .json, figure)."),
+    Command("power", (PowerConfig, ExclusionRules), run_power,
+            description="Writes <out>/analysis/power.csv (+ .json, figure)."),
+    Command("report", (ReportConfig,), run_report, description="Reads <out>/analysis; writes report.html there."),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: argv starts with the subcommand (analyze | classify | power | report)."""
-    from threadpoolctl import threadpool_limits
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    _apply_config(parser, argv)
-    args = parser.parse_args(argv)
-    # The matrices here are small: one BLAS thread avoids oversubscription on a shared 2-core machine.
-    with threadpool_limits(limits=1):
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.command == "analyze":
-        out = analyze(args.study, rules=_rules(args), exclude_simulated=args.exclude_simulated,
-                      rank_unit=args.rank_unit, n_boot=args.boot, bayes=not args.no_bayes,
-                      lme4=False if args.no_lme4 else None, seed=args.seed, out_dir=args.out,
-                      premise_unit=args.premise_unit)
-        print(f"analyze: wrote {out}")
-    elif args.command == "classify":
-        path = classify(args.codes, pixels=args.pixels, manifest=args.manifest, out_dir=args.out, c=args.c,
-                        max_iter=args.max_iter, seed=args.seed, n_boot=args.boot)
-        print(f"classify: wrote {path}")
-    elif args.command == "power":
-        path = power(args.study, args.participants, args.images, sims=args.sims, alpha=args.alpha, test=args.test,
-                     arch=args.arch, pair=args.pair, sesoi=args.sesoi, effect=args.effect, sd_participant=args.sd_participant,
-                     sd_image=args.sd_image, rules=_rules(args), exclude_simulated=args.exclude_simulated,
-                     seed=args.seed, out_dir=args.out)
-        print(f"power: wrote {path}")
-    elif args.command == "report":
-        path = report(args.out)
-        print(f"report: wrote {path}")
-    else:
-        raise InputError(f"unknown analysis command {args.command!r}")
-    return 0
+    return commands.main(COMMANDS, argv, package="analysis")

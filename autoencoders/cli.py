@@ -1,109 +1,79 @@
-"""`percept train | reconstruct | encode` (also `python -m autoencoders ...`)."""
+"""`percept train | reconstruct | encode` (also `python -m autoencoders ...`).
+
+Each command is (config dataclass, run function); `percept.commands` makes the flags, reads
+`--config` and prints expected failures as one line. TrainConfig lives with the training loop.
+"""
 from __future__ import annotations
 
-import argparse
-import sys
-from dataclasses import fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from percept.contracts import InputError
+from autoencoders.export import DEFAULT_N, DEFAULT_SPARES
+from autoencoders.train import TrainConfig
+from percept import commands
+from percept.commands import Command
 
-COMMANDS = ("train", "reconstruct", "encode")
-
-
-def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train one autoencoder (arch × loss × seed)",
-                       description="Train one autoencoder into <out>/models/<arch>-<loss>-s<seed>/. "
-                                   "Precedence: built-in defaults < --config TOML < flags.")
-    # Every flag defaults to None so that only the flags actually given override the TOML file.
-    p.add_argument("--config", type=Path, help="TOML file of TrainConfig keys (top level or a [train] table)")
-    p.add_argument("--data", help="photos (default) | stl10 | folder:PATH")
-    p.add_argument("--arch", help="fc | conv (default) | vae")
-    p.add_argument("--loss", help="mse (default) | mae | ssim | ms_ssim | mix")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default) | cpu | cuda")
-    p.add_argument("--out", help="experiment folder (runs/EXP)")
-    p.add_argument("--code-size", type=int, help="code dimension (default 128)")
-    p.add_argument("--beta", type=float, help="VAE KL weight (default 1)")
-    p.add_argument("--width", type=float, help="channel/hidden-unit multiplier (default 1; 0.25 for quick CPU runs)")
-    p.add_argument("--image-size", type=int, help="image side in pixels (default 96)")
-    p.add_argument("--data-root", help="folder holding stl10_binary/ (default data)")
-    p.add_argument("--train-split", help="split to train on (default train)")
-    p.add_argument("--eval-split", help="held-out split evaluated each epoch (default test)")
-    p.add_argument("--eval-images", type=int, help="held-out images evaluated each epoch (default 128)")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--download", action="store_const", const=True, help="download STL-10 (2.6 GB) if missing")
-    p.add_argument("--no-verify", dest="verify", action="store_const", const=False, help="skip the STL-10 MD5 check")
-    p.add_argument("--resume", action="store_const", const=True, help="continue a killed run from its checkpoint (a run finished with the same settings: nothing to do)")
-    p.add_argument("--overwrite", action="store_const", const=True, help="discard a previous run of the same name")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+DEVICES = ("auto", "cpu", "cuda")
 
 
-def _export_parsers(sub) -> None:
-    p = sub.add_parser("reconstruct", help="reconstructions of held-out images by every finished run",
-                       description="Write <out>/reconstructions/{manifest.csv, originals/, <run>/, contact_sheet.png}.")
-    p.add_argument("--out", required=True, type=Path, help="experiment folder holding models/")
-    p.add_argument("--split", help="split to reconstruct (default: the runs' held-out split)")
-    p.add_argument("--n", type=int, default=100, help="N images spread evenly over the split (default 100; all if the split is smaller)")
-    p.add_argument("--spares", type=int, default=4, help="K further held-out images marked use=spare, for practice trials (default 4)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p = sub.add_parser("encode", help="latent codes of train and held-out images by every finished run",
-                       description="Write <out>/codes/<run>.npz (VAE: posterior means).")
-    p.add_argument("--out", required=True, type=Path, help="experiment folder holding models/")
-    p.add_argument("--splits", nargs="+", help="splits to encode (default: the runs' train and held-out splits)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """Settings of `percept reconstruct`."""
+
+    out: Path = field(metadata={"help": "experiment folder runs/EXP holding models/; writes <out>/reconstructions/"})
+    split: str | None = field(default=None, metadata={"help": "split to reconstruct; none: the runs' held-out split"})
+    n: int = field(default=DEFAULT_N, metadata={"help": "images spread evenly over the split (all if it is smaller)"})
+    spares: int = field(default=DEFAULT_SPARES, metadata={
+        "help": "further held-out images marked use=spare, reserved for practice trials"})
+    device: str = field(default="auto", metadata={"help": "cuda when available, else cpu", "choices": DEVICES})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of all three subcommands."""
-    parser = argparse.ArgumentParser(prog="percept", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
-    _export_parsers(sub)
-    return parser
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Settings of `percept encode`."""
+
+    out: Path = field(metadata={"help": "experiment folder runs/EXP holding models/; writes <out>/codes/"})
+    splits: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "splits to encode; none: the runs' train and held-out splits"})
+    device: str = field(default="auto", metadata={"help": "cuda when available, else cpu", "choices": DEVICES})
 
 
-def train_config(args: argparse.Namespace):
-    """Resolve defaults < TOML (--config) < flags into a validated TrainConfig."""
-    from autoencoders.train import TrainConfig, config_from_dict, load_config_file
+def run_train(cfg: TrainConfig) -> int:
+    """Train one run (validated first, so a bad name is one line before any data is read)."""
+    from autoencoders.train import train, validate
 
-    values = load_config_file(args.config) if args.config else {}
-    source = f"--config {args.config}" if args.config else "flags"
-    for f in fields(TrainConfig):
-        given = getattr(args, f.name, None)
-        if given is not None:
-            values = {k: v for k, v in values.items() if k.replace("-", "_") != f.name}
-            values[f.name] = given
-    return config_from_dict(values, source=source)
+    run_dir = train(validate(cfg))
+    print(f"train: finished → {run_dir}")
+    return 0
+
+
+def run_reconstruct(cfg: ReconstructConfig) -> int:
+    """Reconstruct held-out images with every finished run."""
+    from autoencoders.export import reconstruct
+
+    manifest = reconstruct(cfg.out, split=cfg.split, n=cfg.n, spares=cfg.spares, device=cfg.device)
+    print(f"reconstruct: manifest → {manifest}; contact sheet → {manifest.parent / 'contact_sheet.png'}")
+    return 0
+
+
+def run_encode(cfg: EncodeConfig) -> int:
+    """Write the latent codes of every finished run."""
+    from autoencoders.export import encode
+
+    paths = encode(cfg.out, splits=cfg.splits, device=cfg.device)
+    print(f"encode: {len(paths)} codes file(s) → {cfg.out / 'codes'}")
+    return 0
+
+
+COMMANDS = (
+    Command("train", (TrainConfig,), run_train,
+            description="Writes <out>/models/<arch>-<loss>-s<seed>/ (config.json, checkpoint.pt, metrics.csv)."),
+    Command("reconstruct", (ReconstructConfig,), run_reconstruct,
+            description="Writes <out>/reconstructions/{manifest.csv, originals/, <run>/, contact_sheet.png}."),
+    Command("encode", (EncodeConfig,), run_encode, description="Writes <out>/codes/<run>.npz (VAE: posterior means)."),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `train`, `reconstruct` or `encode`; argv starts with the subcommand."""
-    if argv is None:
-        argv = sys.argv[1:]
-        if argv and argv[0] in COMMANDS:
-            # `python -m autoencoders CMD ...`: through the dispatcher, so errors print the same one line.
-            from percept.cli import main as percept_main
-
-            return percept_main(argv)
-    args = build_parser().parse_args(argv)
-    if args.command == "train":
-        from autoencoders.train import train
-
-        run_dir = train(train_config(args))
-        print(f"train: finished → {run_dir}")
-    elif args.command == "reconstruct":
-        from autoencoders.export import reconstruct
-
-        manifest = reconstruct(args.out, split=args.split, n=args.n, spares=args.spares, device=args.device)
-        print(f"reconstruct: manifest → {manifest}; contact sheet → {manifest.parent / 'contact_sheet.png'}")
-    elif args.command == "encode":
-        from autoencoders.export import encode
-
-        encode(args.out, splits=args.splits, device=args.device)
-    else:  # argparse only accepts the subcommands above
-        raise InputError(f"unknown command {args.command!r}; choose from {', '.join(COMMANDS)}")
-    return 0
+    """Run `train`, `reconstruct` or `encode`; argv starts with the command name."""
+    return commands.main(COMMANDS, argv, package="autoencoders")

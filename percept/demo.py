@@ -6,14 +6,15 @@ with other settings (or --fresh) it says so and starts over, so old and new outp
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from percept import commands
+from percept.commands import Command
 from percept.contracts import InputError
 from percept.contracts.tables import atomic_write_json
 
@@ -28,9 +29,7 @@ class DemoConfig:
     losses: tuple[str, ...] = ("mse", "mae", "ms_ssim")  # the paper's ranking triple
     epochs: int = 6  # 375 Adam steps: blurry but recognisable 96×96 reconstructions (configs/photos_small.toml)
     batch_size: int = 16  # at equal images seen, batch 16 reached ~1 dB more than batch 32 here
-    lr: float = 1e-3  # Adam; stable for all nine arch × loss pairs at this batch size
     width: float = 0.125  # conv channels 16/32/64, fc hidden 128: 20–30 s per run on 2 CPU cores
-    code_size: int = 128  # the paper's "128 hidden units"
     seed: int = 0  # one seed per model; the study varies images, not seeds
     images: int = 24  # held-out images reconstructed and shown
     participants: int = 12  # simulated observers
@@ -53,8 +52,7 @@ def steps(cfg: DemoConfig, out: Path) -> list[tuple[str, str, list[str]]]:
         for loss in cfg.losses:
             chain.append((f"train {arch}-{loss}", "autoencoders.cli", [
                 "train", "--data", "photos", "--arch", arch, "--loss", loss, "--epochs", str(cfg.epochs),
-                "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr), "--width", str(cfg.width),
-                "--code-size", str(cfg.code_size), "--seed", str(cfg.seed), "--out", str(out),
+                "--batch-size", str(cfg.batch_size), "--width", str(cfg.width), "--seed", str(cfg.seed), "--out", str(out),
                 # a demo killed mid-training continues from the run's last checkpoint
                 "--resume"]))
     study = out / "study"
@@ -144,18 +142,25 @@ def _print_summary(out: Path, report: Path, state: dict) -> None:
     print(f"demo: report: {report.resolve()}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`percept demo [--out runs/demo] [--fresh] [--epochs N] ...`."""
-    parser = argparse.ArgumentParser(prog="percept demo", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["demo"], help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
-    parser.add_argument("--fresh", action="store_true", help="discard earlier demo outputs and start over")
-    defaults = DemoConfig()
-    for field in ("epochs", "images", "participants", "lists", "seed"):
-        parser.add_argument(f"--{field}", type=int, default=getattr(defaults, field))
-    parser.add_argument("--width", type=float, default=defaults.width)
-    args = parser.parse_args(argv)
-    cfg = DemoConfig(epochs=args.epochs, images=args.images, participants=args.participants,
-                     lists=args.lists, seed=args.seed, width=args.width)
-    run_demo(args.out, cfg, fresh=args.fresh)
+@dataclass(frozen=True)
+class DemoTarget:
+    """Where the demo writes, and whether to start over."""
+
+    out: Path = field(default=Path("runs/demo"), metadata={"help": "experiment folder of the demo"})
+    fresh: bool = field(default=False, metadata={"help": "discard earlier demo outputs and start over"})
+
+
+def run(target: DemoTarget, cfg: DemoConfig) -> int:
+    """`percept demo`."""
+    run_demo(target.out, cfg, fresh=target.fresh)
     return 0
+
+
+COMMANDS = (Command("demo", (DemoTarget, DemoConfig), run,
+                    description="Trains, exports, designs, simulates, analyses and reports in <out>; "
+                                "a rerun with the same settings reuses finished steps."),)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`percept demo [--out runs/demo] [--fresh] [--epochs N] ...` (argv starts with `demo`)."""
+    return commands.main(COMMANDS, argv, package="percept")

@@ -92,7 +92,7 @@ class DesignConfig:
     lists: int = 1  # participant lists that together cover every item
     catch: float = 0.1  # share of the main block that is catch trials
     practice: int = 4  # practice trials at the start of every list
-    seed: int = 0
+    seed: int = 0  # seeds the choice of images, sides, slot orders and trial order
     archs: tuple[str, ...] | None = None  # None: every architecture in the manifest
     blur_sigma: float = 4.0  # catch degradation: Gaussian blur σ in pixels (96 px images)
     noise_sd: float = 0.1  # catch degradation: Gaussian noise SD on [0,1] images

@@ -43,9 +43,9 @@ class RunConfig:
 
     design: Path
     participant: str
-    session: str = "1"
+    session: str = "1"  # session id; a new one starts a fresh response file
     list_choice: str = "auto"  # "auto" or a list number
-    fullscreen: bool = False
+    fullscreen: bool = False  # a window of --size is easier to pilot; use fullscreen with participants
     scale: int = 1  # integer nearest-neighbour upscale, the same for every image
     monitor: str | None = None  # a PsychoPy Monitor Center name
     break_every: int = 30  # main-block trials between breaks

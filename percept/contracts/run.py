@@ -263,6 +263,10 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ContractError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises unpickling in full, which would run code from the file: not that
+        raise ContractError(f"{path}: not a readable checkpoint (it holds pickled Python objects beyond tensors and "
+                            f"plain values; percept never loads those)") from None
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError,
             KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
         # The first line only: torch's own message goes on to suggest weights_only=False, which we never do.

@@ -73,17 +73,20 @@ def atomic_write_json(path: str | Path, obj: object) -> Path:
     return write_json(path, obj, sort_keys=True)
 
 
-def read_json(path: str | Path, not_found: str) -> object:
-    """Parse a JSON file; a missing file raises `{path}: {not_found}`, a malformed one names the parse error."""
+def read_json(path: str | Path, not_found: str) -> dict:
+    """Parse a JSON object; a missing file raises `{path}: {not_found}`, a malformed one or a non-object names why."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ContractError(f"{path}: {not_found}") from None
     except json.JSONDecodeError as exc:
         raise ContractError(f"{path}: not valid JSON ({exc})") from None
     except UnicodeDecodeError as exc:
         raise ContractError(f"{path}: not valid JSON (bytes that are not UTF-8 text at position {exc.start})") from None
+    if not isinstance(data, dict):  # every JSON file of the pipeline is an object; callers index it by key
+        raise ContractError(f"{path}: not a JSON object (the top level is a {type(data).__name__})")
+    return data
 
 
 def read_toml(path: str | Path) -> dict:
@@ -113,6 +116,9 @@ def read_npz_checked(path: str | Path, keys: Sequence[str], what: str) -> dict[s
     except ContractError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        if "pickle" in str(exc):  # numpy's text here advises allow_pickle, which would run code from the file: not that
+            raise ContractError(f"{path}: not a readable npz {what} file (it holds pickled Python objects, "
+                                f"which percept never loads)") from None
         # a torn or bit-flipped zip fails here, possibly only when an array is read (CRC check)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ContractError(f"{path}: not a readable npz {what} file ({first[:200]})") from None
