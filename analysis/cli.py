@@ -310,7 +310,7 @@ class PowerConfig:
     images: tuple[int, ...] | None = field(default=None, metadata={
         "help": "numbers of images of a hypothetical balanced design; none: the design's real lists and sides"})
     sesoi: float | None = field(default=None, metadata={
-        "help": "smallest effect of interest, as the population-averaged proportion choosing loss A; none: 0.60"})
+        "help": "smallest effect of interest, as the proportion of all choices going to loss A; none: 0.60"})
     sims: int = field(default=200, metadata={"help": "simulated studies per cell: power ± 3.5 points"})
     alpha: float = field(default=0.05, metadata={"help": "significance level of each simulated test"})
     test: str = field(default="cluster_logit", metadata={

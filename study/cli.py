@@ -70,7 +70,8 @@ def run_design(paths: DesignPaths, make_config) -> int:
 
     given = make_config.keywords
     plan = plan_settings(*(given.get(name, commands.default_of(DesignConfig, name)) for name in PLAN_FIELDS))
-    cfg = make_config(**plan)
+    rest = {k: v for k, v in given.items() if k not in PLAN_FIELDS}  # the plan fields' text is replaced by `plan`
+    cfg = make_config.func(**rest, **plan)
     manifest = paths.manifest or paths.out / "reconstructions" / "manifest.csv"
     path = build_design(manifest, paths.out, cfg)
     df, _ = load_design(path)

@@ -164,8 +164,9 @@ def test_flags_override_the_table_and_the_table_overrides_defaults(tmp_path):
     toml.write_text('[train]\nepochs = 3\nlr = 0.01\nloss_options = {alpha = 0.5}\n[design]\nlists = 4\n')
     (cfg,) = commands.configs_from(by_name("train"), ["--config", str(toml), "--lr", "0.02"])
     assert (cfg.epochs, cfg.lr, cfg.loss_options, cfg.batch_size) == (3, 0.02, {"alpha": 0.5}, 32)
+    # design's plan fields (--kinds, --pairs, --ranking-losses) arrive as typed, for run_design's plan_settings
     paths, design = commands.configs_from(by_name("design"), ["--config", str(toml), "--out", "x", "--kinds", "triplet"])
-    assert design.lists == 4 and design.kinds == ("triplet",) and paths.out == Path("x")
+    assert design.keywords["lists"] == 4 and design.keywords["kinds"] == "triplet" and paths.out == Path("x")
 
 
 @pytest.mark.parametrize("name", list(commands.REGISTRY))
@@ -456,7 +457,9 @@ def test_permission_denied_is_one_line_both_ways():
     root = Path(tempfile.mkdtemp(prefix="percept-perm-", dir="/tmp"))  # world-readable, unlike pytest's tmp_path
     try:
         (root / "exp" / "analysis").mkdir(parents=True)
-        (root / "exp" / "analysis" / "summary.json").write_text("{}\n")
+        summary = {"study": "study", "simulated": False, "n_rows": 0, "warnings": [], "headline": [], "figures": {},
+                   "versions": {}, "options": {}}  # a valid summary: the report gets as far as writing
+        (root / "exp" / "analysis" / "summary.json").write_text(json.dumps(summary) + "\n")
         for folder in (root, root / "exp", root / "exp" / "analysis"):
             folder.chmod(0o755)  # readable, not writable, by the user below
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
