@@ -49,6 +49,8 @@ def _export_parsers(sub) -> None:
     p.add_argument("--split", help="split to reconstruct (default: the runs' held-out split)")
     p.add_argument("--n", type=int, default=100, help="N images spread evenly over the split (default 100; all if the split is smaller)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace reconstructions even when study/design.json was built from them")
     p = sub.add_parser("encode", help="latent codes of train and held-out images by every finished run",
                        description="Write <out>/codes/<run>.npz (VAE: posterior means).")
     p.add_argument("--out", required=True, type=Path, help="experiment folder holding models/")
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "reconstruct":
         from autoencoders.export import reconstruct
 
-        manifest = reconstruct(args.out, split=args.split, n=args.n, device=args.device)
+        manifest = reconstruct(args.out, split=args.split, n=args.n, device=args.device, overwrite=args.overwrite)
         print(f"reconstruct: manifest → {manifest}; contact sheet → {manifest.parent / 'contact_sheet.png'}")
     elif args.command == "encode":
         from autoencoders.export import encode

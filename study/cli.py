@@ -51,6 +51,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=d.seed)
         p.add_argument("--blur-sigma", type=float, default=d.blur_sigma, help="catch degradation blur σ, px (default %(default)s)")
         p.add_argument("--noise-sd", type=float, default=d.noise_sd, help="catch degradation noise SD (default %(default)s)")
+        p.add_argument("--overwrite", action="store_true", help="replace a design that has responses: people's files are "
+                       "moved to study/responses-archived-<time>/, simulated ones dropped")
     elif command == "run":
         p.description = "Run one participant (PsychoPy window); resumes an unfinished session."
         p.add_argument("--design", type=Path, required=True, help="study/design.csv")
@@ -109,7 +111,7 @@ def _design(args: argparse.Namespace) -> int:
                        ranking_losses=tuple(args.ranking_losses), images=args.images, lists=args.lists, catch=args.catch,
                        practice=args.practice, seed=args.seed, archs=tuple(args.archs) if args.archs else None,
                        blur_sigma=args.blur_sigma, noise_sd=args.noise_sd)
-    path = build_design(args.manifest, args.out, cfg)
+    path = build_design(args.manifest, args.out, cfg, overwrite=args.overwrite)
     df, _ = load_design(path)
     print(f"design: {len(df)} trials in {cfg.lists} list(s) → {path}")
     print(describe(df))
