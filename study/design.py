@@ -202,7 +202,8 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
 
     study = Path(out) / "study"
     held = sorted((study / "responses").glob("*.csv")) if (study / "responses").is_dir() else []
-    people = human_response_files(study / "responses") if held else []  # CSVs and session records
+    # people's CSVs and session records in responses/ (archives of earlier designs stay where they are)
+    people = [f for f in human_response_files(study) if f.parent == study / "responses"] if held else []
     n_people = sum(f.suffix == ".csv" for f in people)
     if held and not overwrite:
         raise InputError(f"{study / 'responses'} holds {len(held)} response file(s) ({n_people} of people) collected "

@@ -87,12 +87,23 @@ def stage_lock(folder: str | Path, command: str | None = None) -> Iterator[None]
 
 
 def is_simulated(csv_path: str | Path) -> bool:
-    """True only when the response file's session record says `simulated: true` (no record: a person's)."""
-    record = Path(csv_path).with_suffix(".json")
+    """True when the session record says `simulated: true`, or (no readable record) every row of the CSV says 1.
+
+    Anything else (a person's record, rows with simulated 0, an unreadable file) counts as a person's.
+    """
+    import csv
+
+    csv_path = Path(csv_path)
     try:
-        return json.loads(record.read_text()).get("simulated") is True
+        return json.loads(csv_path.with_suffix(".json").read_text()).get("simulated") is True
     except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        with open(csv_path, newline="") as fh:
+            flags = [row.get("simulated") for row in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
+    return bool(flags) and all(f == "1" for f in flags)
 
 
 def _response_files(folder: Path) -> Iterator[Path]:
@@ -160,8 +171,9 @@ def _remove(doomed: Path, survivor: Path | None) -> None:
     for f in human_response_files(doomed):
         if _identity(f) in kept_ids:
             continue  # a hard link of a file the survivor holds
-        if any(g.name == f.name and g.read_bytes() == f.read_bytes() for g in kept):
-            continue  # an identical copy survives
+        twins = [g for g in kept if g.name == f.name]
+        if any(g.read_bytes() == f.read_bytes() or is_simulated(g.with_suffix(".csv")) for g in twins):
+            continue  # an identical copy survives, or a copy (maybe cut short by a full disk) of a simulated file
         lost.append(f)
     if lost:
         home = survivor if survivor is not None and survivor.name == "study" else doomed.parent / "study"
