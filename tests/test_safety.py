@@ -447,3 +447,28 @@ def test_simulate_killed_at_random_points(exp):
         assert snapshot(exp) == now and leftovers(exp) == []
         seen["old" if now == before else "new"] += 1
     print(f"SIGKILL simulate trials: {seen}")
+
+
+def test_a_session_in_progress_blocks_design_and_simulate_not_another_session(exp):
+    study = exp / "study"
+    before = snapshot(exp)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from percept.contracts.staging import stage_lock
+        with stage_lock({str(study)!r}, "percept run --participant P07", shared=True):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StageBusy) as err:
+            simulate(study / "design.csv", 2, observer="random")
+        assert "percept run --participant P07" in one_line(str(err.value))
+        with pytest.raises(StageBusy):
+            build_design(exp / "reconstructions" / "manifest.csv", exp, DesignConfig(lists=1), overwrite=True)
+        assert snapshot(exp) == before
+        with stage_lock(study, "percept run --participant P08", shared=True):
+            pass  # a second booth may run at the same time
+    finally:
+        holder.kill()
+        holder.wait()

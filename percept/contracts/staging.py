@@ -6,7 +6,9 @@ through `staged_dir(target)`:
 1. It takes the folder's lock, `<exp>/.<name>.lock` (fcntl.flock, *non-blocking*: a second writer is
    refused at once in one line naming the holder's pid and command, rather than queueing behind a
    run that may take an hour; the user decides whether to wait). The lock file lives beside the
-   folder, not in it, because the folder itself is swapped.
+   folder, not in it, because the folder itself is swapped. A participant's session (`percept run`)
+   holds the study folder's lock *shared*: sessions run side by side, but `design` and `simulate`
+   are refused while anyone is in the booth.
 2. It finishes what a killed run left (see `recover`), then builds the new outputs in a sibling
    `<exp>/.<name>.swap-<pid>/`, optionally starting from a copy of the current folder (`keep=True`,
    for folders several commands share, such as `analysis/`). Human response files are hard-linked,
@@ -63,8 +65,13 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def stage_lock(folder: str | Path, command: str | None = None) -> Iterator[None]:
-    """Hold the exclusive lock of a stage folder; refuse at once, in one line, when another writer holds it."""
+def stage_lock(folder: str | Path, command: str | None = None, *, shared: bool = False) -> Iterator[None]:
+    """Hold the lock of a stage folder; refuse at once, in one line, when another process holds it.
+
+    Commands that replace outputs take it exclusive. `shared` is for processes that only add to the
+    folder in place, such as participants' sessions (`percept run`): several may run together, but no
+    command swaps the folder under them.
+    """
     import fcntl
 
     folder = Path(folder)
@@ -73,7 +80,7 @@ def stage_lock(folder: str | Path, command: str | None = None) -> Iterator[None]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StageBusy(f"{folder}: another percept command is writing here ({_holder(path)}); "
                             f"nothing was changed: wait for it to finish, then run this again") from None
