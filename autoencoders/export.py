@@ -98,10 +98,14 @@ def reconstruct(out: str | Path, *, overwrite: bool = False, **options) -> Path:
     recon_dir = out / "reconstructions"
     manifest = recon_dir / "manifest.csv"
     design = dependent_design(out)
-    if not overwrite and design is not None and manifest.is_file() and design.get("manifest_sha256") == file_hash(manifest):
-        raise InputError(f"{manifest} is the manifest {out / 'study' / 'design.json'} was built from (same SHA-256); "
-                         f"reconstructing would change the images that design shows; use another --out, or --overwrite "
-                         f"to replace them anyway (then rebuild the design)")
+    if not overwrite and design is not None:
+        # The design names its manifest relative to study/ and records its SHA-256.
+        named = (out / "study" / str(design.get("manifest", ""))).resolve() == manifest.resolve()
+        same = manifest.is_file() and design.get("manifest_sha256") == file_hash(manifest)
+        if same or (named and not manifest.is_file()):
+            raise InputError(f"{manifest} is the manifest {out / 'study' / 'design.json'} was built from; "
+                             f"reconstructing would change the images that design shows; use another --out, or "
+                             f"--overwrite to replace them anyway (then rebuild the design)")
     with staged_dir(recon_dir) as staging:
         _reconstruct(out, staging, **options)
     return manifest

@@ -472,3 +472,35 @@ def test_a_session_in_progress_blocks_design_and_simulate_not_another_session(ex
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_reconstruct_refuses_even_when_the_manifest_was_deleted(exp):
+    from autoencoders.export import reconstruct
+
+    (exp / "reconstructions" / "manifest.csv").unlink()
+    before = snapshot(exp)
+    with pytest.raises(InputError) as err:
+        reconstruct(exp, n=3)
+    assert "design.json" in one_line(str(err.value)) and snapshot(exp) == before
+
+
+def test_a_file_where_a_stage_folder_belongs_is_refused_not_replaced(tmp_path):
+    target = tmp_path / "analysis"
+    target.write_text("my notes")
+    with pytest.raises(InputError) as err:
+        with staged_dir(target) as staging:
+            (staging / "x").write_text("x")
+    assert "is a file, not a folder" in one_line(str(err.value)) and target.read_text() == "my notes"
+
+
+def test_a_symlinked_stage_folder_keeps_what_it_pointed_to(tmp_path):
+    real = tmp_path / "elsewhere"
+    before = _old_set(real)
+    (tmp_path / "exp").mkdir()
+    link = tmp_path / "exp" / "analysis"
+    link.symlink_to(real)
+    with staged_dir(link, keep=True) as staging:
+        (staging / "new.txt").write_text("new")
+    assert snapshot(real) == before  # the folder the link pointed to is untouched
+    assert (link / "new.txt").read_text() == "new" and (link / "f0.txt").is_file()
+    assert leftovers(tmp_path / "exp") == []

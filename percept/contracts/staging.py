@@ -76,8 +76,11 @@ def stage_lock(folder: str | Path, command: str | None = None, *, shared: bool =
 
     folder = Path(folder)
     path = lock_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the lock file of {folder} ({exc.strerror}); nothing was changed") from None
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -170,6 +173,9 @@ def _identity(path: Path) -> tuple[int, int]:
 
 def _remove(doomed: Path, survivor: Path | None) -> None:
     """Remove a leftover or replaced folder, first rescuing any person's response file the survivor lacks."""
+    if doomed.is_symlink():
+        doomed.unlink()  # the link, never what it points to
+        return
     if not doomed.exists():
         return
     kept = list(_response_files(survivor)) if survivor is not None else []
@@ -288,11 +294,16 @@ def staged_dir(target: str | Path, *, keep: bool = False, command: str | None = 
     and an `InputError` line says so.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target} is a file, not a folder; move it away first (nothing was changed)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{target.parent}: cannot create the folder ({exc.strerror}); nothing was changed") from None
     with stage_lock(target, command):
-        recover(target)
         staging = target.parent / f".{target.name}{SWAP_TAG}{os.getpid()}"
         try:
+            recover(target)
             if keep and target.is_dir():
                 _copy_tree(target, staging)
             else:
@@ -302,8 +313,11 @@ def staged_dir(target: str | Path, *, keep: bool = False, command: str | None = 
             yield staging
             swap_in(staging, target)
         except BaseException as exc:
-            _remove(staging, target if target.is_dir() else None)
-            recover(target)  # a fallback swap stopped between its two renames: the old set comes back
+            try:
+                _remove(staging, target if target.is_dir() else None)
+                recover(target)  # a fallback swap stopped between its two renames: the old set comes back
+            except OSError as again:  # the outputs are intact either way; the next run retries the cleanup
+                print(f"percept: could not remove {staging} yet ({again.strerror})", file=sys.stderr)
             if isinstance(exc, (InputError, OSError)):
                 # The same class (ContractError stays ContractError), one line, saying nothing changed.
                 kind = type(exc) if isinstance(exc, InputError) else InputError
