@@ -18,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from percept import demo
@@ -504,3 +505,94 @@ def test_a_symlinked_stage_folder_keeps_what_it_pointed_to(tmp_path):
     assert snapshot(real) == before  # the folder the link pointed to is untouched
     assert (link / "new.txt").read_text() == "new" and (link / "f0.txt").is_file()
     assert leftovers(tmp_path / "exp") == []
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny fc run on 32×32 images, with reconstructions (1 image) and codes."""
+    from PIL import Image
+
+    from percept import cli
+
+    root = tmp_path_factory.mktemp("trained")
+    images = root / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(23):
+        img = np.kron(rng.random((4, 4, 3)), np.ones((8, 8, 1)))
+        Image.fromarray((img * 255).astype(np.uint8)).save(images / f"p{i:02d}.png")
+    out = root / "exp"
+    assert cli.main(["train", "--data", f"folder:{images}", "--image-size", "32", "--arch", "fc", "--loss", "mse",
+                     "--width", "0.05", "--code-size", "6", "--batch-size", "4", "--epochs", "1",
+                     "--out", str(out), "--no-progress"]) == 0
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "1"]) == 0
+    assert cli.main(["encode", "--out", str(out)]) == 0
+    return out
+
+
+def test_reconstruct_and_encode_failing_mid_write_change_nothing(trained, monkeypatch):
+    from autoencoders import export
+    from percept.contracts import pixels as pixels_c
+
+    before = snapshot(trained)
+
+    def full(*_args, **_kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(export, "contact_sheet", full)  # the last file reconstruct writes
+    with pytest.raises(InputError) as err:
+        export.reconstruct(trained, n=3)
+    assert "no space left on device" in one_line(str(err.value))
+    monkeypatch.setattr(pixels_c, "atomic_write", full)  # the last file encode writes
+    with pytest.raises(InputError) as err:
+        export.encode(trained)
+    assert "no space left on device" in one_line(str(err.value))
+    assert snapshot(trained) == before and leftovers(trained) == []
+
+
+def test_reconstruct_killed_at_random_points(trained):
+    rng = random.Random(5)
+    before, saved = snapshot(trained), save(trained)
+    args = [*PERCEPT, "reconstruct", "--out", str(trained), "--n", "2"]
+    t0 = time.monotonic()
+    subprocess.run(args, env=ENV, check=True, capture_output=True, timeout=300)
+    span = time.monotonic() - t0
+    after = snapshot(trained)
+    assert after != before
+    seen = {"old": 0, "new": 0}
+    for trial in range(4):
+        restore(trained, saved)
+        proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.6 * span, 1.05 * span))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = snapshot(trained)
+        assert now in (before, after), f"trial {trial}: a mix of old and new reconstructions"
+        seen["old" if now == before else "new"] += 1
+        recover(trained / "reconstructions")
+        assert leftovers(trained) == []
+    restore(trained, saved)
+    print(f"SIGKILL reconstruct trials: {seen}")
+
+
+def test_power_and_report_failing_change_nothing(exp, monkeypatch):
+    from analysis import cli as acli
+    from analysis import plots
+    from analysis import report as report_mod
+
+    acli.analyze(exp / "study", n_boot=0, bayes=False, lme4=False)
+    acli.report(exp)
+    before = snapshot(exp)
+
+    def full(*_args, **_kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(exp / "analysis" / "x"))
+
+    monkeypatch.setattr(plots, "power_plot", full)
+    with pytest.raises(InputError) as err:
+        acli.power(exp / "study", [4], [4], sims=5, effect=0.5, sd_participant=0.1, sd_image=0.1)
+    assert "no space left on device" in one_line(str(err.value))
+    monkeypatch.setattr(report_mod, "atomic_write", full)
+    with pytest.raises(InputError) as err:
+        acli.report(exp)
+    assert "no space left on device" in one_line(str(err.value))
+    assert snapshot(exp) == before and leftovers(exp) == []
