@@ -103,7 +103,8 @@ def prepare(out: Path, cfg: DemoConfig, fresh: bool) -> dict:
             why = "--fresh given" if fresh else "settings changed"
             people = human_response_files(out)
             if people:
-                raise InputError(f"{out}: {why}, but it holds {len(people)} response file(s) of people "
+                n = sum(f.suffix == ".csv" for f in people) or len(people)  # a CSV and its record are one file
+                raise InputError(f"{out}: {why}, but it holds {n} response file(s) of people "
                                  f"(e.g. {people[0]}); starting over would delete them; use another --out")
             print(f"demo: {why}: overwriting the previous demo outputs in {out} (derived and simulated files only)")
             _discard(out)

@@ -263,16 +263,28 @@ def swap_in(staging: Path, target: Path) -> None:
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    """Copy a stage folder; people's response files are hard links so a running session's appends stay in both."""
+    """Copy a stage folder; people's response files are hard links so a running session's appends stay in both.
+
+    A hand-written walk rather than shutil.copytree, so the first failure (a full disk) is raised as
+    itself rather than collected into one long list.
+    """
     humans = set(human_response_files(src))
-
-    def copy(s: str, d: str) -> None:
-        if Path(s) in humans:
-            os.link(s, d)
-        else:
-            shutil.copy2(s, d)
-
-    shutil.copytree(src, dst, copy_function=copy, symlinks=True, dirs_exist_ok=True)
+    for root, dirs, files in os.walk(src):
+        here = Path(root)
+        there = dst / here.relative_to(src)
+        there.mkdir(exist_ok=True)
+        for name in dirs:
+            if (here / name).is_symlink():
+                os.symlink(os.readlink(here / name), there / name)
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        for name in files:
+            s = here / name
+            if s.is_symlink():
+                os.symlink(os.readlink(s), there / name)
+            elif s in humans:
+                os.link(s, there / name)
+            else:
+                shutil.copy2(s, there / name)
 
 
 def _one_line(exc: BaseException, staging: Path, target: Path) -> str:
