@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from percept.contracts import InputError
-from percept.contracts.staging import locked, staged_dir
+from percept.contracts.staging import locked, reading, staged_dir
 from percept.contracts.tables import atomic_write_csv
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def analyze(study_dir: str | Path, *, out_dir: str | Path | None = None, **optio
     from analysis.load import analysis_dir
 
     out = Path(out_dir) if out_dir else analysis_dir(study_dir)
-    with staged_dir(out, keep=True) as staging:
+    with reading(study_dir), staged_dir(out, keep=True) as staging:
         _analyze(study_dir, out_dir=staging, **options)
     return out
 
@@ -146,7 +146,7 @@ def headline(pairwise: pd.DataFrame, models: pd.DataFrame, friedman: pd.DataFram
 def classify(codes_dir: str | Path, *, out_dir: str | Path | None = None, **options) -> Path:
     """Classify every codes file; the outputs replace the old ones all together or not at all; return the csv."""
     out = Path(out_dir) if out_dir else Path(codes_dir).resolve().parent / "analysis"
-    with staged_dir(out, keep=True) as staging:
+    with reading(codes_dir), staged_dir(out, keep=True) as staging:
         path = _classify(codes_dir, out_dir=staging, **options)
     return out / path.name
 
@@ -178,7 +178,7 @@ def power(study_dir: str | Path, participants: list[int], images: list[int], *, 
     from analysis.load import analysis_dir
 
     out = Path(out_dir) if out_dir else analysis_dir(study_dir)
-    with staged_dir(out, keep=True) as staging:
+    with reading(study_dir), staged_dir(out, keep=True) as staging:
         path = _power(study_dir, participants, images, out_dir=staging, **options)
     return out / path.name
 

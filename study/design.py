@@ -198,7 +198,7 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
     Refused while study/responses/ holds response files (they were collected with the current design);
     with `overwrite` people's files are moved to study/responses-archived-<time>/ and simulated ones dropped.
     """
-    from percept.contracts.staging import human_response_files, move_aside, staged_dir
+    from percept.contracts.staging import human_response_files, move_aside, reading, staged_dir
 
     study = Path(out) / "study"
     held = sorted((study / "responses").glob("*.csv")) if (study / "responses").is_dir() else []
@@ -223,7 +223,7 @@ def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig =
                 archived.append(study / folder.name)
             shutil.rmtree(staging / "responses")
 
-    with staged_dir(study, keep=True, prepare=clear) as staging:
+    with reading(Path(manifest_path).parent), staged_dir(study, keep=True, prepare=clear) as staging:
         path = _build_design(Path(manifest_path), staging, cfg)
     if archived:
         print(f"design: moved {n_people} people's response file(s) (+ records) to {archived[0]}; "

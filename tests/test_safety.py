@@ -594,3 +594,21 @@ def test_power_and_report_failing_change_nothing(exp, monkeypatch):
         acli.report(exp)
     assert "no space left on device" in one_line(str(err.value))
     assert snapshot(exp) == before and leftovers(exp) == []
+
+
+def test_readers_hold_a_shared_lock_so_no_folder_is_swapped_mid_read(exp):
+    from percept.contracts.staging import reading
+
+    study = exp / "study"
+    before = snapshot(exp)
+    with reading(study):
+        with pytest.raises(StageBusy):
+            simulate(study / "design.csv", 2, observer="random")
+        with reading(study):
+            pass  # readers do not exclude each other
+    assert snapshot(exp) == before
+    with staged_dir(study, keep=True):
+        with pytest.raises(StageBusy) as err:
+            with reading(study):
+                pass
+        assert "another percept command is writing" in one_line(str(err.value))

@@ -338,6 +338,32 @@ def staged_dir(target: str | Path, *, keep: bool = False, command: str | None = 
 
 
 @contextmanager
+def reading(*folders: str | Path) -> Iterator[None]:
+    """Hold the shared lock of the stage folders a command reads, so none is swapped mid-read.
+
+    A folder whose lock file cannot be created (read-only media) is read without one: reading
+    cannot damage it.
+    """
+    import fcntl
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        for folder in folders:
+            folder = Path(folder).resolve()
+            try:
+                fd = os.open(lock_path(folder), os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                continue
+            stack.callback(os.close, fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StageBusy(f"{folder}: another percept command is writing here ({_holder(lock_path(folder))}); "
+                                f"nothing was changed: wait for it to finish, then run this again") from None
+        yield
+
+
+@contextmanager
 def locked(target: str | Path, command: str | None = None) -> Iterator[None]:
     """Hold `target`'s stage lock without staging (for a command that writes one file atomically)."""
     target = Path(target)
