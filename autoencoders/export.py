@@ -211,6 +211,8 @@ def encode(out: str | Path, **options) -> list[Path]:
     pixels_tmp = out / f".pixels.npz.staging-{os.getpid()}"
     try:
         with staged_dir(out / "codes") as staging:
+            for stale in out.glob(".pixels.npz.staging-*"):  # left by a killed encode
+                stale.unlink()
             paths = _encode(out, staging, pixels_tmp, **options)
         # pixels.npz depends on the data only, not on the runs; it follows the codes by one atomic rename.
         os.replace(pixels_tmp, out / "pixels.npz")

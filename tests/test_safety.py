@@ -612,3 +612,22 @@ def test_readers_hold_a_shared_lock_so_no_folder_is_swapped_mid_read(exp):
             with reading(study):
                 pass
         assert "another percept command is writing" in one_line(str(err.value))
+
+
+def test_a_person_is_never_mistaken_for_a_scripted_observer(exp):
+    from percept.contracts.staging import is_simulated
+
+    responses = exp / "study" / "responses"
+    sim = sorted(responses.glob("sim*.csv"))[0]
+    assert is_simulated(sim)
+    person = human_file(exp / "study")
+    assert not is_simulated(person)
+    # a record that claims "simulated" does not outweigh rows that say a person answered
+    person.with_suffix(".json").write_text(json.dumps({"simulated": True}))
+    assert not is_simulated(person)
+    person.with_suffix(".json").unlink()
+    assert not is_simulated(person)  # rows with simulated 0 and no record
+    sim.with_suffix(".json").unlink()
+    assert is_simulated(sim)  # every row says 1 and no record contradicts it
+    sim.write_text("participant,simulated\nx,1\ny,\n")  # a row without the flag
+    assert not is_simulated(sim)

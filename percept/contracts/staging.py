@@ -97,23 +97,24 @@ def stage_lock(folder: str | Path, command: str | None = None, *, shared: bool =
 
 
 def is_simulated(csv_path: str | Path) -> bool:
-    """True when the session record says `simulated: true`, or (no readable record) every row of the CSV says 1.
+    """True only for a scripted observer's file: no CSV row says otherwise and the record (if any) says simulated.
 
-    Anything else (a person's record, rows with simulated 0, an unreadable file) counts as a person's.
+    A row whose `simulated` is not 1, a record saying false, or nothing readable at all: a person's.
     """
     import csv
 
     csv_path = Path(csv_path)
     try:
-        return json.loads(csv_path.with_suffix(".json").read_text()).get("simulated") is True
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
         with open(csv_path, newline="") as fh:
             flags = [row.get("simulated") for row in csv.DictReader(fh)]
     except (OSError, UnicodeDecodeError, csv.Error):
+        flags = []
+    if any(f != "1" for f in flags):
         return False
-    return bool(flags) and all(f == "1" for f in flags)
+    try:
+        return json.loads(csv_path.with_suffix(".json").read_text()).get("simulated") is True
+    except (OSError, ValueError, AttributeError):
+        return bool(flags)
 
 
 def _response_files(folder: Path) -> Iterator[Path]:
