@@ -185,8 +185,11 @@ def test_second_writer_refuses_in_one_line_naming_the_holder(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
+    from percept.contracts import staging
     from percept.contracts.staging import staged_dir
     target = Path(sys.argv[1])
+    if sys.argv[2] == "fallback":  # as on a file system without renameat2(RENAME_EXCHANGE)
+        staging._exchange = lambda a, b: False
     with staged_dir(target, keep=True) as staging:
         for i in range(40):
             (staging / f"f{i % 5}.txt").write_text(f"new {i}\\n" * 100)
@@ -196,7 +199,8 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigkill_at_random_points_leaves_the_old_or_the_new_complete_set(tmp_path):
+@pytest.mark.parametrize("mode,trials", [("exchange", 10), ("fallback", 5)])
+def test_sigkill_at_random_points_leaves_the_old_or_the_new_complete_set(tmp_path, mode, trials):
     rng = random.Random(8)
     target = tmp_path / "out"
     before = _old_set(target)
@@ -205,28 +209,30 @@ def test_sigkill_at_random_points_leaves_the_old_or_the_new_complete_set(tmp_pat
     # The complete new set, from one uninterrupted run in a copy.
     ref = tmp_path / "ref" / "out"
     shutil.copytree(target, ref)
-    subprocess.run([sys.executable, str(script), str(ref)], env=ENV, check=True, capture_output=True)
+    subprocess.run([sys.executable, str(script), str(ref), mode], env=ENV, check=True, capture_output=True)
     after = snapshot(ref)
     # How long a run takes here, so the kills spread over import, writing and the swap.
     t0 = time.monotonic()
-    subprocess.run([sys.executable, str(script), str(tmp_path / "ref" / "again")], env=ENV, check=True, capture_output=True)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "ref" / "again"), mode], env=ENV, check=True, capture_output=True)
     span = time.monotonic() - t0
     saved = save(target)
     seen = {"old": 0, "new": 0}
-    for trial in range(10):
+    for trial in range(trials):
         restore(target, saved)
         assert snapshot(target) == before
-        proc = subprocess.Popen([sys.executable, str(script), str(target)], env=ENV, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, str(script), str(target), mode], env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3 * span, 1.1 * span))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         now = snapshot(target)
-        assert now in (before, after), f"trial {trial}: a mix of old and new files"
+        if mode == "exchange":  # one atomic exchange: complete at every instant
+            assert now in (before, after), f"trial {trial}: a mix of old and new files"
+        recover(target)  # what the next run does first (the fallback: puts a renamed-aside old set back)
+        now = snapshot(target)
+        assert now in (before, after) and leftovers(tmp_path) == [], f"trial {trial}: a mix of old and new files"
         seen["old" if now == before else "new"] += 1
-        recover(target)  # what the next run does first
-        assert snapshot(target) == now and leftovers(tmp_path) == []
-    print(f"SIGKILL trials: {seen}")
+    print(f"SIGKILL trials ({mode}): {seen}")
 
 
 def test_a_crash_between_the_fallback_renames_is_rolled_back(tmp_path):
@@ -631,3 +637,39 @@ def test_a_person_is_never_mistaken_for_a_scripted_observer(exp):
     assert is_simulated(sim)  # every row says 1 and no record contradicts it
     sim.write_text("participant,simulated\nx,1\ny,\n")  # a row without the flag
     assert not is_simulated(sim)
+
+
+def test_classify_failing_mid_write_changes_nothing(tmp_path, monkeypatch):
+    from analysis import cli as acli
+    from analysis import plots
+    from percept.contracts.codes import write_codes
+
+    exp = tmp_path / "exp"
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 20)
+    for run in ("conv-mse-s0", "conv-mae-s0"):
+        codes = rng.normal(size=(40, 4)) + labels[:, None]
+        write_codes(exp / "codes" / f"{run}.npz", codes, labels, [f"i{k}" for k in range(40)],
+                    ["train"] * 30 + ["test"] * 10)
+    acli.classify(exp / "codes")
+    before = snapshot(exp)
+
+    def full(*_args, **_kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(plots, "classification_plot", full)
+    with pytest.raises(InputError) as err:
+        acli.classify(exp / "codes", c=0.5)
+    assert "no space left on device" in one_line(str(err.value))
+    assert snapshot(exp) == before and leftovers(exp) == []
+
+
+def test_the_fallback_without_rename_exchange(tmp_path, monkeypatch):
+    from percept.contracts import staging
+
+    monkeypatch.setattr(staging, "_exchange", lambda a, b: False)
+    target = tmp_path / "out"
+    _old_set(target)
+    with staged_dir(target) as staging_dir:
+        (staging_dir / "new.txt").write_text("new\n")
+    assert snapshot(target) == {"new.txt": hashlib.sha256(b"new\n").hexdigest()} and leftovers(tmp_path) == []
