@@ -190,10 +190,10 @@ KILL_SCRIPT = textwrap.dedent("""
     target = Path(sys.argv[1])
     if sys.argv[2] == "fallback":  # as on a file system without renameat2(RENAME_EXCHANGE)
         staging._exchange = lambda a, b: False
-    with staged_dir(target, keep=True) as staging:
+    with staged_dir(target, keep=True) as tmp:
         for i in range(40):
-            (staging / f"f{i % 5}.txt").write_text(f"new {i}\\n" * 100)
-            (staging / f"n{i}.txt").write_text("n")
+            (tmp / f"f{i % 5}.txt").write_text(f"new {i}\\n" * 100)
+            (tmp / f"n{i}.txt").write_text("n")
             time.sleep(0.005)
     print("done", flush=True)
 """)
