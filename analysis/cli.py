@@ -14,6 +14,7 @@ from analysis.load import ExclusionRules
 from percept import commands
 from percept.commands import Command
 from percept.contracts import InputError
+from percept.contracts.staging import locked, reading, staged_dir
 from percept.contracts.tables import atomic_write_csv
 
 # Figures `analyze` owns; any not redrawn on a rerun is removed, so old and new never mix.
@@ -32,7 +33,17 @@ def _figure(fn, data, path: Path) -> str | None:
     return path.name
 
 
-def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclude_simulated: bool = False, rank_unit: str = "participant",
+def analyze(study_dir: str | Path, *, out_dir: str | Path | None = None, **options) -> Path:
+    """Run every preference analysis of a study; its outputs replace the old ones all together or not at all."""
+    from analysis.load import analysis_dir
+
+    out = Path(out_dir) if out_dir else analysis_dir(study_dir)
+    with reading(study_dir), staged_dir(out, keep=True) as staging:
+        _analyze(study_dir, out_dir=staging, **options)
+    return out
+
+
+def _analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclude_simulated: bool = False, rank_unit: str = "participant",
             n_boot: int = 200, bayes: bool = True, lme4: bool | None = None, seed: int = 0,
             out_dir: str | Path | None = None, premise_unit: str = "image") -> Path:
     """Run every preference analysis of a study folder; write CSVs, figures and summary.json; return the folder."""
@@ -130,9 +141,17 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
     return out
 
 
-def classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifest: str | Path | None = None,
-             out_dir: str | Path | None = None, c: float = 1.0, max_iter: int = 1000, seed: int = 0,
-             n_boot: int = 2000) -> Path:
+def classify(codes_dir: str | Path, *, out_dir: str | Path | None = None, **options) -> Path:
+    """Classify every codes file; the outputs replace the old ones all together or not at all; return the csv."""
+    out = Path(out_dir) if out_dir else Path(codes_dir).resolve().parent / "analysis"
+    with reading(codes_dir), staged_dir(out, keep=True) as staging:
+        path = _classify(codes_dir, out_dir=staging, **options)
+    return out / path.name
+
+
+def _classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifest: str | Path | None = None,
+              out_dir: str | Path | None = None, c: float = 1.0, max_iter: int = 1000, seed: int = 0,
+              n_boot: int = 2000) -> Path:
     """Classify every codes file; write classification.csv, classification_pairs.csv (+ .json, figure); return the csv."""
     from analysis import plots
     from analysis.classify import classification
@@ -161,11 +180,22 @@ def classify(codes_dir: str | Path, *, pixels: str | Path | None = None, manifes
     return path
 
 
-def power(study_dir: str | Path, participants: list[int], images: list[int] | None = None, *, sims: int = 200,
-          alpha: float = 0.05, test: str = "cluster_logit", arch: str | None = None, pair: str | None = None,
-          sesoi: float | None = None, effect: float | None = None, sd_participant: float | None = None,
-          sd_image: float | None = None, rules: ExclusionRules | None = None, exclude_simulated: bool = False,
-          seed: int = 0, out_dir: str | Path | None = None) -> Path:
+def power(study_dir: str | Path, participants: list[int], images: list[int] | None = None, *,
+          out_dir: str | Path | None = None, **options) -> Path:
+    """Power per number of participants; the outputs replace the old ones all together or not at all."""
+    from analysis.load import analysis_dir
+
+    out = Path(out_dir) if out_dir else analysis_dir(study_dir)
+    with reading(study_dir), staged_dir(out, keep=True) as staging:
+        path = _power(study_dir, participants, images, out_dir=staging, **options)
+    return out / path.name
+
+
+def _power(study_dir: str | Path, participants: list[int], images: list[int] | None = None, *, sims: int = 200,
+           alpha: float = 0.05, test: str = "cluster_logit", arch: str | None = None, pair: str | None = None,
+           sesoi: float | None = None, effect: float | None = None, sd_participant: float | None = None,
+           sd_image: float | None = None, rules: ExclusionRules | None = None, exclude_simulated: bool = False,
+           seed: int = 0, out_dir: str | Path | None = None) -> Path:
     """Power per number of participants for a stated smallest effect (SESOI), on the design's lists; return power.csv.
 
     The random-effect SDs come from the study's mixed-model fit unless both are given (then no responses are
@@ -245,7 +275,9 @@ def report(out_dir: str | Path) -> Path:
     """Write runs/EXP/analysis/report.html from the analysis outputs; return its path."""
     from analysis.report import report as _report
 
-    return _report(out_dir)
+    # One file written atomically; the lock keeps it from reading an analysis folder mid-swap.
+    with locked(Path(out_dir) / "analysis"):
+        return _report(out_dir)
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ class ReconstructConfig:
     spares: int = field(default=DEFAULT_SPARES, metadata={
         "help": "further held-out images marked use=spare, reserved for practice trials"})
     device: str = field(default="auto", metadata={"help": "cuda when available, else cpu", "choices": DEVICES})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace reconstructions even when study/design.json was built from them"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ def run_reconstruct(cfg: ReconstructConfig) -> int:
     """Reconstruct held-out images with every finished run."""
     from autoencoders.export import reconstruct
 
-    manifest = reconstruct(cfg.out, split=cfg.split, n=cfg.n, spares=cfg.spares, device=cfg.device)
+    manifest = reconstruct(cfg.out, split=cfg.split, n=cfg.n, spares=cfg.spares, device=cfg.device,
+                           overwrite=cfg.overwrite)
     print(f"reconstruct: manifest → {manifest}; contact sheet → {manifest.parent / 'contact_sheet.png'}")
     return 0
 

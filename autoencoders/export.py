@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -142,8 +141,33 @@ def _pick_indices(size: int, n: int | None, spares: int) -> tuple[np.ndarray, np
     return main, spare
 
 
-def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DEFAULT_N, spares: int = DEFAULT_SPARES,
-                device: str = "auto", batch_size: int = 64) -> Path:
+def reconstruct(out: str | Path, *, overwrite: bool = False, **options) -> Path:
+    """Reconstruct held-out images with every finished run; all of reconstructions/ is replaced at once or not at all.
+
+    Refused when the experiment's study design was built from the current manifest, unless `overwrite`.
+    """
+    from percept.contracts.manifest import file_hash
+    from percept.contracts.staging import dependent_design, staged_dir
+
+    out = Path(out)
+    recon_dir = out / "reconstructions"
+    manifest = recon_dir / "manifest.csv"
+    design = dependent_design(out)
+    if not overwrite and design is not None:
+        # The design names its manifest relative to study/ and records its SHA-256.
+        named = (out / "study" / str(design.get("manifest", ""))).resolve() == manifest.resolve()
+        same = manifest.is_file() and design.get("manifest_sha256") == file_hash(manifest)
+        if same or (named and not manifest.is_file()):
+            raise InputError(f"{manifest} is the manifest {out / 'study' / 'design.json'} was built from; "
+                             f"reconstructing would change the images that design shows; use another --out, or "
+                             f"--overwrite to replace them anyway (then rebuild the design)")
+    with staged_dir(recon_dir) as staging:
+        _reconstruct(out, staging, **options)
+    return manifest
+
+
+def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, n: int | None = DEFAULT_N,
+                 spares: int = DEFAULT_SPARES, device: str = "auto", batch_size: int = 64) -> Path:
     """Reconstruct n images of `split` (default: the runs' held-out split) with every finished run; return manifest.csv.
 
     The n main images are spread evenly over the split (all of it when n is None or ≥ its size), so
@@ -189,10 +213,7 @@ def reconstruct(out: str | Path, *, split: str | None = None, n: int | None = DE
     stems = safe_names(ids)
     dev = resolve_device(device)
 
-    recon_dir = out / "reconstructions"
-    # Regenerated from scratch so stale images of removed runs never linger beside the manifest.
-    if recon_dir.exists():
-        shutil.rmtree(recon_dir)
+    # recon_dir starts empty (the caller swaps it in), so stale images of removed runs never linger.
     for stem, img in zip(stems, originals_u8):
         save_png(recon_dir / "originals" / f"{stem}.png", img)
 
@@ -269,7 +290,28 @@ def contact_sheet(path: Path, originals: np.ndarray, columns: list[tuple[str, np
     return path
 
 
-def encode(out: str | Path, *, splits: Sequence[str] | None = None, device: str = "auto", batch_size: int = 128) -> list[Path]:
+def encode(out: str | Path, **options) -> list[Path]:
+    """Write `<out>/codes/<run>.npz` of each finished run and `<out>/pixels.npz`; codes/ is replaced at once or not at all."""
+    import os
+
+    from percept.contracts.staging import staged_dir
+
+    out = Path(out)
+    pixels_tmp = out / f".pixels.npz.staging-{os.getpid()}"
+    try:
+        with staged_dir(out / "codes") as staging:
+            for stale in out.glob(".pixels.npz.staging-*"):  # left by a killed encode
+                stale.unlink()
+            paths = _encode(out, staging, pixels_tmp, **options)
+        # pixels.npz depends on the data only, not on the runs; it follows the codes by one atomic rename.
+        os.replace(pixels_tmp, out / "pixels.npz")
+    finally:
+        pixels_tmp.unlink(missing_ok=True)
+    print(f"encode: raw pixels of the same images → {out / 'pixels.npz'}")
+    return [out / "codes" / p.name for p in paths]
+
+
+def _encode(out: Path, codes_dir: Path, pixels_path: Path, *, splits: Sequence[str] | None = None, device: str = "auto", batch_size: int = 128) -> list[Path]:
     """Write `<out>/codes/<run>.npz` (codes, labels, image_ids, splits) of each finished run; VAE codes are μ."""
     import torch
 
@@ -298,12 +340,10 @@ def encode(out: str | Path, *, splits: Sequence[str] | None = None, device: str 
             labels.append(ds.labels)
             ids += ds.image_ids
             split_names += [ds.split] * len(ds)
-        path = write_codes(out / "codes" / f"{name}.npz", np.concatenate(codes), np.concatenate(labels), ids, split_names,
+        path = write_codes(codes_dir / f"{name}.npz", np.concatenate(codes), np.concatenate(labels), ids, split_names,
                            run=name, arch=record["config"]["arch"], loss=record["config"]["loss"])
-        print(f"encode {name}: {len(ids)} codes of size {codes[0].shape[1]} → {path}")
+        print(f"encode {name}: {len(ids)} codes of size {codes[0].shape[1]} → {out / 'codes' / path.name}")
         paths.append(path)
     # The same images as raw 8-bit pixels, for the classification experiment's pixel baseline.
-    pixels = write_pixels(out / "pixels.npz", np.concatenate([ds.images for ds in datasets]),
-                          [i for ds in datasets for i in ds.image_ids])
-    print(f"encode: raw pixels of the same images → {pixels}")
+    write_pixels(pixels_path, np.concatenate([ds.images for ds in datasets]), [i for ds in datasets for i in ds.image_ids])
     return paths

@@ -326,6 +326,14 @@ def prepare_run_dir(cfg: TrainConfig) -> dict | None:
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return None
     if cfg.overwrite:
+        from percept.contracts.staging import dependent_design
+
+        design = dependent_design(run_dir.parent.parent)
+        shown = (design or {}).get("runs")
+        if isinstance(shown, dict) and cfg.run_name in shown.values():
+            raise InputError(f"{run_dir}: run {cfg.run_name}'s reconstructions are shown by "
+                             f"{run_dir.parent.parent / 'study' / 'design.json'}; retraining it would orphan that study; "
+                             f"train under another --out or --seed")
         shutil.rmtree(run_dir)
         return None
     record = read_run_record(run_dir) if record_path.exists() else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -85,16 +86,26 @@ def _save_state(out: Path, state: dict) -> None:
 
 
 def prepare(out: Path, cfg: DemoConfig, fresh: bool) -> dict:
-    """Decide what to reuse: same settings keep finished steps; anything else starts over, loudly."""
+    """Decide what to reuse: same settings keep intact steps; anything else starts over, loudly, never over people's data."""
+    from percept.contracts.staging import human_response_files
+
     wanted = json.loads(json.dumps(asdict(cfg)))  # as stored: tuples become lists
+    for leftover in out.parent.glob(f".{out.name}.discard-*"):  # a crash while discarding an old demo
+        if not human_response_files(leftover):
+            shutil.rmtree(leftover)
     state = _load_state(out)
     if out.exists() and any(out.iterdir()):
         if state is None:
             raise InputError(f"{out} exists and was not made by `percept demo`; choose another --out")
         if fresh or state.get("config") != wanted:
             why = "--fresh given" if fresh else "settings changed"
-            print(f"demo: {why}: overwriting the previous demo outputs in {out}")
-            shutil.rmtree(out)
+            people = human_response_files(out)
+            if people:
+                n = sum(f.suffix == ".csv" for f in people) or len(people)  # a CSV and its record are one file
+                raise InputError(f"{out}: {why}, but it holds {n} response file(s) of people "
+                                 f"(e.g. {people[0]}); starting over would delete them; use another --out")
+            print(f"demo: {why}: overwriting the previous demo outputs in {out} (derived and simulated files only)")
+            _discard(out)
             state = None
     out.mkdir(parents=True, exist_ok=True)
     state = state or {"config": wanted, "done": []}
@@ -102,15 +113,101 @@ def prepare(out: Path, cfg: DemoConfig, fresh: bool) -> dict:
     return state
 
 
+def _discard(out: Path) -> None:
+    """Remove a previous demo folder: renamed aside first, so a crash never leaves half of one under `out`."""
+    aside = out.parent / f".{out.name}.discard-{os.getpid()}"
+    os.rename(out, aside)
+    shutil.rmtree(aside)
+
+
+def _intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    """Whether a step's outputs exist and their contract readers accept them (not merely recorded as done)."""
+    from percept.contracts import ContractError
+
+    checks = {"reconstruct": _recon_intact, "encode": _codes_intact, "design": _design_intact,
+              "simulate": _responses_intact, "analyze": _analysis_intact, "classify": _classify_intact,
+              "report": _report_intact}
+    if name.startswith("train "):
+        check = _run_intact
+    elif name in checks:
+        check = checks[name]
+    else:
+        return False  # a step this function cannot check is redone rather than trusted
+    try:
+        return bool(check(name, out, cfg))
+    except (ContractError, InputError, OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _run_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    run = out / "models" / f"{name.split(' ', 1)[1]}-s{cfg.seed}"
+    record = json.loads((run / "config.json").read_text())
+    return record.get("status") == "finished" and (run / "checkpoint.pt").stat().st_size > 0
+
+
+def _recon_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    from percept.contracts.manifest import read_manifest
+
+    return len(read_manifest(out / "reconstructions" / "manifest.csv", check_files=True)) > 0
+
+
+def _codes_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    from percept.contracts.codes import read_codes
+    from percept.contracts.pixels import read_pixels
+
+    files = sorted((out / "codes").glob("*.npz"))
+    for f in files:
+        read_codes(f)
+    read_pixels(out / "pixels.npz")
+    return len(files) == len(cfg.archs) * len(cfg.losses)
+
+
+def _design_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    from percept.contracts.design import read_design, read_design_meta
+
+    read_design_meta(out / "study" / "design.json")
+    return len(read_design(out / "study" / "design.csv", check_files=True)) > 0
+
+
+def _responses_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    from percept.contracts.responses import read_responses, read_session
+
+    files = sorted((out / "study" / "responses").glob("*.csv"))
+    for f in files:
+        read_responses(f)
+        read_session(f.with_suffix(".json"))
+    return len(files) == cfg.participants
+
+
+def _analysis_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    from percept.contracts.tables import read_json
+
+    summary = read_json(out / "analysis" / "summary.json", "no analysis summary")
+    return isinstance(summary, dict) and all((out / "analysis" / f).is_file() for f in ("pairwise.csv", "models.csv"))
+
+
+def _classify_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    from percept.contracts.tables import read_csv_checked
+
+    return len(read_csv_checked(out / "analysis" / "classification.csv", ())) > 0
+
+
+def _report_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
+    return b"</html>" in (out / "analysis" / "report.html").read_bytes()[-200:]
+
+
 def run_demo(out: Path, cfg: DemoConfig, fresh: bool = False) -> Path:
     """Run (or resume) the chain; return the report's path."""
     state = prepare(out, cfg, fresh)
     timings = {}
     chain = steps(cfg, out)
-    # A step reruns when it, or any step before it, is not recorded as done.
+    # A step reruns when it, or any step before it, is not recorded as done or its outputs are not intact.
     done_prefix = 0
     for name, _, _ in chain:
         if name not in state["done"]:
+            break
+        if not _intact(name, out, cfg):
+            print(f"demo: {name}: recorded as done but its outputs are missing or damaged; redoing it and what follows")
             break
         done_prefix += 1
     state["done"] = state["done"][:done_prefix]
@@ -119,6 +216,10 @@ def run_demo(out: Path, cfg: DemoConfig, fresh: bool = False) -> Path:
             print(f"demo: [{i + 1}/{len(chain)}] {name}: reusing finished outputs")
             continue
         print(f"demo: [{i + 1}/{len(chain)}] {name}", flush=True)
+        if argv[0] in ("reconstruct", "design"):
+            # Everything after this step is redone too and the demo folder holds no people's data
+            # (prepare refuses otherwise), so its own derived files may be replaced.
+            argv = [*argv, "--overwrite"]
         t0 = time.perf_counter()
         _call(module, argv)
         timings[name] = round(time.perf_counter() - t0, 1)

@@ -24,6 +24,9 @@ class DesignPaths:
     out: Path = field(metadata={"help": "experiment folder runs/EXP; writes <out>/study/"})
     manifest: Path | None = field(default=None, metadata={
         "help": "manifest to draw from; none: <out>/reconstructions/manifest.csv"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace a design that has responses: people's files are moved to study/responses-archived-<time>/, "
+                "simulated ones dropped"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def run_design(paths: DesignPaths, make_config) -> int:
     rest = {k: v for k, v in given.items() if k not in PLAN_FIELDS}  # the plan fields' text is replaced by `plan`
     cfg = make_config.func(**rest, **plan)
     manifest = paths.manifest or paths.out / "reconstructions" / "manifest.csv"
-    path = build_design(manifest, paths.out, cfg)
+    path = build_design(manifest, paths.out, cfg, overwrite=paths.overwrite)
     df, _ = load_design(path)
     mirrored = f" ({cfg.lists} covering every item, each with its mirror)" if cfg.mirror else ""
     print(f"design: {len(df)} trials in {df['list_id'].nunique()} list(s){mirrored} → {path}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -366,10 +367,50 @@ def mirror_row(row: dict) -> dict:
     return out
 
 
-def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig = DesignConfig()) -> Path:
-    """Write `<out>/study/design.csv` + design.json (+ catch stimuli) from a manifest; return the csv path."""
-    manifest_path = Path(manifest_path)
-    study_dir = Path(out) / "study"
+def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig = DesignConfig(), *,
+                 overwrite: bool = False) -> Path:
+    """Write `<out>/study/design.csv` + design.json (+ catch stimuli), all at once or not at all; return the csv path.
+
+    Refused while study/responses/ holds response files (they were collected with the current design);
+    with `overwrite` people's files are moved to study/responses-archived-<time>/ and simulated ones dropped.
+    """
+    from percept.contracts.staging import human_response_files, move_aside, reading, staged_dir
+
+    study = Path(out) / "study"
+    held = sorted((study / "responses").glob("*.csv")) if (study / "responses").is_dir() else []
+    # people's CSVs and session records in responses/ (archives of earlier designs stay where they are)
+    people = [f for f in human_response_files(study) if f.parent == study / "responses"] if held else []
+    n_people = sum(f.suffix == ".csv" for f in people)
+    if held and not overwrite:
+        raise InputError(f"{study / 'responses'} holds {len(held)} response file(s) ({n_people} of people) collected "
+                         f"with {study / 'design.csv'}; a new design would orphan them; use another --out, or "
+                         f"--overwrite to move people's files to {study}/responses-archived-<time>/ and drop simulated ones")
+    archived: list[Path] = []
+
+    def clear(staging: Path) -> None:
+        # Outputs this command regenerates, and responses that belong to the old design.
+        for name in ("design.csv", "design.json"):
+            (staging / name).unlink(missing_ok=True)
+        shutil.rmtree(staging / CATCH_DIR.split("/")[0], ignore_errors=True)
+        if (staging / "responses").is_dir():
+            humans = [staging / "responses" / f.name for f in people]
+            folder = move_aside(humans, staging)
+            if folder is not None:
+                archived.append(study / folder.name)
+            shutil.rmtree(staging / "responses")
+
+    with reading(Path(manifest_path).parent), staged_dir(study, keep=True, prepare=clear) as staging:
+        path = _build_design(Path(manifest_path), staging, cfg)
+    if archived:
+        print(f"design: moved {n_people} people's response file(s) (+ records) to {archived[0]}; "
+              f"dropped {len(held) - n_people} simulated one(s)")
+    elif held:
+        print(f"design: dropped {len(held)} simulated response file(s) of the old design")
+    return study / path.name
+
+
+def _build_design(manifest_path: Path, study_dir: Path, cfg: DesignConfig) -> Path:
+    """Build the design into `study_dir` (a staging folder); return the csv path."""
     if cfg.lists < 1:
         raise InputError(f"--lists: {cfg.lists} must be at least 1")
     if not 0.0 <= cfg.catch < 1.0:

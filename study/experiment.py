@@ -481,8 +481,15 @@ def _instructions(kinds: set[str], has_practice: bool) -> str:
 
 
 def run_session(cfg: RunConfig, responder: Responder | None = None) -> Path:
-    """Run (or resume) one participant's session; return the response CSV path."""
-    return Session(cfg, responder).run()
+    """Run (or resume) one participant's session; return the response CSV path.
+
+    Holds the study folder's lock shared: sessions may run side by side, `design` and `simulate` may not.
+    """
+    from percept.contracts.staging import stage_lock
+
+    design = Path(cfg.design)
+    with stage_lock(design.parent if design.parent.name else design.resolve().parent, shared=True):
+        return Session(cfg, responder).run()
 
 
 def dialog_problem() -> str | None:

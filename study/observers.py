@@ -167,8 +167,20 @@ def trained_on_observer(design: pd.DataFrame, observer: str) -> list[str]:
 
 
 def simulate(design_path: str | Path, participants: int, observer: str = "haarpsi", noise: float = 0.5,
-             seed: int = 0, *, config: ObserverConfig | None = None, first: int = 1,
-             start: datetime | None = None) -> list[Path]:
+             seed: int = 0, **options) -> list[Path]:
+    """Write simulated participants' responses; all files appear together or none do (see `_simulate`)."""
+    from percept.contracts.staging import staged_dir
+
+    design_path = Path(design_path)
+    study = design_path.parent if design_path.parent.name else design_path.resolve().parent
+    with staged_dir(study, keep=True) as staging:
+        paths = _simulate(staging / design_path.name, participants, observer, noise, seed, **options)
+    return [study / "responses" / p.name for p in paths]
+
+
+def _simulate(design_path: str | Path, participants: int, observer: str = "haarpsi", noise: float = 0.5,
+              seed: int = 0, *, config: ObserverConfig | None = None, first: int = 1,
+              start: datetime | None = None) -> list[Path]:
     """Write one response file + session record per simulated participant; return the CSV paths.
 
     Participants are named sim01, sim02, … (from `first`); participant k (0-based) does list
