@@ -103,17 +103,20 @@ def test_help_reasons_do_not_need_source_when_metadata_has_them(monkeypatch):
 
 
 # (command, function, {field: parameter}) where a CLI dataclass mirrors a science function's keyword default.
-MIRRORS = [
-    ("reconstruct", "autoencoders.export:reconstruct", {"split": "split", "n": "n", "device": "device"}),
-    ("encode", "autoencoders.export:encode", {"splits": "splits", "device": "device"}),
-    ("simulate", "study.observers:simulate", {"seed": "seed", "first": "first"}),
-    ("analyze", "analysis.cli:analyze", {"exclude_simulated": "exclude_simulated", "rank_unit": "rank_unit",
-                                         "boot": "n_boot", "bayes": "bayes", "lme4": "lme4", "seed": "seed"}),
-    ("classify", "analysis.cli:classify", {"pixels": "pixels", "manifest": "manifest", "c": "c",
-                                           "max_iter": "max_iter", "seed": "seed"}),
-    ("power", "analysis.cli:power", {"sims": "sims", "alpha": "alpha", "test": "test", "arch": "arch", "pair": "pair",
-                                     "effect": "effect", "sd_participant": "sd_participant", "sd_image": "sd_image",
-                                     "exclude_simulated": "exclude_simulated", "seed": "seed"}),
+MIRRORS = [  # the staged wrappers take **options: their defaults are those of the functions doing the work
+    ("reconstruct", "autoencoders.export:_reconstruct", {"split": "split", "n": "n", "spares": "spares",
+                                                         "device": "device"}),
+    ("encode", "autoencoders.export:_encode", {"splits": "splits", "device": "device"}),
+    ("simulate", "study.observers:_simulate", {"seed": "seed", "first": "first"}),
+    ("analyze", "analysis.cli:_analyze", {"exclude_simulated": "exclude_simulated", "rank_unit": "rank_unit",
+                                          "boot": "n_boot", "bayes": "bayes", "lme4": "lme4", "seed": "seed",
+                                          "premise_unit": "premise_unit"}),
+    ("classify", "analysis.cli:_classify", {"pixels": "pixels", "manifest": "manifest", "c": "c",
+                                            "max_iter": "max_iter", "seed": "seed", "boot": "n_boot"}),
+    ("power", "analysis.cli:_power", {"images": "images", "sims": "sims", "alpha": "alpha", "test": "test",
+                                      "arch": "arch", "pair": "pair", "sesoi": "sesoi", "effect": "effect",
+                                      "sd_participant": "sd_participant", "sd_image": "sd_image",
+                                      "exclude_simulated": "exclude_simulated", "seed": "seed"}),
 ]
 
 

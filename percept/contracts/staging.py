@@ -80,7 +80,7 @@ def stage_lock(folder: str | Path, command: str | None = None, *, shared: bool =
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise InputError(f"{path}: cannot open the lock file of {folder} ({exc.strerror}); nothing was changed") from None
+        raise InputError(f"{path}: cannot open the lock file of {folder} ({_why(exc)}); nothing was changed") from None
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -288,11 +288,18 @@ def _copy_tree(src: Path, dst: Path) -> None:
                 shutil.copy2(s, there / name)
 
 
+def _why(exc: OSError) -> str:
+    """The reason of an OSError with its errno name, as the command layer prints it: 'No space left on device [ENOSPC]'."""
+    name = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else ""
+    return f"{exc.strerror or exc}" + (f" [{name}]" if name else "")
+
+
 def _one_line(exc: BaseException, staging: Path, target: Path) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
         where = exc.filename or ""
-        text = f"{exc.strerror.lower()}" + (f" ({where})" if where else "")
+        name = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+        text = exc.strerror.lower() + (f" [{name}]" if name else "") + (f" ({where})" if where else "")
     return text.replace(str(staging), str(target))
 
 
@@ -312,7 +319,7 @@ def staged_dir(target: str | Path, *, keep: bool = False, command: str | None = 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{target.parent}: cannot create the folder ({exc.strerror}); nothing was changed") from None
+        raise InputError(f"{target.parent}: cannot create the folder ({_why(exc)}); nothing was changed") from None
     with stage_lock(target, command):
         staging = target.parent / f".{target.name}{SWAP_TAG}{os.getpid()}"
         try:
