@@ -82,6 +82,9 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
         "scale.png": _figure(plots.scale_plot, scale, figs / "scale.png"),
         "agreement.png": _figure(plots.agreement_plot, agreement, figs / "agreement.png"),
     }
+    from analysis.kinds import analyze_kinds
+
+    other_kinds = analyze_kinds(study.responses, out, n_boot=n_boot, seed=seed)  # pairs, ratings, jnd
     counts = study.responses["kind"].value_counts().to_dict()
     summary = {
         "study": str(Path(study_dir).resolve()),
@@ -100,7 +103,9 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
                      "cluster-robust SE, t test on min(clusters)-1 df",
         "preferences": models.to_dict("records"),
         "friedman": friedman.to_dict("records"),
-        "headline": headline(pairwise, models, friedman, dist, study.simulated),
+        "headline": headline(pairwise, models, friedman, dist, study.simulated) + [
+            line + (" [simulated observers]" if study.simulated else "") for line in other_kinds["headline"]],
+        "kinds": other_kinds,
         "figures": {k: v for k, v in figures.items() if v},
         "options": {"rules": asdict(rules), "exclude_simulated": exclude_simulated, "rank_unit": rank_unit,
                     "n_boot": n_boot, "bayes": bayes, "lme4": bool(models["estimator"].eq("lme4_glmer").any())

@@ -41,7 +41,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True, help="experiment folder; writes <out>/study/")
         # --kinds, --pairs and --ranking-losses take a default and/or per-architecture values: "mse:ms_ssim;fc=ssim:mse".
         p.add_argument("--kinds", default=",".join(d.kinds),
-                       help="triplet,ranking (default both); per architecture: 'fc=triplet;conv=ranking'")
+                       help="any of triplet,ranking,pair,rating,rating_ref,jnd (default triplet,ranking; one module each in "
+                       "study/trials/); per architecture: 'fc=triplet;conv=ranking'")
         p.add_argument("--pairs", default=",".join(f"{a}:{b}" for a, b in DEFAULT_PAIRS),
                        help="loss pairs for triplets (default %(default)s); per architecture: 'mse:ms_ssim;fc=ssim:mse'")
         p.add_argument("--ranking-losses", default=",".join(d.ranking_losses),
@@ -58,6 +59,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--catch", type=float, default=d.catch, help="share of catch trials in the main block (default %(default)s)")
         p.add_argument("--practice", type=int, default=d.practice, help="practice trials per list (default %(default)s)")
         p.add_argument("--seed", type=int, default=d.seed)
+        p.add_argument("--jnd-ms", type=_csv_list, default=[str(v) for v in d.jnd_ms],
+                       help="jnd trials: first image, blank gap, second image in ms (default %(default)s)")
         p.add_argument("--blur-sigma", type=float, default=d.blur_sigma, help="catch degradation blur σ, px (default %(default)s)")
         p.add_argument("--noise-sd", type=float, default=d.noise_sd, help="catch degradation noise SD (default %(default)s)")
     elif command == "run":
@@ -111,13 +114,21 @@ def _apply_config(parser: argparse.ArgumentParser, command: str, argv: list[str]
             action.required = False
 
 
+def _ms_triple(values) -> tuple[int, ...]:
+    """--jnd-ms 'first,gap,second' as whole milliseconds."""
+    try:
+        return tuple(int(str(v)) for v in values)
+    except ValueError:
+        raise InputError(f"--jnd-ms: {','.join(map(str, values))!r} is not three whole numbers of ms (e.g. 1000,250,1000)") from None
+
+
 def _design(args: argparse.Namespace) -> int:
     from study.design import DesignConfig, build_design, describe, load_design, plan_settings
 
     cfg = DesignConfig(**plan_settings(args.kinds, args.pairs, args.ranking_losses), images=args.images, lists=args.lists,
                        catch=args.catch, practice=args.practice, seed=args.seed, archs=tuple(args.archs) if args.archs else None,
                        blur_sigma=args.blur_sigma, noise_sd=args.noise_sd, preset=args.preset,
-                       stimulus_seed=args.stimulus_seed, mirror=args.mirror)
+                       stimulus_seed=args.stimulus_seed, mirror=args.mirror, jnd_ms=_ms_triple(args.jnd_ms))
     path = build_design(args.manifest, args.out, cfg)
     df, _ = load_design(path)
     mirrored = f" ({cfg.lists} covering every item, each with its mirror)" if cfg.mirror else ""

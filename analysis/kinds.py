@@ -1,0 +1,100 @@
+"""Statistics and report sections of the kinds beyond Snell's triplets and rankings: pairs, ratings, jnd.
+
+`analyze_kinds` writes, only for kinds present in the data:
+- pairs (no reference): pairs_pairwise.csv (counts, Wilson CIs, exact tests as for triplets) and
+  pairs_scale.csv (Bradley–Terry), reported separately from the triplets;
+- ratings: ratings_screening.csv (ITU-R BT.500 β2), and with screened-out participants dropped
+  ratings_mos.csv, ratings_dmos.csv, ratings_models.csv (MixedLM and OrderedModel);
+- jnd: jnd.csv (proportion different, Wilson CI, d′) and jnd_per_image.csv (Holm / BH).
+and returns the summary's `kinds` block. `report_sections` turns those files into HTML.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from percept.contracts import kinds as kinds_c
+from percept.contracts.tables import atomic_write_csv
+
+FILES = ("pairs_pairwise", "pairs_scale", "ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models",
+         "jnd", "jnd_per_image")
+
+
+def analyze_kinds(responses: pd.DataFrame, out: Path, *, n_boot: int = 200, seed: int = 0) -> dict:
+    """Write the pair, rating and jnd tables present in `responses` under `out`; return the summary block."""
+    from analysis import jnd as jn
+    from analysis import preferences as pr
+    from analysis import ratings as rt
+    from analysis import scaling as sc
+
+    present = sorted(set(responses["kind"]))
+    for kind in present:
+        kinds_c.spec(kind)  # an unknown kind is refused, never folded into another
+    block: dict = {"present": present, "headline": []}
+    tables: dict[str, pd.DataFrame] = {}
+    if "pair" in present:
+        trials = pr.triplet_table(responses, kind="pair")
+        tables["pairs_pairwise"] = pr.pairwise_table(trials)
+        tables["pairs_scale"] = sc.bradley_terry(trials, n_boot, seed)
+        for r in tables["pairs_pairwise"].itertuples():
+            block["headline"].append(f"{r.arch} pairs (no reference): {r.prop_a:.0%} chose {r.loss_a} over {r.loss_b} "
+                                     f"(95% CI {r.ci_low:.0%}–{r.ci_high:.0%}, n={r.n})")
+    ratings = rt.rating_table(responses)
+    if len(ratings):
+        screen = rt.bt500_screening(ratings)
+        rejected = set(screen.loc[screen["rejected"], "participant"])
+        kept = ratings[~ratings["participant"].isin(rejected)]
+        reference = rt.reference_table(responses)
+        reference = reference[~reference["participant"].isin(rejected)]
+        tables["ratings_screening"] = screen
+        tables["ratings_mos"] = rt.mos_table(kept)
+        tables["ratings_dmos"] = rt.dmos_table(kept, reference)
+        tables["ratings_models"] = pd.concat([rt.mixed_model(kept), rt.ordinal_model(kept)], ignore_index=True)
+        block["ratings_screened_out"] = screen.loc[screen["rejected"], ["participant", "reason"]].to_dict("records")
+        for r in tables["ratings_mos"].itertuples():
+            block["headline"].append(f"{r.arch} {r.kind}: {r.loss} MOS {r.mos:.2f} (95% CI {r.ci_low:.2f}–{r.ci_high:.2f}, "
+                                     f"n={r.n})")
+    trials = jn.jnd_table(responses)
+    if len(trials):
+        same = jn.same_pairs(responses)
+        tables["jnd"] = jn.jnd_summary(trials, same)
+        tables["jnd_per_image"] = jn.per_image_tests(trials, same)
+        for r in tables["jnd"].itertuples():
+            block["headline"].append(f"{r.arch} jnd: {r.loss} told apart from the original on {r.prop_different:.0%} "
+                                     f"(95% CI {r.ci_low:.0%}–{r.ci_high:.0%}, n={r.n}); d′={r.d_prime:.2f}")
+    for name in FILES:
+        path = out / f"{name}.csv"
+        if name in tables:
+            atomic_write_csv(tables[name], path)
+        else:
+            path.unlink(missing_ok=True)  # a stale table of an earlier analysis must not be reported
+    block["files"] = sorted(f"{n}.csv" for n in tables)
+    return block
+
+
+def report_sections(adir: Path, summary: dict, table, read_csv) -> list[str]:
+    """HTML sections for the pair, rating and jnd tables in `adir` (with the report's `table` and `_csv` helpers)."""
+    body = []
+    kinds = summary.get("kinds", {}).get("present")
+    if kinds:
+        body.append(f"<p>Trial kinds run: {', '.join(kinds)}.</p>")
+    csv = {name: read_csv(adir / f"{name}.csv") for name in FILES}
+    if csv["pairs_pairwise"] is not None:
+        body.append("<h2>Pair comparisons without reference</h2><p>Two reconstructions side by side, no original "
+                    "(\u201cwhich looks better?\u201d); counted, tested and scaled like the triplets, reported separately.</p>")
+        body.append(table(csv["pairs_pairwise"]))
+        body.append(table(csv["pairs_scale"]) if csv["pairs_scale"] is not None else "")
+    if csv["ratings_mos"] is not None:
+        body.append("<h2>Ratings (ACR / DCR)</h2><p>MOS per loss with 95% t-intervals (ITU-T P.910); DMOS from the hidden "
+                    "reference (ACR catch trials showing the original); participants screened by ITU-R BT.500's β2 "
+                    "procedure are left out of MOS, DMOS and models. Mixed model: crossed random intercepts for "
+                    "participant and image (statsmodels MixedLM); ordinal: cumulative logit (OrderedModel).</p>")
+        for name in ("ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models"):
+            body.append(f"<h3>{name.replace('ratings_', '')}</h3>" + table(csv[name]))
+    if csv["jnd"] is not None:
+        body.append("<h2>Same / different (jnd)</h2><p>Proportion \u201cdifferent\u201d with Wilson 95% CIs; d′ = z(H) − z(F) "
+                    "with F from catch trials showing the original twice (yes/no model, log-linear correction); per-image "
+                    "exact binomial tests against F with Holm and Benjamini–Hochberg adjustment.</p>")
+        body.append(table(csv["jnd"]) + table(csv["jnd_per_image"]))
+    return body
