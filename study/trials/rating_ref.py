@@ -1,4 +1,4 @@
-"""Degradation category rating (DCR / DSIS, ITU-R BT.500, ITU-T P.910): the original (left, labelled)
+"""Degradation category rating (DCR / DSIS, ITU-R BT.500, ITU-T P.910): the original (left)
 and one reconstruction (right) side by side, rated on the 5-point impairment scale Very annoying (1)
 … Imperceptible (5) with keys 1–5. Its catch: the original against itself (5) or its degraded copy (1)."""
 from __future__ import annotations
