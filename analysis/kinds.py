@@ -6,17 +6,20 @@
 - ratings: ratings_screening.csv (ITU-R BT.500 β2), and with screened-out participants dropped
   ratings_mos.csv, ratings_dmos.csv, ratings_models.csv (MixedLM and OrderedModel);
 - jnd: jnd.csv (proportion different, Wilson CI, d′) and jnd_per_image.csv (Holm / BH).
-and returns the summary's `kinds` block. `report_sections` turns those files into HTML.
+with a figure each under figures/ (pairs.png, ratings_mos.png, jnd.png), and returns the summary's
+`kinds` block. `report_sections` turns those files into HTML.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from percept.contracts import kinds as kinds_c
 from percept.contracts.tables import atomic_write_csv
 
+FIGURES = ("pairs.png", "ratings_mos.png", "jnd.png")
 FILES = ("pairs_pairwise", "pairs_scale", "ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models",
          "jnd", "jnd_per_image")
 
@@ -70,11 +73,53 @@ def analyze_kinds(responses: pd.DataFrame, out: Path, *, n_boot: int = 200, seed
         else:
             path.unlink(missing_ok=True)  # a stale table of an earlier analysis must not be reported
     block["files"] = sorted(f"{n}.csv" for n in tables)
+    block["figures"] = _figures(tables, out / "figures")
     return block
 
 
-def report_sections(adir: Path, summary: dict, table, read_csv) -> list[str]:
-    """HTML sections for the pair, rating and jnd tables in `adir` (with the report's `table` and `_csv` helpers)."""
+def interval_plot(df: pd.DataFrame, value: str, ylabel: str, path: Path, *, ylim: tuple[float, float] | None = None) -> Path | None:
+    """Points with 95% CI bars per loss, one panel per (kind, arch); None when there is nothing to draw."""
+    from analysis.plots import _colour, _err, _figure, _save
+
+    if df is None or df.empty:
+        return None
+    df = df.assign(kind=df["kind"] if "kind" in df.columns else "")
+    panels = list(df.groupby(["kind", "arch"], sort=True))
+    fig = _figure(3.2 * len(panels) + 0.5, 3.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, ((kind, arch), g) in zip(axes, panels):
+        x = np.arange(len(g))
+        for i, r in enumerate(g.itertuples()):
+            ax.errorbar([i], [getattr(r, value)], yerr=_err([getattr(r, value)], [r.ci_low], [r.ci_high]), fmt="o",
+                        color=_colour(r.loss, i), capsize=4)
+        ax.set_xticks(x, g["loss"].tolist())
+        ax.set_title(f"{arch} {kind}".strip(), fontsize=10)
+        ax.set_ylabel(ylabel)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def _figures(tables: dict[str, pd.DataFrame], figs: Path) -> list[str]:
+    """Draw the figures of the tables present; remove stale ones; the names drawn."""
+    from analysis.plots import preference_bars
+
+    drawn = {
+        "pairs.png": preference_bars(tables["pairs_pairwise"], figs / "pairs.png") if "pairs_pairwise" in tables else None,
+        "ratings_mos.png": interval_plot(tables.get("ratings_mos"), "mos", "MOS (1–5, 95% CI)", figs / "ratings_mos.png",
+                                         ylim=(1, 5)),
+        "jnd.png": interval_plot(tables.get("jnd"), "prop_different", "proportion 'different' (95% CI)", figs / "jnd.png",
+                                 ylim=(0, 1)),
+    }
+    for name, path in drawn.items():
+        if path is None:
+            (figs / name).unlink(missing_ok=True)
+    return sorted(name for name, path in drawn.items() if path is not None)
+
+
+def report_sections(adir: Path, summary: dict, table, read_csv, img) -> list[str]:
+    """HTML sections for the pair, rating and jnd tables in `adir` (with the report's `table`, `_csv` and `_img` helpers)."""
     body = []
     kinds = summary.get("kinds", {}).get("present")
     if kinds:
@@ -83,18 +128,19 @@ def report_sections(adir: Path, summary: dict, table, read_csv) -> list[str]:
     if csv["pairs_pairwise"] is not None:
         body.append("<h2>Pair comparisons without reference</h2><p>Two reconstructions side by side, no original "
                     "(\u201cwhich looks better?\u201d); counted, tested and scaled like the triplets, reported separately.</p>")
-        body.append(table(csv["pairs_pairwise"]))
+        body.append(img(adir / "figures" / "pairs.png", "pairs without reference") + table(csv["pairs_pairwise"]))
         body.append(table(csv["pairs_scale"]) if csv["pairs_scale"] is not None else "")
     if csv["ratings_mos"] is not None:
         body.append("<h2>Ratings (ACR / DCR)</h2><p>MOS per loss with 95% t-intervals (ITU-T P.910); DMOS from the hidden "
                     "reference (ACR catch trials showing the original); participants screened by ITU-R BT.500's β2 "
                     "procedure are left out of MOS, DMOS and models. Mixed model: crossed random intercepts for "
                     "participant and image (statsmodels MixedLM); ordinal: cumulative logit (OrderedModel).</p>")
+        body.append(img(adir / "figures" / "ratings_mos.png", "MOS per loss"))
         for name in ("ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models"):
             body.append(f"<h3>{name.replace('ratings_', '')}</h3>" + table(csv[name]))
     if csv["jnd"] is not None:
         body.append("<h2>Same / different (jnd)</h2><p>Proportion \u201cdifferent\u201d with Wilson 95% CIs; d′ = z(H) − z(F) "
                     "with F from catch trials showing the original twice (yes/no model, log-linear correction); per-image "
                     "exact binomial tests against F with Holm and Benjamini–Hochberg adjustment.</p>")
-        body.append(table(csv["jnd"]) + table(csv["jnd_per_image"]))
+        body.append(img(adir / "figures" / "jnd.png", "proportion different") + table(csv["jnd"]) + table(csv["jnd_per_image"]))
     return body

@@ -220,7 +220,7 @@ def report(out_dir: str | Path) -> Path:
 
     from analysis.kinds import report_sections
 
-    body += report_sections(adir, summary, table, _csv)  # pairs, ratings and jnd, when the study has them
+    body += report_sections(adir, summary, table, _csv, _img)  # pairs, ratings and jnd, when the study has them
     body.append("<h2>Objective metrics per run</h2>")
     body.append(_metric_section(Path(manifest_path) if manifest_path else None))
 

@@ -155,5 +155,8 @@ def test_analyze_recovers_a_known_preference_in_every_new_kind(tmp_path):
     assert pw["loss_a"] == "mse" and pw["ci_high"] < 0.5  # ms_ssim preferred without reference too
     j = pd.read_csv(out / "jnd.csv").set_index("loss")
     assert j.loc["ms_ssim", "ci_high"] < j.drop("ms_ssim")["ci_low"].min()
+    assert summary["kinds"]["figures"] == ["jnd.png", "pairs.png", "ratings_mos.png"]
+    assert all((out / "figures" / f).is_file() for f in summary["kinds"]["figures"])
     html = report(tmp_path).read_text()
     assert "Trial kinds run: " in html and "Ratings (ACR / DCR)" in html and "Same / different" in html
+    assert 'alt="MOS per loss"' in html and 'alt="proportion different"' in html
