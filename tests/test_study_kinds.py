@@ -156,3 +156,16 @@ def test_metric_observers_answer_every_kind(design):
     assert set(df["kind"]) >= set(ALL)
     assert df.loc[df["kind"].isin(["rating", "rating_ref"]), "choice"].isin(list("12345")).all()
     assert df.loc[df["kind"] == "jnd", "choice"].isin(["same", "different"]).all()
+
+
+def test_answers_expand_into_what_statistics_consume():
+    shown = {"left": "a", "right": "b", "third": "c"}
+    assert kinds_c.expand("ranking", "c>a>b", shown)["wins"] == [("c", "a"), ("c", "b"), ("a", "b")]
+    assert kinds_c.expand("pair", "b", shown)["wins"] == [("b", "a")]
+    assert trials.get("triplet").expand({"choice": "a", "left_run": "a", "right_run": "b"})["wins"] == [("a", "b")]
+    assert kinds_c.expand("rating_ref", "4", {"left": "a"})["rating"] == 4
+    assert kinds_c.expand("jnd", "different", {"left": "original", "right": "a"})["different"] is True
+    with pytest.raises(ContractError, match="not one of"):
+        kinds_c.expand("rating", "7", {"left": "a"})
+    with pytest.raises(ContractError, match="was not shown"):
+        kinds_c.expand("pair", "z", shown)

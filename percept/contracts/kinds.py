@@ -110,3 +110,27 @@ def catch_correct(kind: str, answer: str, choice: str, shown: dict[str, str]) ->
         # The original should be rated at the top (≥ 4 of 5), the degraded copy at the bottom (≤ 2).
         return int(choice) >= 4 if answer == "5" else int(choice) <= 2
     return choice == answer
+
+
+def expand(kind: str, choice: str, shown: dict[str, str]) -> dict:
+    """What statistics consume from one answer: pairwise `wins` [(winner run, loser run)], the `order` best-first,
+    the `rating` (1..5) or `different` (bool); keys that do not apply are None."""
+    s = spec(kind)
+    why = check_choice(kind, choice, shown)
+    if why is not None:
+        raise ContractError(f"{kind} answer: {why}")
+    out = {"wins": None, "order": None, "rating": None, "different": None}
+    if s.family == "pairwise":
+        runs = [shown[slot] for slot in s.slots]
+        out["order"] = [choice] + [r for r in runs if r != choice]
+    elif s.family == "ranking":
+        out["order"] = choice.split(ORDER_SEP)
+    elif s.family == "rating":
+        out["rating"] = int(choice)
+    elif s.family == "same_different":
+        out["different"] = choice == "different"
+    else:
+        raise ContractError(f"{kind}: family {s.family!r} has no expansion")
+    if out["order"] is not None:  # every option beats every one ranked below it
+        out["wins"] = [(a, b) for k, a in enumerate(out["order"]) for b in out["order"][k + 1:]]
+    return out

@@ -154,6 +154,10 @@ class TrialKind:
         """The saved choice of a one-key answer."""
         raise NotImplementedError(self.name)
 
+    def expand(self, row: dict) -> dict:
+        """What statistics consume from an answered row: pairwise wins, order, rating or different."""
+        return kinds_c.expand(self.name, row["choice"], {slot: row[f"{slot}_run"] for slot in self.spec.slots})
+
     # --- simulated observer -------------------------------------------------------------------
     def observe(self, row: dict, judge: Judge) -> tuple[str, str]:
         """(key, choice) of a simulated observer."""
