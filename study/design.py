@@ -46,7 +46,6 @@ from percept.contracts import design as design_c
 from percept.contracts import kinds as kinds_c
 from percept.contracts import manifest as manifest_c
 from study import trials
-from study.trials.base import alternating_sides as _alternating_sides
 
 DEFAULT_PAIRS = (("mse", "ms_ssim"), ("mae", "ms_ssim"), ("mse", "mae"))
 DEFAULT_RANKING_LOSSES = ("mse", "mae", "ms_ssim")
