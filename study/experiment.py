@@ -93,6 +93,15 @@ def layout(scale: int, image_px: int = IMAGE_SIZE) -> dict:
     return {"image": s, "gap": gap, "width": width + width % 2, "height": height + height % 2}
 
 
+def button_layout(n: int, win_width: int, prompt_y: float) -> list[tuple[float, float, float, float]]:
+    """(x, y, width, height) in pix (centre origin) of n clickable buttons in a row below the prompt."""
+    if n == 0:
+        return []
+    total = min(win_width - 40, 190 * n)
+    width = total / n
+    return [(-total / 2 + width * (k + 0.5), prompt_y - 3 * TEXT_HEIGHT, width - 10, 2 * TEXT_HEIGHT) for k in range(n)]
+
+
 def _load_image(path: Path, scale: int):
     """An RGB PIL image upscaled by an integer factor with nearest neighbour (every pixel an s×s block)."""
     from PIL import Image
@@ -243,7 +252,7 @@ class Session:
         self._write_record()
 
     def _make_stimuli(self, need: dict) -> None:
-        from psychopy import visual
+        from psychopy import event, visual
 
         s, gap = need["image"], need["gap"]
         ox, oy = self.offset
@@ -263,6 +272,12 @@ class Session:
         self.prompt = visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white",
                                       wrapWidth=min(900, int(self.win.size[0]) - 40))
         self.labels = [visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white") for _ in range(4)]
+        # Buttons of kinds answered by clicks too (the rating scales): a box with its label.
+        self.button_boxes = [visual.Rect(self.win, units="pix", width=10, height=10, fillColor=(-0.3, -0.3, -0.3),
+                                         lineColor="white", name=f"button-{k}") for k in range(5)]
+        self.button_texts = [visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT * 0.8, color="white")
+                             for _ in range(5)]
+        self.mouse = event.Mouse(visible=False, win=self.win)
         self.pilot_text = visual.TextStim(self.win, text="PILOT", units="pix", height=28, color="red", bold=True,
                                           pos=(-int(self.win.size[0]) // 2 + 60, int(self.win.size[1]) // 2 - 30))
         self.s, self.gap = s, gap
@@ -294,6 +309,14 @@ class Session:
         self.prompt.text = self.screen["prompt"]
         lowest = min((stim.pos[1] for stim, _, _ in self.placed), default=None)
         self.prompt.pos = (0, 0) if lowest is None else (0, lowest - self.s / 2 - 4 * TEXT_HEIGHT)
+        buttons = self.screen["buttons"]
+        self.buttons = []
+        for button, box, text, (x, y, w, h) in zip(buttons, self.button_boxes, self.button_texts,
+                                                   button_layout(len(buttons), int(self.win.size[0]), self.prompt.pos[1])):
+            box.pos, box.width, box.height = (x, y), w, h
+            text.pos, text.text, text.wrapWidth = (x, y), button["label"], w - 6
+            self.buttons.append((button["key"], box, text))
+        self.mouse.setVisible(bool(self.buttons))
 
     def _draw_images(self, placed: list[tuple]) -> None:
         for stim, frame, _ in placed:
@@ -312,6 +335,9 @@ class Session:
                 label.pos = (stim.pos[0], stim.pos[1] - self.s / 2 - TEXT_HEIGHT)
                 label.draw()
         self.prompt.draw()
+        for _, box, text in self.buttons:
+            box.draw()
+            text.draw()
 
     def _play_sequence(self, trial: pd.Series) -> bool:
         """Frames shown in turn before the response screen (jnd); False on Escape."""
@@ -385,6 +411,8 @@ class Session:
         from psychopy import core
 
         clock = core.Clock()
+        if getattr(self, "mouse", None) is not None:
+            self.mouse.setVisible(False)  # only screens with buttons show the pointer
         while clock.getTime() < seconds:
             self._draw_common()
             self.win.flip()
@@ -406,6 +434,7 @@ class Session:
         self.kb.clearEvents()  # presses made before the onset do not count
         self.win.flip()
         self._respond("trial", trial.to_dict())
+        was_down = bool(self.mouse.getPressed()[0])  # a button held since before the onset does not count
         while True:
             for key in self._keys():
                 if key.name == "escape":
@@ -413,6 +442,15 @@ class Session:
                 answer = self.kind.press(trial, pressed, key.name)
                 if answer is not None:
                     return self._row(trial, answer[0], answer[1], key.rt, onset_holder["onset"])
+            if self.buttons:
+                down = bool(self.mouse.getPressed()[0])
+                if down and not was_down:
+                    for key, box, _ in self.buttons:
+                        answer = self.kind.press(trial, pressed, key) if box.contains(self.mouse) else None
+                        if answer is not None:  # saved as "click:<key>" so clicks and presses stay apart
+                            return self._row(trial, f"click:{answer[0]}", answer[1], self.kb.clock.getTime(),
+                                             onset_holder["onset"])
+                was_down = down
             self._draw_trial(trial, pressed)
             self.win.flip()
 

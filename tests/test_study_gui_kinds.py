@@ -22,7 +22,7 @@ from percept.contracts import design as design_c
 from percept.contracts import responses as responses_c
 from study import trials as kinds
 from study.design import DesignConfig, build_design
-from study.experiment import layout
+from study.experiment import TEXT_HEIGHT, button_layout, layout
 from test_study_gui import TIMEOUT, _press, _rows, display_env  # noqa: F401  (display_env is a fixture)
 from test_study_support import REPO, make_manifest
 
@@ -45,7 +45,12 @@ def _trials(design: Path) -> pd.DataFrame:
     return df[df["list_id"] == 0].sort_values("trial").reset_index(drop=True)
 
 
-def _answer(trial: pd.Series) -> tuple[str, str, str]:
+def _clicked(trial: pd.Series) -> bool:
+    """Rating trials answered with a mouse click on the scale button instead of a key (xdotool test)."""
+    return trial["kind"].startswith("rating") and int(trial["trial"]) % 2 == 1
+
+
+def _answer(trial: pd.Series, clicks: bool = False) -> tuple[str, str, str]:
     """(X key name sent, saved key, saved choice) for a trial: a different answer by trial number."""
     n, kind = int(trial["trial"]), trial["kind"]
     if kind.startswith("pair"):
@@ -53,7 +58,7 @@ def _answer(trial: pd.Series) -> tuple[str, str, str]:
         return key.capitalize(), key, trial[f"{key}_run"]
     if kind.startswith("rating"):
         key = str(1 + n % 5)
-        return key, key, key
+        return key, (f"click:{key}" if clicks and _clicked(trial) else key), key
     key = "s" if n % 2 == 0 else "d"
     return key, key, "same" if key == "s" else "different"
 
@@ -106,6 +111,22 @@ def test_every_new_kind_keys_and_pixel_exact_screenshots(display_env, design, tm
             np.testing.assert_array_equal(shot[top:top + s, left:left + s], png, err_msg=f"{kind} {img['slot']}")
 
 
+def _click(env, trial: pd.Series) -> None:
+    """Click the rating button of the trial's answer, in the PsychoPy window (found by its title)."""
+    wid = subprocess.run(["xdotool", "search", "--name", "PsychoPy"], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()[0]
+    geo = dict(line.split("=") for line in subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid], env=env,
+                                                          capture_output=True, text=True, check=True).stdout.split())
+    width, height = int(geo["WIDTH"]), int(geo["HEIGHT"])
+    s, gap = layout(1)["image"], layout(1)["gap"]
+    prompt_y = gap - s / 2 - 4 * TEXT_HEIGHT  # below the image(s) in the middle row
+    x, y, _, _ = button_layout(5, width, prompt_y)[int(_answer(trial)[2]) - 1]
+    subprocess.run(["xdotool", "mousemove", "--window", wid, str(int(width / 2 + x)), str(int(height / 2 - y)),
+                    "mousedown", "1"], env=env, check=True)
+    time.sleep(0.05)
+    subprocess.run(["xdotool", "mouseup", "1"], env=env, check=True)
+
+
 @pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool is not installed (Debian package xdotool)")
 def test_xdotool_presses_and_sigkill_then_resume_in_every_new_kind(display_env, design, tmp_path):  # noqa: F811
     trials = _trials(design)
@@ -132,7 +153,10 @@ def test_xdotool_presses_and_sigkill_then_resume_in_every_new_kind(display_env, 
             n = _rows(csv)
             if trials["kind"].iloc[n].startswith("jnd"):
                 time.sleep(0.6)  # presses during the two flashed images are discarded at the response onset
-            _press(display_env, _answer(trials.iloc[n])[0])
+            if _clicked(trials.iloc[n]):
+                _click(display_env, trials.iloc[n])
+            else:
+                _press(display_env, _answer(trials.iloc[n])[0])
             t = time.monotonic()
             while _rows(csv) == n and time.monotonic() - t < 2.0:
                 time.sleep(0.02)
@@ -164,6 +188,7 @@ def test_xdotool_presses_and_sigkill_then_resume_in_every_new_kind(display_env, 
     df = responses_c.read_responses(csv)
     assert df["trial"].tolist() == trials["trial"].tolist()  # every trial exactly once
     for (_, trial), (_, row) in zip(trials.iterrows(), df.iterrows()):
-        assert (row["key"], row["choice"]) == _answer(trial)[1:], f"trial {trial['trial']} ({trial['kind']})"
+        assert (row["key"], row["choice"]) == _answer(trial, clicks=True)[1:], f"trial {trial['trial']} ({trial['kind']})"
+    assert df["key"].str.startswith("click:").sum() == sum(_clicked(t) for _, t in trials.iterrows()) > 0
     rec = json.loads(csv.with_suffix(".json").read_text())
     assert rec["completed"] is True and rec["resumed"][0]["after"] == 6

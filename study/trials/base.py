@@ -130,7 +130,13 @@ class TrialKind:
         """A JSON description of one trial that any front end can render."""
         return {"kind": self.name, "images": self.images(trial), "sequence": self.sequence(trial, timing or {}),
                 "keys": list(self.keys), "key_labels": dict(self.key_labels), "undo": self.undo_key,
-                "n_presses": self.n_presses, "prompt": self.prompt, "scale": list(self.spec.scale)}
+                "n_presses": self.n_presses, "prompt": self.prompt, "scale": list(self.spec.scale),
+                "buttons": [{"key": k, "label": lab} for k, lab in self.buttons.items()]}
+
+    @property
+    def buttons(self) -> dict[str, str]:
+        """{key: label} of on-screen buttons a click on which counts as pressing the key; {} for keys only."""
+        return {}
 
     undo_key: str | None = None
     n_presses = 1  # presses that complete an answer

@@ -28,6 +28,11 @@ class Jnd(Rating):
         """S / D."""
         return {"s": "S: same", "d": "D: different"}
 
+    @property
+    def buttons(self) -> dict[str, str]:
+        """Keys only."""
+        return {}
+
     def row(self, cond: tuple, image: str, runs: dict, paths: dict, original_first: bool = True) -> dict:
         """The original in one slot, the loss's reconstruction in the other."""
         _, arch, loss = cond

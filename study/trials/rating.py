@@ -31,8 +31,13 @@ class Rating(TrialKind):
 
     @property
     def prompt(self) -> str:
-        """The question and the scale, one line each."""
-        return self.question + "\n" + "    ".join(self.key_labels.values())
+        """The question; the scale is shown as buttons below it."""
+        return self.question.replace("Press 1–5.", "Press 1–5 or click.")
+
+    @property
+    def buttons(self) -> dict[str, str]:
+        """The scale points as clickable buttons."""
+        return self.key_labels
 
     def losses(self, plan) -> set[str]:
         """Every loss the plan names (pairs and ranking losses): each is rated alone."""

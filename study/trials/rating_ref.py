@@ -11,7 +11,7 @@ class RatingRef(Rating):
 
     name = "rating_ref"
     catch_kind = "rating_ref_catch"
-    question = "How annoying is the difference of the right image from the original (left)?  Press 1–5."
+    question = "How annoying is the right image's difference from the original (left)?  Press 1–5."
     instructions = ("The original on the left, a copy on the right: rate how much the copy is impaired, "
                     "1 (Very annoying), 2 (Annoying), 3 (Slightly annoying), 4 (Perceptible but not annoying), "
                     "5 (Imperceptible).")
