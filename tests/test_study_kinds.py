@@ -169,3 +169,34 @@ def test_answers_expand_into_what_statistics_consume():
         kinds_c.expand("rating", "7", {"left": "a"})
     with pytest.raises(ContractError, match="was not shown"):
         kinds_c.expand("pair", "z", shown)
+
+
+def test_cli_designs_simulates_analyzes_and_reports_every_kind(tmp_path):
+    import subprocess
+    import sys
+
+    from test_study_support import REPO
+
+    manifest = make_manifest(tmp_path, n_images=4)
+
+    def percept(*args):
+        r = subprocess.run([sys.executable, "-m", "percept", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
+
+    percept("design", "--manifest", str(manifest), "--out", str(tmp_path), "--kinds", ",".join(ALL),
+            "--pairs", "mse:ms_ssim", "--practice", "2", "--jnd-ms", "500,100,400")
+    design = tmp_path / "study" / "design.csv"
+    assert json.loads(design.with_suffix(".json").read_text())["timing"]["jnd"]["gap_ms"] == 100
+    assert set(ALL) <= set(design_c.read_design(design)["kind"])
+    percept("simulate", "--design", str(design), "--participants", "4", "--observer", "haarpsi")
+    percept("analyze", "--study", str(tmp_path / "study"), "--boot", "5")
+    summary = json.loads((tmp_path / "analysis" / "summary.json").read_text())
+    assert set(ALL) <= set(summary["kinds"]["present"]) and "jnd.csv" in summary["kinds"]["files"]
+    percept("report", "--out", str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "percept", "design", "--manifest", str(manifest), "--out", str(tmp_path / "x"),
+                        "--kinds", "triplet,bogus"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "bogus" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "percept", "design", "--manifest", str(manifest), "--out", str(tmp_path / "x"),
+                        "--kinds", "jnd", "--jnd-ms", "500,x,500"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--jnd-ms" in r.stderr and "Traceback" not in r.stderr
