@@ -84,7 +84,7 @@ def analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, exclu
     }
     from analysis.kinds import analyze_kinds
 
-    other_kinds = analyze_kinds(study.responses, out, n_boot=n_boot, seed=seed)  # pairs, ratings, jnd
+    other_kinds = analyze_kinds(study.responses, out, n_boot=n_boot, seed=seed, manifest=study.manifest)  # pairs, ratings, jnd
     counts = study.responses["kind"].value_counts().to_dict()
     summary = {
         "study": str(Path(study_dir).resolve()),

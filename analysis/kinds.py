@@ -2,7 +2,8 @@
 
 `analyze_kinds` writes, only for kinds present in the data:
 - pairs (no reference): pairs_pairwise.csv (counts, Wilson CIs, exact tests as for triplets),
-  pairs_models.csv (the triplets' cluster-robust logit) and pairs_scale.csv (Bradley–Terry),
+  pairs_models.csv (the triplets' cluster-robust logit), pairs_scale.csv (Bradley–Terry) and
+  pairs_agreement.csv (objective metrics' agreement with the choices, when the manifest is there),
   reported separately from the triplets;
 - ratings: ratings_screening.csv (ITU-R BT.500 β2), and with screened-out participants dropped
   ratings_mos.csv, ratings_dmos.csv, ratings_models.csv (MixedLM and OrderedModel);
@@ -21,12 +22,14 @@ from percept.contracts import kinds as kinds_c
 from percept.contracts.tables import atomic_write_csv
 
 FIGURES = ("pairs.png", "ratings_mos.png", "jnd.png")
-FILES = ("pairs_pairwise", "pairs_scale", "pairs_models", "ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models",
+FILES = ("pairs_pairwise", "pairs_scale", "pairs_models", "pairs_agreement", "ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models",
          "jnd", "jnd_per_image")
 
 
-def analyze_kinds(responses: pd.DataFrame, out: Path, *, n_boot: int = 200, seed: int = 0) -> dict:
+def analyze_kinds(responses: pd.DataFrame, out: Path, *, n_boot: int = 200, seed: int = 0,
+                  manifest: pd.DataFrame | None = None) -> dict:
     """Write the pair, rating and jnd tables present in `responses` under `out`; return the summary block."""
+    from analysis import agreement as ag
     from analysis import jnd as jn
     from analysis import preferences as pr
     from analysis import ratings as rt
@@ -42,6 +45,8 @@ def analyze_kinds(responses: pd.DataFrame, out: Path, *, n_boot: int = 200, seed
         tables["pairs_pairwise"] = pr.pairwise_table(trials)
         tables["pairs_scale"] = sc.bradley_terry(trials, n_boot, seed)
         tables["pairs_models"] = pr.model_table(trials, bayes=False, lme4=False)  # the triplets' main test, cluster-robust logit
+        if manifest is not None:  # which objective metric picks what people picked without the original
+            tables["pairs_agreement"] = ag.agreement_table(ag.pairs_from_triplets(trials), manifest, "pair", seed=seed)
         for r in tables["pairs_pairwise"].itertuples():
             block["headline"].append(f"{r.arch} pairs (no reference): {r.prop_a:.0%} chose {r.loss_a} over {r.loss_b} "
                                      f"(95% CI {r.ci_low:.0%}–{r.ci_high:.0%}, n={r.n})")
@@ -131,7 +136,7 @@ def report_sections(adir: Path, summary: dict, table, read_csv, img) -> list[str
         body.append("<h2>Pair comparisons without reference</h2><p>Two reconstructions side by side, no original "
                     "(\u201cwhich looks better?\u201d); counted, tested and scaled like the triplets, reported separately.</p>")
         body.append(img(adir / "figures" / "pairs.png", "pairs without reference") + table(csv["pairs_pairwise"]))
-        for name in ("pairs_models", "pairs_scale"):
+        for name in ("pairs_models", "pairs_scale", "pairs_agreement"):
             body.append(table(csv[name]) if csv[name] is not None else "")
     if csv["ratings_mos"] is not None:
         body.append("<h2>Ratings (ACR / DCR)</h2><p>MOS per loss with 95% t-intervals (ITU-T P.910); DMOS from the hidden "

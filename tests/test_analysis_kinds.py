@@ -153,6 +153,7 @@ def test_analyze_recovers_a_known_preference_in_every_new_kind(tmp_path):
         assert g.loc["ms_ssim", "ci_low"] > g.drop("ms_ssim")["ci_high"].max(), kind
     pw = pd.read_csv(out / "pairs_pairwise.csv").iloc[0]
     assert pw["loss_a"] == "mse" and pw["ci_high"] < 0.5  # ms_ssim preferred without reference too
+    assert set(pd.read_csv(out / "pairs_agreement.csv")["metric"]) >= {"mse", "ms_ssim"}
     pm = pd.read_csv(out / "pairs_models.csv")
     assert (pm.loc[pm["estimator"] == "cluster_logit", "p"] < 0.05).all()
     j = pd.read_csv(out / "jnd.csv").set_index("loss")
