@@ -102,6 +102,10 @@ def _analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, excl
         "scale.png": _figure(plots.scale_plot, scale, figs / "scale.png"),
         "agreement.png": _figure(plots.agreement_plot, agreement, figs / "agreement.png"),
     }
+    from analysis.kinds import analyze_kinds
+
+    # pairs without reference, ratings and same/different, each in its own tables (trials showing degenerate runs left out)
+    other_kinds = analyze_kinds(responses, out, n_boot=n_boot, seed=seed, manifest=study.manifest)
     counts = responses["kind"].value_counts().to_dict()
     summary = {
         "study": str(Path(study_dir).resolve()),
@@ -129,7 +133,9 @@ def _analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, excl
         "friedman": friedman.to_dict("records"),
         "premise": {"unit": premise_unit, "verdicts": premise.verdicts(premise_rows).to_dict("records")},
         "observers": fam.observer_info(list(study.sessions), study.manifest),
-        "headline": fam.headline_lines(family, dist, study.simulated),
+        "headline": fam.headline_lines(family, dist, study.simulated) + [
+            line + (" [simulated observers]" if study.simulated else "") for line in other_kinds["headline"]],
+        "kinds": other_kinds,
         "figures": {k: v for k, v in figures.items() if v},
         "options": {"rules": asdict(rules), "exclude_simulated": exclude_simulated, "rank_unit": rank_unit,
                     "n_boot": n_boot, "bayes": bayes, "lme4": bool(models["estimator"].eq("lme4_glmer").any())

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from percept.contracts import ContractError, InputError
+from percept.contracts import kinds as kinds_c
 from percept.contracts.design import read_design_pair
 from percept.contracts.manifest import file_hash, read_manifest
 from percept.contracts.responses import read_session_files
@@ -64,7 +65,8 @@ class Study:
         return bool(len(self.responses)) and bool(self.responses["simulated"].astype(bool).any())
 
     def kind(self, kind: str) -> pd.DataFrame:
-        """The analysed rows of one trial kind (triplet | ranking | catch)."""
+        """The analysed rows of one trial kind (any of percept.contracts.kinds; an unknown kind is refused)."""
+        kinds_c.spec(kind)
         return self.responses[self.responses["kind"] == kind]
 
 
@@ -181,11 +183,12 @@ def participant_checks(main: pd.DataFrame, rules: ExclusionRules) -> pd.DataFram
     """One row per participant: catch accuracy, side bias, fast answers, and the exclusion decision."""
     rows = []
     for pid, g in main.groupby("participant", sort=True):
-        catch = g[g["kind"] == "catch"]
-        # design.csv's `answer` names the slot holding the correct option (the run "original")
-        correct = catch["choice"] == np.where(catch["answer"] == "left", catch["left_run"], catch["right_run"])
-        catch_acc = float(correct.mean()) if len(catch) else np.nan
-        twoafc = g[g["kind"].isin(["triplet", "catch"])]
+        catch = g[g["kind"].isin(kinds_c.CATCH_KINDS)]
+        # design.csv's `answer` is the known answer: the slot of the original, a scale end, same/different
+        correct = [kinds_c.catch_correct(r.kind, r.answer, r.choice, {"left": r.left_run, "right": r.right_run})
+                   for r in catch.itertuples(index=False)]
+        catch_acc = float(np.mean(correct)) if len(catch) else np.nan
+        twoafc = g[g["kind"].isin([k for k, s in kinds_c.KINDS.items() if s.family == "pairwise"])]
         left = (twoafc["choice"] == twoafc["left_run"]).mean() if len(twoafc) else np.nan
         side = float(max(left, 1 - left)) if len(twoafc) else np.nan
         fast = float((g["rt"] < rules.fast_rt).mean())

@@ -67,9 +67,13 @@ def wilson_ci(k: np.ndarray | int, n: np.ndarray | int, alpha: float = 0.05) -> 
     return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
 
 
-def triplet_table(responses: pd.DataFrame) -> pd.DataFrame:
-    """Tidy triplet outcomes: one row per answered triplet with pair, A/B losses, chose_a and side."""
-    t = responses[responses["kind"] == "triplet"]
+def triplet_table(responses: pd.DataFrame, kind: str = "triplet") -> pd.DataFrame:
+    """Tidy two-alternative outcomes of one pairwise kind (triplet, or pair without reference): pair, A/B losses, chose_a, side."""
+    from percept.contracts import kinds as kinds_c
+
+    if kind not in kinds_c.of_family("pairwise"):
+        raise ValueError(f"{kind!r} is not a pairwise trial kind ({', '.join(kinds_c.of_family('pairwise'))})")
+    t = responses[responses["kind"] == kind]
     if t.empty:
         return pd.DataFrame(columns=["participant", "image_id", "arch", "pair", "loss_a", "loss_b", "run_a", "run_b",
                                      "chose_a", "a_left", "side", "rt", "simulated"])

@@ -37,7 +37,9 @@ class FriedmanResult:
 
 def ranking_table(responses: pd.DataFrame) -> pd.DataFrame:
     """Long table: one row per ranking trial and option, with the option's rank (1 = best)."""
-    t = responses[responses["kind"] == "ranking"]
+    from percept.contracts import kinds as kinds_c
+
+    t = responses[responses["kind"].isin(kinds_c.of_family("ranking"))]
     rows = []
     for r in t.itertuples(index=False):
         loss_of = {r.left_run: r.left_loss, r.right_run: r.right_loss, r.third_run: r.third_loss}

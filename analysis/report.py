@@ -267,6 +267,9 @@ def report(out_dir: str | Path) -> Path:
                                           "side_fraction", "median_rt", "fast_fraction", "simulated", "included",
                                           "reasons"]))
 
+    from analysis.kinds import report_sections
+
+    body += report_sections(adir, summary, table, lambda path: read_table(adir, path.stem), _img)  # pairs, ratings and jnd, when the study has them
     body.append("<h2>Objective metrics per run</h2>")
     body.append(_metric_section(Path(manifest_path) if manifest_path else None, csv["premise"],
                                 summary.get("options", {}).get("premise_unit", "image")))

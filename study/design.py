@@ -30,7 +30,6 @@ The scheme (also written into design.json):
 """
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
@@ -44,11 +43,13 @@ import pandas as pd
 
 from percept.contracts import InputError
 from percept.contracts import design as design_c
+from percept.contracts import kinds as kinds_c
 from percept.contracts import manifest as manifest_c
+from study import trials
 
 DEFAULT_PAIRS = (("mse", "ms_ssim"), ("mae", "ms_ssim"), ("mse", "mae"))
 DEFAULT_RANKING_LOSSES = ("mse", "mae", "ms_ssim")
-KIND_NAMES = ("triplet", "ranking")
+KIND_NAMES = kinds_c.MAIN_KINDS  # kinds a design can ask for (each a module in study/trials/)
 CATCH_DIR = "stimuli/catch"
 RUN_NAME = re.compile(r"-s(\d+)$")  # run names are <arch>-<loss>-s<seed>
 
@@ -62,14 +63,14 @@ class ArchPlan:
     ranking_losses: tuple[str, ...]
 
     def losses(self) -> list[str]:
-        """Every loss this plan shows, sorted."""
-        out = {lo for p in self.pairs for lo in p} if "triplet" in self.kinds else set()
-        return sorted(out | (set(self.ranking_losses) if "ranking" in self.kinds else set()))
+        """Every loss this plan shows (each kind says which of its losses it shows), sorted."""
+        return sorted(set().union(*(trials.get(k).losses(self) for k in self.kinds)))
 
     def as_dict(self) -> dict:
-        """The plan as written into design.json."""
-        return {"kinds": list(self.kinds), "pairs": [f"{a}:{b}" for a, b in self.pairs] if "triplet" in self.kinds else [],
-                "ranking_losses": list(self.ranking_losses) if "ranking" in self.kinds else []}
+        """The plan as written into design.json: pairs and ranking losses only where a kind uses them."""
+        uses = {field for k in self.kinds for field in trials.get(k).plan_fields}
+        return {"kinds": list(self.kinds), "pairs": [f"{a}:{b}" for a, b in self.pairs] if "pairs" in uses else [],
+                "ranking_losses": list(self.ranking_losses) if "ranking_losses" in uses else []}
 
 
 # Snell et al. 2017: fc judged in SSIM-vs-MSE triplets; conv and the deep VAE in rankings of MS-SSIM, MSE, MAE.
@@ -86,7 +87,7 @@ PRESETS = {
 class DesignConfig:
     """Settings of `percept design`; each default follows the issue or the paper."""
 
-    kinds: tuple[str, ...] = ("triplet", "ranking")  # the paper's two judgment types
+    kinds: tuple[str, ...] = ("triplet", "ranking")  # the paper's two judgment types (any of KIND_NAMES)
     pairs: tuple[tuple[str, str], ...] = DEFAULT_PAIRS  # MS-SSIM vs each pixel loss, and the pixel losses
     ranking_losses: tuple[str, ...] = DEFAULT_RANKING_LOSSES  # the paper's ranking triple
     images: int | None = None  # None: every image with all runs needed
@@ -104,6 +105,7 @@ class DesignConfig:
     preset: str | None = None  # "snell": the paper's plan (sets kinds, pairs, ranking losses and archs)
     stimulus_seed: int | None = None  # None: show the lowest seed of each (arch, loss)
     mirror: bool = True  # each list followed by its left/right mirror: sides balanced per item
+    jnd_ms: tuple[int, int, int] = (1000, 250, 1000)  # jnd: first image, blank gap, second image (ms; BAPPS)
 
 
 def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:
@@ -256,59 +258,16 @@ def order_no_repeats(items: list[dict], rng: np.random.Generator) -> list[dict]:
     return out
 
 
-def _blank_row() -> dict:
-    return {c: "" for c in design_c.COLUMNS}
-
-
-def _triplet(arch: str, image_id: str, pair: tuple[str, str], left_loss: str, runs: dict, paths: dict) -> dict:
-    right_loss = pair[1] if left_loss == pair[0] else pair[0]
-    row = _blank_row()
-    row.update(kind="triplet", image_id=image_id, arch=arch, pair=f"{pair[0]}:{pair[1]}",
-               reference_path=paths[("original", image_id)])
-    for slot, loss in (("left", left_loss), ("right", right_loss)):
-        run = runs[(arch, loss)]
-        row.update({f"{slot}_run": run, f"{slot}_loss": loss, f"{slot}_path": paths[(run, image_id)]})
-    return row
-
-
-def _ranking(arch: str, image_id: str, screen_losses: tuple[str, ...], runs: dict, paths: dict) -> dict:
-    row = _blank_row()
-    row.update(kind="ranking", image_id=image_id, arch=arch, reference_path=paths[("original", image_id)])
-    for slot, loss in zip(design_c.RANKING_SCREEN_ORDER, screen_losses):
-        run = runs[(arch, loss)]
-        row.update({f"{slot}_run": run, f"{slot}_loss": loss, f"{slot}_path": paths[(run, image_id)]})
-    return row
-
-
-def _catch(image_id: str, original_left: bool, paths: dict) -> dict:
-    row = _blank_row()
-    row.update(kind="catch", image_id=image_id, reference_path=paths[("original", image_id)],
-               answer="left" if original_left else "right")
-    slots = ("left", "right") if original_left else ("right", "left")
-    for slot, run in zip(slots, design_c.CATCH_RUNS):
-        # The degraded copy's path is filled in once the stimulus is written.
-        row.update({f"{slot}_run": run, f"{slot}_loss": run, f"{slot}_path": paths.get((run, image_id), "")})
-    return row
-
-
-def _alternating_sides(n: int, rng: np.random.Generator) -> list[bool]:
-    """n booleans, half True (±1), in random order: True puts the pair's first loss on the left."""
-    sides = [(k % 2 == 0) for k in range(n)]
-    if n % 2 and rng.random() < 0.5:
-        sides = [not s for s in sides]
-    return [sides[i] for i in rng.permutation(n)]
-
-
 def _check_plan(arch: str, plan: ArchPlan) -> None:
     """Refuse a plan that cannot make trials, naming the architecture."""
     where = f" for {arch}" if arch else ""
     unknown = [k for k in plan.kinds if k not in KIND_NAMES]
     if unknown or not plan.kinds:
-        raise InputError(f"--kinds{where}: {','.join(plan.kinds)!r} must name triplet and/or ranking")
-    if "ranking" in plan.kinds and len(set(plan.ranking_losses)) != 3:
-        raise InputError(f"--ranking-losses{where}: {','.join(plan.ranking_losses)!r} must name three different losses")
-    if "triplet" in plan.kinds and not plan.pairs:
-        raise InputError(f"--pairs{where}: triplets need at least one loss pair")
+        raise InputError(f"--kinds{where}: {','.join(plan.kinds)!r} must name kinds among {', '.join(KIND_NAMES)}")
+    if len(set(plan.kinds)) != len(plan.kinds):
+        raise InputError(f"--kinds{where}: {','.join(plan.kinds)!r} names a kind twice")
+    for kind in plan.kinds:
+        trials.get(kind).check_plan(plan, where)
 
 
 def _drop_unshowable(manifest: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -358,13 +317,8 @@ def _resolve_plans(cfg: DesignConfig, available: list[str], path: Path) -> dict[
 
 
 def mirror_row(row: dict) -> dict:
-    """The same trial with left and right swapped: triplet sides, catch answer, ranking positions reversed."""
-    out = dict(row)
-    for field in ("run", "loss", "path"):
-        out[f"left_{field}"], out[f"right_{field}"] = row[f"right_{field}"], row[f"left_{field}"]
-    if row["answer"]:
-        out["answer"] = "right" if row["answer"] == "left" else "left"
-    return out
+    """The same trial as its kind mirrors it: sides swapped (catch answer too), ranking positions reversed, jnd order swapped."""
+    return trials.get(row["kind"]).mirror(row)
 
 
 def build_design(manifest_path: str | Path, out: str | Path, cfg: DesignConfig = DesignConfig(), *,
@@ -419,6 +373,8 @@ def _build_design(manifest_path: Path, study_dir: Path, cfg: DesignConfig) -> Pa
         raise InputError(f"--practice: {cfg.practice} must be 0 or more")
     if cfg.images is not None and cfg.images < 1:
         raise InputError(f"--images: {cfg.images} must be at least 1")
+    if len(cfg.jnd_ms) != 3 or not all(isinstance(v, int) and v >= 0 for v in cfg.jnd_ms) or not (cfg.jnd_ms[0] and cfg.jnd_ms[2]):
+        raise InputError(f"--jnd-ms: {cfg.jnd_ms} must be three whole ms (first image > 0, gap ≥ 0, second image > 0)")
     if cfg.preset is None:
         _check_plan("", ArchPlan(cfg.kinds, cfg.pairs, cfg.ranking_losses))
 
@@ -475,8 +431,8 @@ def _build_design(manifest_path: Path, study_dir: Path, cfg: DesignConfig) -> Pa
         paths[(row.run, row.image_id)] = _rel(manifest_path.parent / row.recon_path, study_dir)
         paths[("original", row.image_id)] = _rel(manifest_path.parent / row.original_path, study_dir)
 
-    conditions = [("triplet", a, p) for a in archs if "triplet" in plans[a].kinds for p in plans[a].pairs] + \
-                 [("ranking", a, None) for a in archs if "ranking" in plans[a].kinds]
+    # Conditions (kind, arch, parameter): kinds in registry order, then architectures, then each kind's own.
+    conditions = [cond for k in KIND_NAMES for a in archs if k in plans[a].kinds for cond in trials.get(k).conditions(a, plans[a])]
     kinds = [k for k in KIND_NAMES if any(cd[0] == k for cd in conditions)]
     if cfg.preset is None:  # practice alternates kinds in the order given
         kinds = [k for k in cfg.kinds if k in kinds] + [k for k in kinds if k not in cfg.kinds]
@@ -486,29 +442,21 @@ def _build_design(manifest_path: Path, study_dir: Path, cfg: DesignConfig) -> Pa
         for c, cond in enumerate(conditions):
             per_list[(j + c) % cfg.lists].append((cond, image_id))
 
-    catch_images = set()
     rows = []
+    # Each kind's own catch trials (the triplet's for rankings), shared out in turn.
+    catch_kinds = list(dict.fromkeys(trials.get(k).catch_kind for k in kinds))
     for base_id, items in enumerate(per_list):
         main = []
         for cond in conditions:
             members = [img for (cd, img) in items if cd == cond]
-            kind, arch, pair = cond
-            if kind == "triplet":
-                for img, first_left in zip(members, _alternating_sides(len(members), rng)):
-                    main.append(_triplet(arch, img, pair, pair[0] if first_left else pair[1], runs, paths))
-            else:
-                perms = list(itertools.permutations(plans[arch].ranking_losses))
-                perms = [perms[i] for i in rng.permutation(len(perms))]
-                for k, img in enumerate(members):
-                    main.append(_ranking(arch, img, perms[k % len(perms)], runs, paths))
+            main += trials.get(cond[0]).main_rows(cond, members, rng, plans[cond[1]], runs, paths)
         # `catch` is the share of the main block: n / (items + n) ≈ catch.
         n_catch = int(round(cfg.catch / (1.0 - cfg.catch) * len(main))) if cfg.catch > 0 else 0
         n_catch = max(n_catch, 1) if cfg.catch > 0 and main else n_catch
         catch_pool = [images[i] for i in rng.permutation(len(images))]
-        for k, left in enumerate(_alternating_sides(n_catch, rng)):
-            img = catch_pool[k % len(catch_pool)]
-            catch_images.add(img)
-            main.append(_catch(img, left, paths))
+        catch_imgs = [catch_pool[k % len(catch_pool)] for k in range(n_catch)]
+        for j, kind in enumerate(catch_kinds):
+            main += trials.get(kind).catch_rows(catch_imgs[j::len(catch_kinds)], rng, paths)
         main = order_no_repeats(main, rng)
 
         practice = []
@@ -517,26 +465,23 @@ def _build_design(manifest_path: Path, study_dir: Path, cfg: DesignConfig) -> Pa
             img = pool[k % len(pool)]
             # Practice alternates the kinds so that every task is tried before the main block.
             of_kind = [cd for cd in conditions if cd[0] == kinds[k % len(kinds)]]
-            kind, arch, pair = of_kind[int(rng.integers(len(of_kind)))]
-            if kind == "triplet":
-                practice.append(_triplet(arch, img, pair, pair[int(rng.integers(2))], runs, paths))
-            else:
-                perms = list(itertools.permutations(plans[arch].ranking_losses))
-                practice.append(_ranking(arch, img, perms[int(rng.integers(len(perms)))], runs, paths))
+            cond = of_kind[int(rng.integers(len(of_kind)))]
+            practice.append(trials.get(cond[0]).practice_row(cond, img, rng, plans[cond[1]], runs, paths))
         try:
             practice = order_no_repeats(practice, rng)
         except InputError:
             pass  # a single spare image: practice repeats it, which is harmless (excluded from analysis)
         if practice and main and practice[-1]["image_id"] == main[0]["image_id"]:
             main = _fix_boundary(practice[-1]["image_id"], main)  # cannot happen with spares; kept as a guard
-        trials = [dict(r, block="practice") for r in practice] + [dict(r, block="main") for r in main]
+        list_rows = [dict(r, block="practice") for r in practice] + [dict(r, block="main") for r in main]
         # Base list k is list 2k, its mirror list 2k + 1 (or list k without mirroring).
-        copies = [(2 * base_id, trials), (2 * base_id + 1, [mirror_row(r) for r in trials])] if cfg.mirror else [(base_id, trials)]
+        copies = [(2 * base_id, list_rows), (2 * base_id + 1, [mirror_row(r) for r in list_rows])] if cfg.mirror else [(base_id, list_rows)]
         for list_id, list_trials in copies:
             for t, row in enumerate(list_trials):
                 rows.append(dict(row, list_id=list_id, trial=t))
 
     # Catch stimuli: the original itself, and a degraded copy written beside the design.
+    catch_images = {r["image_id"] for r in rows for slot in design_c.SLOTS if r[f"{slot}_run"] == kinds_c.DEGRADED_RUN}
     catch_rng = np.random.default_rng([cfg.seed, 1])
     study_dir.mkdir(parents=True, exist_ok=True)
     for img in sorted(catch_images):
@@ -545,9 +490,9 @@ def _build_design(manifest_path: Path, study_dir: Path, cfg: DesignConfig) -> Pa
         _save_rgb(degrade(_load_rgb(src), catch_rng, cfg.blur_sigma, cfg.noise_sd), study_dir / rel)
         paths[("degraded", img)] = rel
     for row in rows:
-        if row["kind"] == "catch":
-            slot = "right" if row["answer"] == "left" else "left"
-            row[f"{slot}_path"] = paths[("degraded", row["image_id"])]
+        for slot in design_c.SLOTS:
+            if row[f"{slot}_run"] == kinds_c.DEGRADED_RUN:
+                row[f"{slot}_path"] = paths[("degraded", row["image_id"])]
 
     df = pd.DataFrame(rows, columns=list(design_c.COLUMNS))
     n_lists = 2 * cfg.lists if cfg.mirror else cfg.lists
@@ -571,8 +516,11 @@ def _build_design(manifest_path: Path, study_dir: Path, cfg: DesignConfig) -> Pa
         "n_lists": n_lists,
         "mirror_of": {str(2 * k + 1): 2 * k for k in range(cfg.lists)} if cfg.mirror else {},
         "trials_per_list": [int((df["list_id"] == k).sum()) for k in range(n_lists)],
-        "catch": {"share": cfg.catch, "per_list": [int(((df["list_id"] == k) & (df["kind"] == "catch")).sum()) for k in range(n_lists)],
+        "catch": {"share": cfg.catch, "per_list": [int(((df["list_id"] == k) & df["kind"].isin(kinds_c.CATCH_KINDS)).sum())
+                                                   for k in range(n_lists)],
+                  "kinds": catch_kinds,
                   "degradation": {"blur_sigma_px": cfg.blur_sigma, "noise_sd": cfg.noise_sd}, "runs": list(design_c.CATCH_RUNS)},
+        "timing": {"jnd": dict(zip(("first_ms", "gap_ms", "second_ms"), cfg.jnd_ms))},
         "practice": cfg.practice,
         "counterbalancing": (
             "items (image x arch x pair; image x arch for rankings) partitioned over K base lists by a Latin square "

@@ -1,10 +1,11 @@
-"""The PsychoPy experiment: one participant's session of triplet and ranking trials, crash-safe and resumable.
+"""The PsychoPy experiment: one participant's session of trials of any kind, crash-safe and resumable.
 
 Screens: instructions (Space) → practice → "practice over" (Space) → main block with a break
-every N trials showing progress (Space) → thank-you (Space, or after a few seconds). Keys:
-triplet and catch trials Left/Right (the side closer to the original in the centre); ranking
-trials 1/2/3 (left, middle, right) from best to worst, the last implied, Backspace undoes;
-Escape ends the session keeping everything answered. Every answer is appended to the response
+every N trials showing progress (Space) → thank-you (Space, or after a few seconds). Each trial
+is drawn from its kind's screen description (study/trials/: images on a 3-column grid, labels,
+prompt, frames shown in turn, keys), and its kind turns key presses into the saved choice:
+triplet/catch/pair Left/Right; ranking 1/2/3 best to worst (Backspace undoes); rating kinds 1–5;
+jnd S/D after the two images were flashed. Escape ends the session keeping everything answered. Every answer is appended to the response
 CSV and fsync'd before the next trial is drawn; running the same participant and session again
 resumes after the last saved trial.
 """
@@ -23,6 +24,7 @@ from percept.contracts import design as design_c
 from percept.contracts import manifest as manifest_c
 from percept.contracts import responses as responses_c
 from study import responses as log
+from study import trials as kinds
 from study.design import load_design, versions
 
 # A test hook: called when a screen appears with (screen name, trial row or None); the keys it
@@ -89,6 +91,15 @@ def layout(scale: int, image_px: int = IMAGE_SIZE) -> dict:
     width = 3 * s + 4 * gap
     height = 2 * s + 3 * gap + 8 * TEXT_HEIGHT
     return {"image": s, "gap": gap, "width": width + width % 2, "height": height + height % 2}
+
+
+def button_layout(n: int, win_width: int, prompt_y: float) -> list[tuple[float, float, float, float]]:
+    """(x, y, width, height) in pix (centre origin) of n clickable buttons in a row below the prompt."""
+    if n == 0:
+        return []
+    total = min(win_width - 40, 190 * n)
+    width = total / n
+    return [(-total / 2 + width * (k + 0.5), prompt_y - 3 * TEXT_HEIGHT, width - 10, 2 * TEXT_HEIGHT) for k in range(n)]
 
 
 def _load_image(path: Path, scale: int):
@@ -241,16 +252,14 @@ class Session:
         self._write_record()
 
     def _make_stimuli(self, need: dict) -> None:
-        from psychopy import visual
+        from psychopy import event, visual
 
         s, gap = need["image"], need["gap"]
         ox, oy = self.offset
         step = s + gap
-        self.pos = {
-            "triplet": {"reference": (ox, oy + gap), "left": (ox - step, oy + gap), "right": (ox + step, oy + gap)},
-            "ranking": {"reference": (ox, oy + (s + gap) // 2 + gap), 1: (ox - step, oy - (s + gap) // 2 + gap),
-                        2: (ox, oy - (s + gap) // 2 + gap), 3: (ox + step, oy - (s + gap) // 2 + gap)},
-        }
+        # The grid rows and columns of the kinds' screen descriptions, in pixels.
+        self.rows = {"middle": oy + gap, "top": oy + (s + gap) // 2 + gap, "bottom": oy - (s + gap) // 2 + gap}
+        self.cols = {c: ox + c * step for c in (-1, 0, 1)}
         self.image_stims = {name: visual.ImageStim(self.win, units="pix", size=None, interpolate=False, name=str(name))
                             for name in ("reference", "a", "b", "c")}
         # A thin dark frame drawn under each image, so an image as grey as the background still
@@ -262,7 +271,13 @@ class Session:
                                     wrapWidth=min(900, int(self.win.size[0]) - 40))
         self.prompt = visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white",
                                       wrapWidth=min(900, int(self.win.size[0]) - 40))
-        self.labels = [visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white") for _ in range(3)]
+        self.labels = [visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT, color="white") for _ in range(4)]
+        # Buttons of kinds answered by clicks too (the rating scales): a box with its label.
+        self.button_boxes = [visual.Rect(self.win, units="pix", width=10, height=10, fillColor=(-0.3, -0.3, -0.3),
+                                         lineColor="white", name=f"button-{k}") for k in range(5)]
+        self.button_texts = [visual.TextStim(self.win, text="", units="pix", height=TEXT_HEIGHT * 0.8, color="white")
+                             for _ in range(5)]
+        self.mouse = event.Mouse(visible=False, win=self.win)
         self.pilot_text = visual.TextStim(self.win, text="PILOT", units="pix", height=28, color="red", bold=True,
                                           pos=(-int(self.win.size[0]) // 2 + 60, int(self.win.size[1]) // 2 - 30))
         self.s, self.gap = s, gap
@@ -277,48 +292,83 @@ class Session:
         if self.cfg.pilot:
             self.pilot_text.draw()
 
+    def _place(self, images: list[dict]) -> list[tuple]:
+        """(stim, frame, slot) of a description's images, positioned, in drawing order."""
+        placed = []
+        for name, img in zip(("reference", "a", "b", "c"), images):
+            stim = self.image_stims[name]
+            stim.setImage(self._image(img["path"]))
+            stim.pos = (self.cols[img["col"]], self.rows[img["row"]])
+            placed.append((stim, self.frames[name], img["slot"]))
+        return placed
+
     def _set_trial(self, trial: pd.Series) -> None:
-        stims = self.image_stims
-        if trial["kind"] == "ranking":
-            pos = self.pos["ranking"]
-            stims["reference"].setImage(self._image(trial["reference_path"]))
-            stims["reference"].pos = pos["reference"]
-            for k, (name, slot) in enumerate(zip("abc", design_c.RANKING_SCREEN_ORDER), start=1):
-                stims[name].setImage(self._image(trial[f"{slot}_path"]))
-                stims[name].pos = pos[k]
-                self.labels[k - 1].pos = (pos[k][0], pos[k][1] - self.s / 2 - TEXT_HEIGHT)
-            self.prompt.text = "Rank the three lower images by how close they are to the top one:\npress 1, 2, 3 (left, middle, right) from best to worst.  Backspace undoes."
-            self.prompt.pos = (0, pos[1][1] - self.s / 2 - 4 * TEXT_HEIGHT)
-        else:
-            pos = self.pos["triplet"]
-            for name, slot in (("reference", "reference"), ("a", "left"), ("b", "right")):
-                stims[name].setImage(self._image(trial[f"{slot}_path"]))
-                stims[name].pos = pos[slot]
-            self.labels[0].pos = (pos["left"][0], pos["left"][1] - self.s / 2 - TEXT_HEIGHT)
-            self.labels[1].pos = (pos["right"][0], pos["right"][1] - self.s / 2 - TEXT_HEIGHT)
-            self.labels[0].text, self.labels[1].text = "←", "→"
-            self.prompt.text = "Which side is closer to the image in the middle?  ← Left or Right →"
-            self.prompt.pos = (0, pos["left"][1] - self.s / 2 - 4 * TEXT_HEIGHT)
+        self.kind = kinds.get(trial["kind"])
+        self.screen = self.kind.screen(trial.to_dict(), self.meta.get("timing", {}))
+        self.placed = self._place(self.screen["images"])
+        self.prompt.text = self.screen["prompt"]
+        lowest = min((stim.pos[1] for stim, _, _ in self.placed), default=None)
+        self.prompt.pos = (0, 0) if lowest is None else (0, lowest - self.s / 2 - 4 * TEXT_HEIGHT)
+        buttons = self.screen["buttons"]
+        self.buttons = []
+        for button, box, text, (x, y, w, h) in zip(buttons, self.button_boxes, self.button_texts,
+                                                   button_layout(len(buttons), int(self.win.size[0]), self.prompt.pos[1])):
+            box.pos, box.width, box.height = (x, y), w, h
+            text.pos, text.text, text.wrapWidth = (x, y), button["label"], w - 6
+            self.buttons.append((button["key"], box, text))
+        self.mouse.setVisible(bool(self.buttons))
+
+    def _draw_images(self, placed: list[tuple]) -> None:
+        for stim, frame, _ in placed:
+            frame.pos = stim.pos
+            frame.draw()
+            stim.draw()
 
     def _draw_trial(self, trial: pd.Series, pressed: list[str]) -> None:
-        stims = self.image_stims
         self._draw_common()
-        shown = ("reference", "a", "b", "c") if trial["kind"] == "ranking" else ("reference", "a", "b")
-        for name in shown:
-            self.frames[name].pos = stims[name].pos
-            self.frames[name].draw()
-            stims[name].draw()
-        if trial["kind"] == "ranking":
-            for k, label in enumerate(self.labels, start=1):
-                rank = pressed.index(str(k)) + 1 if str(k) in pressed else None
-                label.text = f"[{k}]" if rank is None else f"[{k}]  rank {rank}"
-                label.color = "white" if rank is None else "yellow"
+        self._draw_images(self.placed)
+        labelled = [(stim, slot) for stim, _, slot in self.placed if slot != "reference"]
+        for label, (stim, slot) in zip(self.labels, labelled):
+            label.text = self.kind.label(slot, pressed)
+            if label.text:
+                label.color = "yellow" if self.kind.highlight(slot, pressed) else "white"
+                label.pos = (stim.pos[0], stim.pos[1] - self.s / 2 - TEXT_HEIGHT)
                 label.draw()
-        else:
-            self.labels[0].color = self.labels[1].color = "white"
-            self.labels[0].draw()
-            self.labels[1].draw()
         self.prompt.draw()
+        for _, box, text in self.buttons:
+            box.draw()
+            text.draw()
+
+    def _play_sequence(self, trial: pd.Series) -> bool:
+        """Frames shown in turn before the response screen (jnd); False on Escape."""
+        from psychopy import core
+
+        for k, frame in enumerate(self.screen["sequence"]):
+            placed = self._place(frame["images"])
+            self._draw_common()
+            self._draw_images(placed)
+            if k == 0:
+                self._screenshot(trial)
+            clock = core.Clock()
+            self.win.callOnFlip(clock.reset)  # each frame's time counts from its own onset flip
+            self.win.flip()
+            while clock.getTime() < frame["ms"] / 1000.0:
+                self._draw_common()
+                self._draw_images(placed)
+                self.win.flip()
+                if any(key.name == "escape" for key in self._keys()):
+                    return False
+        return True
+
+    def _screenshot(self, trial: pd.Series) -> None:
+        """Save the back buffer about to be shown, once per kind (exact pixels)."""
+        if self.cfg.screenshots is None or trial["kind"] in self._shot:
+            return
+        self._shot.add(trial["kind"])
+        frame = self.win.getMovieFrame(buffer="back")
+        self.win.movieFrames.clear()
+        Path(self.cfg.screenshots).mkdir(parents=True, exist_ok=True)
+        frame.save(Path(self.cfg.screenshots) / f"{trial['kind']}.png")
 
     # --- input ----------------------------------------------------------------------------
     def _respond(self, screen: str, trial: dict | None) -> None:
@@ -361,6 +411,8 @@ class Session:
         from psychopy import core
 
         clock = core.Clock()
+        if getattr(self, "mouse", None) is not None:
+            self.mouse.setVisible(False)  # only screens with buttons show the pointer
         while clock.getTime() < seconds:
             self._draw_common()
             self.win.flip()
@@ -371,35 +423,34 @@ class Session:
     def run_trial(self, trial: pd.Series, session_clock) -> dict | None:
         """Show one trial until answered; the response row, or None on Escape."""
         self._set_trial(trial)
+        if self.screen["sequence"] and not self._play_sequence(trial):
+            return None
         pressed: list[str] = []
         self._draw_trial(trial, pressed)
-        if self.cfg.screenshots is not None and trial["kind"] not in self._shot:
-            self._shot.add(trial["kind"])
-            frame = self.win.getMovieFrame(buffer="back")  # the exact pixels about to be shown
-            self.win.movieFrames.clear()
-            Path(self.cfg.screenshots).mkdir(parents=True, exist_ok=True)
-            frame.save(Path(self.cfg.screenshots) / f"{trial['kind']}.png")
+        self._screenshot(trial)
         onset_holder = {}
-        self.win.callOnFlip(self.kb.clock.reset)  # rt counts from the stimulus onset flip
+        self.win.callOnFlip(self.kb.clock.reset)  # rt counts from the response screen's onset flip
         self.win.callOnFlip(lambda: onset_holder.setdefault("onset", session_clock.getTime()))
         self.kb.clearEvents()  # presses made before the onset do not count
         self.win.flip()
         self._respond("trial", trial.to_dict())
+        was_down = bool(self.mouse.getPressed()[0])  # a button held since before the onset does not count
         while True:
             for key in self._keys():
-                name = key.name
-                if name == "escape":
+                if key.name == "escape":
                     return None
-                if trial["kind"] == "ranking":
-                    if name == "backspace" and pressed:
-                        pressed.pop()
-                    elif name in log.RANKING_KEYS and name not in pressed:
-                        pressed.append(name)
-                        if len(pressed) == 2:
-                            keys, choice = log.ranking_choice(trial, pressed)
-                            return self._row(trial, keys, choice, key.rt, onset_holder["onset"])
-                elif name in log.TRIPLET_KEYS:
-                    return self._row(trial, name, log.triplet_choice(trial, name), key.rt, onset_holder["onset"])
+                answer = self.kind.press(trial, pressed, key.name)
+                if answer is not None:
+                    return self._row(trial, answer[0], answer[1], key.rt, onset_holder["onset"])
+            if self.buttons:
+                down = bool(self.mouse.getPressed()[0])
+                if down and not was_down:
+                    for key, box, _ in self.buttons:
+                        answer = self.kind.press(trial, pressed, key) if box.contains(self.mouse) else None
+                        if answer is not None:  # saved as "click:<key>" so clicks and presses stay apart
+                            return self._row(trial, f"click:{answer[0]}", answer[1], self.kb.clock.getTime(),
+                                             onset_holder["onset"])
+                was_down = down
             self._draw_trial(trial, pressed)
             self.win.flip()
 
@@ -431,12 +482,12 @@ class Session:
         return self.csv_path
 
     def _loop(self, responses: log.ResponseLog, session_clock) -> bool:
-        kinds = set(self.trials["kind"])
+        shown = set(self.trials["kind"])
         if self.n_done:
             intro = (f"Welcome back. {self.n_done} of {len(self.trials)} trials are done; "
                      "we continue where you stopped.\n\nPress Space to continue.")
         else:
-            intro = _instructions(kinds, has_practice=bool((self.trials["block"] == "practice").any()))
+            intro = _instructions(shown, has_practice=bool((self.trials["block"] == "practice").any()))
         if not self.wait_screen("instructions", intro):
             return False
         previous_block = None
@@ -465,14 +516,13 @@ class Session:
         return True
 
 
-def _instructions(kinds: set[str], has_practice: bool) -> str:
+def _instructions(shown: set[str], has_practice: bool) -> str:
+    """The instructions of every kind shown (a catch kind's are its task's), in registry order."""
+    from percept.contracts import kinds as kinds_c
+
     parts = ["In each trial you see an original image and copies of it made by different computer models."]
-    if kinds & {"triplet", "catch"}:
-        parts.append("Three in a row: the original is in the middle. Press ← Left or Right → for the side "
-                     "that looks closer to the original.")
-    if "ranking" in kinds:
-        parts.append("Original on top, three copies below: press 1, 2, 3 (left, middle, right) for the best copy, "
-                     "then the second best; the last is implied. Backspace undoes a press.")
+    order = sorted(shown, key=lambda k: kinds_c.MAIN_KINDS.index(kinds_c.spec(k).catch_of or k))
+    parts += list(dict.fromkeys(kinds.get(k).instructions for k in order))
     parts.append("There are no right or wrong answers; go by your first impression. Escape ends the session "
                  "(your answers so far are kept).")
     if has_practice:

@@ -30,8 +30,16 @@ between its judgments and a training loss is not built in. Each session record n
 haarpsi and delta_e; e.g. every MS-SSIM and mix run for an ms_ssim observer, every MSE run for psnr).
 
 `random` observers choose uniformly at random. Every observer answers catch trials correctly,
-except with probability `lapse` it answers at random. Response times are lognormal (median 1.5 s
-for triplet/catch, 3.5 s for ranking, log-SD 0.4) with 0.5 s between trials.
+except with probability `lapse` it answers at random. Response times are lognormal (median: the
+kind's `rt_median`, 1.5 s for triplet/catch/pair, 3.5 s for ranking, log-SD 0.4) with 0.5 s between trials.
+
+Kinds with one option (rating, rating_ref, jnd) use the option's level L = its utility relative to
+the observer's average: metric observers L = s_p · sign · (m(i, r) − m̄) / scale + v(i, r) + c_p + e
+(m̄ the mean metric over the images and runs the design shows; c_p acts as a rating offset);
+preference observers L = w + g − β/2 − γ (g standard Gumbel, γ Euler's constant, so the target and
+the other losses sit symmetrically around 0); random observers L ~ U(−2.5, 2.5). Ratings cut L at
+−1.5, −0.5, 0.5, 1.5 into 1..5; jnd answers "different" when L < 0 (a worse-than-average
+reconstruction is told apart). Each kind's module (study/trials/) turns utilities into its answer.
 """
 from __future__ import annotations
 
@@ -48,6 +56,8 @@ from percept.contracts import design as design_c
 from percept.contracts import manifest as manifest_c
 from percept.contracts import responses as responses_c
 from study import responses as log
+from percept.contracts import kinds as kinds_c
+from study import trials
 from study.design import load_design, versions
 
 METRIC_OBSERVERS = ("haarpsi", "delta_e", "ms_ssim", "ssim", "psnr", "mse", "mae")
@@ -129,40 +139,75 @@ def _metric_table(manifest: pd.DataFrame, metric: str) -> dict[tuple[str, str], 
     return {(i, r): sign * v for i, r, v in zip(manifest["image_id"], manifest["run"], values)}
 
 
+def _recon_runs(row, slots=design_c.SLOTS) -> list[str]:
+    """The reconstructions a row shows (not the original itself), in slot order."""
+    return [row[f"{slot}_run"] for slot in slots if row[f"{slot}_run"] and row[f"{slot}_run"] != kinds_c.ORIGINAL_RUN]
+
+
 def metric_scale(design: pd.DataFrame, table: dict[tuple[str, str], float]) -> float:
-    """RMS of the metric differences between runs shown together (triplet and ranking trials)."""
+    """RMS of the metric differences between runs shown together; for one-option kinds, between runs of one image and arch."""
     diffs = []
-    for row in design[design["kind"].isin(["triplet", "ranking"])].itertuples(index=False):
-        runs = [row.left_run, row.right_run] + ([row.third_run] if row.kind == "ranking" else [])
-        vals = [table[(row.image_id, r)] for r in runs]
+    shown = design[~design["kind"].isin(kinds_c.CATCH_KINDS)]
+    for _, row in shown.iterrows():
+        vals = [table[(row["image_id"], r)] for r in _recon_runs(row, trials.get(row["kind"]).spec.slots)]
         diffs += [a - b for k, a in enumerate(vals) for b in vals[k + 1:]]
+    if not diffs:  # ratings and jnd only: what a two-option trial of the same runs would compare
+        groups: dict[tuple[str, str], set[str]] = {}
+        for _, row in shown.iterrows():
+            groups.setdefault((row["image_id"], row["arch"]), set()).update(_recon_runs(row))
+        for (image, _), runs in groups.items():
+            vals = [table[(image, r)] for r in sorted(runs)]
+            diffs += [a - b for k, a in enumerate(vals) for b in vals[k + 1:]]
     rms = float(np.sqrt(np.mean(np.square(diffs)))) if diffs else 0.0
     return rms
 
 
-def _onscreen_runs(row) -> list[str]:
-    """Runs at screen positions left→right."""
-    if row["kind"] == "ranking":
-        return [row[f"{slot}_run"] for slot in design_c.RANKING_SCREEN_ORDER]
-    return [row["left_run"], row["right_run"]]
+class Judge:
+    """One simulated participant's judgments (the models of the module docstring), consumed by each kind's `observe`."""
 
+    def __init__(self, cfg: ObserverConfig, rng: np.random.Generator, *, b_p: float, side: float, sens: float, beta: float,
+                 table: dict, scale: float, centre: float, u_image: dict, v_image_run: dict):
+        self.cfg, self.rng, self.b_p, self.side, self.sens, self.beta = cfg, rng, b_p, side, sens, beta
+        self.table, self.scale, self.centre, self.u_image, self.v_image_run = table, scale, centre, u_image, v_image_run
 
-def _answer(row: pd.Series, utilities: np.ndarray) -> tuple[str, str]:
-    """(key, choice) from per-position utilities (screen left→right)."""
-    order = np.argsort(-utilities, kind="stable")
-    if row["kind"] == "ranking":
-        return log.ranking_choice(row, [str(k + 1) for k in order[:2]])
-    key = log.TRIPLET_KEYS[int(order[0])]
-    return key, log.triplet_choice(row, key)
+    def _worth(self, row, loss: str) -> float:
+        return self.beta + self.b_p + self.u_image[row["image_id"]] if loss == self.cfg.target else 0.0
+
+    def utilities(self, row, slots: tuple[str, ...]) -> np.ndarray:
+        """Utilities of the runs in `slots` (screen order), noise included."""
+        runs = [row[f"{s}_run"] for s in slots]
+        if self.cfg.observer == "random":
+            return self.rng.random(len(runs))
+        if self.cfg.observer == "preference":
+            worth = np.array([self._worth(row, row[f"{s}_loss"]) for s in slots])
+            return worth + self.rng.gumbel(0.0, 1.0, len(worth))
+        util = np.array([self.sens * self.table[(row["image_id"], r)] / self.scale + self.v_image_run[(row["image_id"], r)]
+                         for r in runs])
+        util[0] += self.side
+        return util + self.rng.normal(0.0, self.cfg.noise / math.sqrt(2.0), len(util))
+
+    def level(self, row, slot: str) -> float:
+        """One run's utility relative to the observer's average (0)."""
+        if self.cfg.observer == "random":
+            return float(self.rng.uniform(-2.5, 2.5))
+        if self.cfg.observer == "preference":
+            return self._worth(row, row[f"{slot}_loss"]) + float(self.rng.gumbel()) - self.beta / 2 - np.euler_gamma
+        key = (row["image_id"], row[f"{slot}_run"])
+        return (self.sens * (self.table[key] - self.centre) / self.scale + self.v_image_run[key] + self.side
+                + float(self.rng.normal(0.0, self.cfg.noise / math.sqrt(2.0))))
+
+    def lapses(self) -> bool:
+        """Whether this catch trial is answered at random."""
+        return bool(self.rng.random() < self.cfg.lapse)
 
 
 def trained_on_observer(design: pd.DataFrame, observer: str) -> list[str]:
     """Runs shown by the design (not catch) whose training loss optimised the observer's metric; [] for non-metric observers."""
     if observer not in METRIC_OBSERVERS:
         return []
-    shown = design[design["kind"] != "catch"]
+    shown = design[~design["kind"].isin(kinds_c.CATCH_KINDS)]
     runs = {(row[f"{slot}_run"], row[f"{slot}_loss"]) for _, row in shown.iterrows() for slot in design_c.SLOTS
-            if row[f"{slot}_run"]}
+            if row[f"{slot}_run"] and row[f"{slot}_run"] != kinds_c.ORIGINAL_RUN}
     return sorted(run for run, loss in runs if manifest_c.trained_on(loss, observer))
 
 
@@ -195,22 +240,24 @@ def _simulate(design_path: str | Path, participants: int, observer: str = "haarp
     design, meta = load_design(design_path, check_files=False)
     manifest = _manifest_for(design_path, meta)
     lists = sorted(design["list_id"].unique())
-    shown = design[design["kind"] != "catch"]
-    table, scale = {}, 1.0
+    for kind in design["kind"].unique():
+        trials.get(kind)  # an unknown kind is refused before anything is written
+    shown = design[~design["kind"].isin(kinds_c.CATCH_KINDS)]
+    shown_runs = [(r["image_id"], run) for _, r in shown.iterrows() for run in _recon_runs(r)]
+    table, scale, centre = {}, 1.0, 0.0
     if cfg.observer in METRIC_OBSERVERS:
         table = _metric_table(manifest, cfg.observer)
-        missing = [(r.image_id, run) for r in shown.itertuples(index=False) for run in (r.left_run, r.right_run, r.third_run)
-                   if run and (r.image_id, run) not in table]
+        missing = [key for key in shown_runs if key not in table]
         if missing:
             raise ContractError(f"{design_path}: image {missing[0][0]!r} run {missing[0][1]!r} is not in the design's manifest")
-        unscored = [key for key in {(r.image_id, run) for r in shown.itertuples(index=False)
-                                    for run in (r.left_run, r.right_run, r.third_run) if run} if not math.isfinite(table[key])]
+        unscored = [key for key in sorted(set(shown_runs)) if not math.isfinite(table[key])]
         if unscored:
             raise InputError(f"--observer {cfg.observer}: the manifest has no {cfg.observer} value for image "
                              f"{unscored[0][0]!r} run {unscored[0][1]!r}")
         scale = metric_scale(design, table)
         if scale == 0:
             raise InputError(f"--observer {cfg.observer}: the metric is identical for every run shown; it cannot tell them apart")
+        centre = float(np.mean([table[key] for key in sorted(set(shown_runs))]))
     built_in = trained_on_observer(design, cfg.observer)
     beta = cfg.beta() if cfg.observer == "preference" else 0.0
     if cfg.observer == "preference" and cfg.target not in set(shown["left_loss"]) | set(shown["right_loss"]):
@@ -218,7 +265,7 @@ def _simulate(design_path: str | Path, participants: int, observer: str = "haarp
 
     # Image-level effects, drawn in a fixed order so they do not depend on the number of participants.
     image_ids = sorted(design["image_id"].unique())
-    pairs = sorted({(r.image_id, run) for r in shown.itertuples(index=False) for run in (r.left_run, r.right_run, r.third_run) if run})
+    pairs = sorted(set(shown_runs))
     img_rng = np.random.default_rng([seed, 1])
     u_image = dict(zip(image_ids, img_rng.normal(0.0, cfg.image_sd, len(image_ids))))
     v_image_run = dict(zip(pairs, img_rng.normal(0.0, cfg.image_sd, len(pairs))))
@@ -233,32 +280,19 @@ def _simulate(design_path: str | Path, participants: int, observer: str = "haarp
         csv_path = responses_c.response_path(responses_dir, pid, "1")
         _refuse_human(csv_path)
         list_id = int(lists[number % len(lists)])
-        trials = design[design["list_id"] == list_id].sort_values("trial")
+        list_trials = design[design["list_id"] == list_id].sort_values("trial")
         p_rng = np.random.default_rng([seed, 2, number])
         b_p = float(p_rng.normal(0.0, cfg.participant_sd))
         side = float(p_rng.normal(0.0, cfg.side_sd))
         sens = math.exp(b_p) if cfg.observer in METRIC_OBSERVERS else 1.0
         t = 2.0  # instructions before the first trial
         rows = []
-        for _, row in trials.iterrows():
-            positions = _onscreen_runs(row)
-            if row["kind"] == "catch":
-                if p_rng.random() < cfg.lapse:
-                    util = p_rng.random(2)
-                else:
-                    util = np.array([1.0, 0.0]) if row["answer"] == "left" else np.array([0.0, 1.0])
-            elif cfg.observer == "random":
-                util = p_rng.random(len(positions))
-            elif cfg.observer == "preference":
-                losses = [row[f"{s}_loss"] for s in (design_c.RANKING_SCREEN_ORDER if row["kind"] == "ranking" else ("left", "right"))]
-                worth = np.array([beta + b_p + u_image[row["image_id"]] if lo == cfg.target else 0.0 for lo in losses])
-                util = worth + p_rng.gumbel(0.0, 1.0, len(worth))
-            else:
-                util = np.array([sens * table[(row["image_id"], r)] / scale + v_image_run[(row["image_id"], r)] for r in positions])
-                util[0] += side
-                util += p_rng.normal(0.0, cfg.noise / math.sqrt(2.0), len(util))
-            key, choice = _answer(row, util)
-            rt = float(p_rng.lognormal(math.log(3.5 if row["kind"] == "ranking" else 1.5), 0.4))
+        judge = Judge(cfg, p_rng, b_p=b_p, side=side, sens=sens, beta=beta, table=table, scale=scale, centre=centre,
+                      u_image=u_image, v_image_run=v_image_run)
+        for _, row in list_trials.iterrows():
+            kind = trials.get(row["kind"])
+            key, choice = kind.observe(row, judge)
+            rt = float(p_rng.lognormal(math.log(kind.rt_median), 0.4))
             rows.append(log.response_row(row, pid, "1", key=key, choice=choice, rt=rt, onset=t,
                                          wallclock=(started + timedelta(seconds=t + rt)).isoformat(timespec="milliseconds"),
                                          simulated=True))
@@ -273,7 +307,7 @@ def _simulate(design_path: str | Path, participants: int, observer: str = "haarp
             "observer_trained_on": built_in,
             "started": started.isoformat(timespec="milliseconds"),
             "ended": (started + timedelta(seconds=t)).isoformat(timespec="milliseconds"),
-            "completed": True, "n_trials": len(trials), "n_answered": len(rows), "versions": versions(),
+            "completed": True, "n_trials": len(list_trials), "n_answered": len(rows), "versions": versions(),
             "window": None, "pilot": False,
         }
         if cfg.observer == "preference":

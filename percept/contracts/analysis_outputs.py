@@ -51,6 +51,10 @@ TABLES = {
                     ["power", "ci_low", "ci_high"]),
     "premise": _table(["arch", "loss", "metric", "rival", "answer"], ["n_units", "mean_diff"], ["p"]),
     "family": _table(["test", "arch", "pair", "p", "p_holm"], [], ["p", "p_holm"]),
+    # The tables of the other trial kinds (analysis/kinds.py): readable CSVs; their numbers are checked where written.
+    **{name: _table([], [], []) for name in (
+        "pairs_pairwise", "pairs_scale", "pairs_models", "pairs_agreement", "ratings_mos", "ratings_dmos",
+        "ratings_screening", "ratings_models", "jnd", "jnd_per_image")},
     "classification_pairs": _table(["arch", "run_a", "run_b"], ["n_test", "diff"],
                                    ["accuracy_a", "accuracy_b", "p_mcnemar", "p_holm"]),
 }

@@ -13,6 +13,7 @@ import pandas as pd
 
 import numpy as np
 
+from percept.contracts import kinds as kinds_c
 from percept.contracts.paths import check_name, check_png, inside
 from percept.contracts.run import SPECIAL_RUNS, run_from_name
 from percept.contracts.tables import ContractError, atomic_write_csv, atomic_write_json, read_csv_checked, read_json
@@ -21,7 +22,7 @@ SLOTS = ("left", "right", "third")
 # Ranking trials: the slot shown at screen positions 1 (left), 2 (middle), 3 (right).
 RANKING_SCREEN_ORDER = ("left", "third", "right")
 BLOCKS = ("practice", "main")
-KINDS = ("triplet", "ranking", "catch")
+KINDS = tuple(kinds_c.KINDS)  # every kind of percept/contracts/kinds.py
 # Catch trials show the original itself in one slot and a strongly degraded copy in the other.
 CATCH_RUNS = ("original", "degraded")
 BASELINE_ARCH = SPECIAL_RUNS["flat"][0]  # INTERFACES item 1: the flat baseline is analysed, never shown
@@ -30,7 +31,7 @@ COLUMNS = (
     "list_id",  # participant list (int, 0-based)
     "trial",  # index within the list, 0-based, presentation order
     "block",  # practice | main
-    "kind",  # triplet | ranking | catch
+    "kind",  # a kind of percept/contracts/kinds.py (triplet | ranking | catch | pair | rating | ...)
     "image_id",  # manifest image_id
     "arch",  # architecture whose reconstructions are compared ("" for catch)
     "pair",  # "lossA:lossB" as given to --pairs for triplets; "" otherwise
@@ -38,7 +39,7 @@ COLUMNS = (
     "left_run", "left_loss", "left_path",
     "right_run", "right_loss", "right_path",
     "third_run", "third_loss", "third_path",  # ranking only; "" otherwise
-    "answer",  # catch trials: the slot with the correct answer (left|right); "" otherwise
+    "answer",  # catch trials: the known answer (slot of the original, rating end 1|5, same|different); "" otherwise
 )
 SLOT_COLUMNS = tuple(f"{s}_{f}" for s in SLOTS for f in ("run", "loss", "path"))
 
@@ -64,23 +65,22 @@ def read_design(path: str | Path, *, check_files: bool = False) -> pd.DataFrame:
         path,
         COLUMNS,
         integer=("list_id", "trial"),
-        nonempty=("image_id", "reference_path", "left_run", "left_path", "right_run", "right_path"),
-        allowed={"block": set(BLOCKS), "kind": set(KINDS), "answer": {"", "left", "right"}},
+        nonempty=("image_id", "reference_path", "left_run", "left_path"),
+        allowed={"block": set(BLOCKS), "kind": set(KINDS), "answer": {""} | set(kinds_c.ANSWERS)},
         what="study design",
     )
     if df.empty:
         raise ContractError(f"{path}: study design has no trials")
-    ranking = df["kind"] == "ranking"
-    for col in ("third_run", "third_path"):
-        bad = ranking & (df[col] == "")
-        if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            raise ContractError(f"{path}: row {i + 2}, column '{col}': ranking trial needs a third image")
-    catch = df["kind"] == "catch"
-    bad = catch & (df["answer"] == "")
-    if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
-        raise ContractError(f"{path}: row {i + 2}, column 'answer': catch trial needs the correct slot")
+    # Each kind fills its own slots (ranking needs a third image, a rating only the left one).
+    for i, row in enumerate(df.itertuples(index=False)):
+        spec = kinds_c.spec(row.kind, f"{path}: row {i + 2}, column 'kind'")
+        for slot in spec.slots:
+            for field in ("run", "path"):
+                if getattr(row, f"{slot}_{field}") == "":
+                    raise ContractError(f"{path}: row {i + 2}, column '{slot}_{field}': {row.kind} trial needs a {slot} image")
+        if spec.catch_of is not None and row.answer not in spec.answers:
+            raise ContractError(f"{path}: row {i + 2}, column 'answer': {row.kind} trial needs its known answer "
+                                f"({' or '.join(spec.answers)})")
     dup = df.duplicated(["list_id", "trial"])
     if dup.any():
         i = int(dup.to_numpy().nonzero()[0][0])

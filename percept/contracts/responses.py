@@ -1,7 +1,8 @@
 """Responses `study/responses/<participant>-<session>.csv` and the `.json` session record beside it.
 
 One row is appended (flush + fsync) the moment a trial is answered. `choice` holds the run
-chosen (triplet/catch) or the full order best-to-worst joined by ORDER_SEP (ranking); `key`
+chosen (triplet/catch/pair), the full order best-to-worst joined by ORDER_SEP (ranking), the
+category "1".."5" (rating kinds) or same|different (jnd), as percept/contracts/kinds.py says; `key`
 holds the keys pressed, joined by ',' for ranking. `rt` and `onset` are seconds: onset from the
 session clock's start to the stimulus flip, rt from that flip to the (last) key press.
 `wallclock` is the ISO 8601 time of the answer with its UTC offset. `simulated` is 1 for rows
@@ -21,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from percept.contracts import kinds as kinds_c
 from percept.contracts.provenance import json_safe, write_json
 from percept.contracts.tables import ContractError, read_csv_checked, read_json
 
 MAX_RT = 3600.0  # seconds: an hour on one trial means the participant left, not that they judged
 MAX_ONSET = 7 * 24 * 3600.0  # seconds from the session's start: a session resumed within a week
 
-ORDER_SEP = ">"
+ORDER_SEP = kinds_c.ORDER_SEP
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 COLUMNS = (
@@ -63,8 +65,8 @@ def read_responses(path: str | Path) -> pd.DataFrame:
         COLUMNS,
         numeric=("rt", "onset"),
         integer=("list_id", "trial", "simulated"),
-        nonempty=("participant", "session", "image_id", "choice", "left_run", "right_run"),
-        allowed={"block": {"practice", "main"}, "kind": {"triplet", "ranking", "catch"}},
+        nonempty=("participant", "session", "image_id", "choice", "left_run"),
+        allowed={"block": {"practice", "main"}, "kind": set(kinds_c.KINDS)},
         what="response",
     )
     for col, high in (("rt", MAX_RT), ("onset", MAX_ONSET)):
@@ -98,12 +100,14 @@ def read_responses(path: str | Path) -> pd.DataFrame:
         i = int(dup.to_numpy().nonzero()[0][0])
         raise ContractError(f"{path}: row {i + 2}: trial {df['trial'].iloc[i]} answered twice")
     for i, row in enumerate(df.itertuples(index=False)):
-        shown = {row.left_run, row.right_run} | ({row.third_run} if row.kind == "ranking" else set())
-        chosen = row.choice.split(ORDER_SEP) if row.kind == "ranking" else [row.choice]
-        if row.kind == "ranking" and (len(chosen) != 3 or set(chosen) != shown):
-            raise ContractError(f"{path}: row {i + 2}, column 'choice': {row.choice!r} is not an order of the three runs shown")
-        if row.kind != "ranking" and chosen[0] not in shown:
-            raise ContractError(f"{path}: row {i + 2}, column 'choice': {row.choice!r} was not shown on that trial")
+        spec = kinds_c.spec(row.kind, f"{path}: row {i + 2}, column 'kind'")
+        shown = {slot: getattr(row, f"{slot}_run") for slot in spec.slots}
+        empty = [slot for slot, run in shown.items() if run == ""]
+        if empty:
+            raise ContractError(f"{path}: row {i + 2}, column '{empty[0]}_run': {row.kind} trial shows a {empty[0]} image")
+        why = kinds_c.check_choice(row.kind, row.choice, shown)
+        if why is not None:
+            raise ContractError(f"{path}: row {i + 2}, column 'choice': {why}")
     return df
 
 
