@@ -118,8 +118,14 @@ def _check_order_and_paths(df: pd.DataFrame, path: Path) -> None:
 
 
 def _check_slots(df: pd.DataFrame, path: Path) -> None:
-    """Each slot's run is of the row's arch and the slot's loss; catch trials show original and degraded; pairs match."""
+    """Each slot's run is of the row's arch and the slot's loss; the `catch` kind shows original and degraded; pairs match.
+
+    Slots holding the original itself or a catch trial's degraded copy (kinds_c.ORIGINAL_RUN, DEGRADED_RUN) are no
+    reconstructions; the other catch kinds' answers are checked against their KindSpec by read_design.
+    """
+    special = {kinds_c.ORIGINAL_RUN, kinds_c.DEGRADED_RUN}
     for i, row in enumerate(df.itertuples(index=False)):
+        spec = kinds_c.spec(row.kind, f"{path}: row {i + 2}, column 'kind'")
         if row.kind == "catch":
             shown = {row.left_run: "left", row.right_run: "right"}
             if set(shown) != set(CATCH_RUNS) or shown["original"] != row.answer:
@@ -128,8 +134,10 @@ def _check_slots(df: pd.DataFrame, path: Path) -> None:
             continue
         if row.arch == BASELINE_ARCH:
             raise ContractError(f"{path}: row {i + 2}, column 'arch': the {BASELINE_ARCH!r} (flat) runs are never shown to people")
-        for slot in SLOTS if row.kind == "ranking" else SLOTS[:2]:
+        for slot in spec.slots:
             run, loss = getattr(row, f"{slot}_run"), getattr(row, f"{slot}_loss")
+            if run in special or (spec.catch_of is not None and not run):
+                continue
             if run_from_name(run, path) != (row.arch, loss):
                 raise ContractError(f"{path}: row {i + 2}, column '{slot}_run': run {run!r} is not of arch {row.arch!r} "
                                     f"and loss {loss!r}")
@@ -210,7 +218,7 @@ def check_against_meta(df: pd.DataFrame, meta: dict, path: str | Path) -> None:
             raise ContractError(f"{path}: trials per list {counts} differ from design.json's trials_per_list {per_list}")
     kinds = need("kinds", list)
     if kinds is not None:
-        extra = sorted(set(df["kind"]) - set(kinds) - {"catch"})
+        extra = sorted(set(df["kind"]) - set(kinds) - set(kinds_c.CATCH_KINDS))
         if extra:
             raise ContractError(f"{path}: trial kind(s) {', '.join(extra)} are not in design.json's kinds {kinds}")
     runs = need("runs", dict)
