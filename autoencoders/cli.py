@@ -35,6 +35,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--eval-split", help="held-out split evaluated each epoch (default test)")
     p.add_argument("--eval-images", type=int, help="held-out images evaluated each epoch (default 128)")
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=int, help="train the first N epochs with MSE, then with --loss (default 0)")
     p.add_argument("--download", action="store_const", const=True, help="download STL-10 (2.6 GB) if missing")
     p.add_argument("--no-verify", dest="verify", action="store_const", const=False, help="skip the STL-10 MD5 check")
     p.add_argument("--resume", action="store_const", const=True, help="continue a killed run from its checkpoint (a run finished with the same settings: nothing to do)")
