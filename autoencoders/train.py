@@ -368,8 +368,8 @@ def _kl_term(kl: torch.Tensor, kl_weight: float, x: torch.Tensor) -> torch.Tenso
 OWN_METRIC = {"mse": "mse", "mae": "mae", "ssim": "ssim", "ms_ssim": "ms_ssim", "mix": "mix", "vgg": "vgg"}
 HIGHER_IS_BETTER = frozenset({"psnr", "ssim", "ms_ssim"})
 # Outputs whose per-pixel SD across images is below this fraction of the originals' barely vary:
-# a constant output scores 0; a flat mean-colour patch on the photo patches scores ≈ 0.6 of the
-# originals' spread (its mean colours differ per image), a trained model ≈ 0.8–1. A tenth is far
+# a constant output scores 0; on the photo patches a flat mean-colour patch scores 0.74 of the
+# originals' spread (its mean colours differ per image) and trained models 0.8–1.3. A tenth is far
 # below anything that reconstructs, and far above a collapsed model's ≈ 0.
 SPREAD_FRACTION = 0.1
 KL_SCHEME = ("kl_weight = beta * L_flat(loss) / L_flat(mse): the KL weight is scaled by how large the "
