@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from autoencoders.data import load_dataset
     from autoencoders.export import finished_runs
-    from autoencoders.train import guard_from_outputs, load_model
+    from autoencoders.train import flat_baseline, guard_from_outputs, load_model, output_spread
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="experiment folder holding models/")
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             loss_fn = get_loss(cfg["loss"], **cfg.get("loss_options", {}))
         g = guard_from_outputs(recon, x, cfg["loss"], loss_fn)
         d = g["difference"]
+        flat_row = {"psnr": g["flat"]["psnr"], "ms_ssim": g["flat"]["ms_ssim"], "delta_e": g["flat"]["delta_e"],
+                    "ssim": g["flat"]["ssim"], "mse": g["flat"]["mse"], "mae": g["flat"]["mae"],
+                    "spread": output_spread(flat_baseline(x)) / g["input_spread"]}
         rows.append({
             "run": name, "n": n, "psnr": g["model"]["psnr"], "ms_ssim": g["model"]["ms_ssim"],
             "delta_e": g["model"]["delta_e"], "metric": g["metric"], "model_metric": g["model"][g["metric"]],
@@ -68,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['run']} | {r['psnr']:.2f} | {r['ms_ssim']:.3f} | {r['delta_e']:.2f} | {r['metric']} | "
               f"{r['model_metric']:.4g} | {r['flat_metric']:.4g} | {r['diff']:+.4g} [{r['ci_lo']:+.4g}, {r['ci_hi']:+.4g}] | "
               f"{r['beats']} | {r['spread']:.2f} | {r['seconds']:.0f} |")
-    flat_ps = rows[0] if rows else None
-    if flat_ps is not None:
+    if rows:
+        f = flat_row
+        print(f"| flat patch (each image's mean colour) | {f['psnr']:.2f} | {f['ms_ssim']:.3f} | {f['delta_e']:.2f} | "
+              f"ssim {f['ssim']:.3f}, mse {f['mse']:.4g}, mae {f['mae']:.4g} | | | | | {f['spread']:.2f} | |")
         print(f"\n{len(rows)} runs on n = {rows[0]['n']} held-out images; training time (epochs only, summed): "
               f"{sum(r['seconds'] for r in rows):.0f} s; spread = outputs' per-pixel SD across images / originals'")
     if args.csv:
