@@ -547,8 +547,10 @@ def prepare_run_dir(cfg: TrainConfig) -> dict | None:
 def _differing(saved: dict, cfg: TrainConfig) -> str:
     """The settings (other than RESUME_MAY_DIFFER) where `cfg` differs from a saved config, as text; '' if none."""
     now = asdict(cfg)
-    return ", ".join(f"{k}: saved {saved.get(k)!r} vs now {now[k]!r}" for k in now
-                     if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k])
+    # A key missing from an older saved config had its default then (e.g. warmup_epochs 0).
+    defaults = asdict(TrainConfig())
+    return ", ".join(f"{k}: saved {saved.get(k, defaults[k])!r} vs now {now[k]!r}" for k in now
+                     if k not in RESUME_MAY_DIFFER and saved.get(k, defaults[k]) != now[k])
 
 
 def train(config: TrainConfig) -> Path:

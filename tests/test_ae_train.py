@@ -282,3 +282,12 @@ def test_vae_kl_weight_is_scaled_by_the_flat_baseline_and_logged(images, tmp_pat
     assert json.loads((mse_run / "config.json").read_text())["vae_kl"]["kl_weight"] == pytest.approx(0.5)
     conv = tr.train(tiny(images, tmp_path, arch="conv", epochs=1))
     assert pd.read_csv(conv / "metrics.csv")["kl"].isna().all() and "vae_kl" not in json.loads((conv / "config.json").read_text())
+
+
+def test_configs_saved_before_warmup_existed_resume_as_warmup_0(images, tmp_path):
+    from dataclasses import asdict
+
+    cfg = tiny(images, tmp_path)
+    old = {k: v for k, v in asdict(cfg).items() if k != "warmup_epochs"}  # a run saved by the previous version
+    assert tr._differing(old, cfg) == ""
+    assert "warmup_epochs: saved 0 vs now 1" in tr._differing(old, replace(cfg, warmup_epochs=1))
