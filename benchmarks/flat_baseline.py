@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="experiment folder holding models/")
-    parser.add_argument("--n", type=int, default=None, help="first N held-out images (default: all)")
+    parser.add_argument("--n", type=int, default=None, help="N held-out images spread evenly, as reconstruct --n picks them (default: all)")
     parser.add_argument("--csv", type=Path, help="also write the rows as CSV")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             cache[key] = load_dataset(cfg["data"], cfg["eval_split"], root=cfg.get("data_root", "data"),
                                       image_size=cfg["image_size"], verify=False)
         data = cache[key]
-        n = len(data) if args.n is None else min(args.n, len(data))
-        x = data.tensor(np.arange(n))
+        # --n picks images spread evenly over the split, as `percept reconstruct --n` does.
+        idx = (np.arange(len(data)) if args.n is None else
+               np.unique(np.linspace(0, len(data) - 1, min(args.n, len(data))).round().astype(int)))
+        n = len(idx)
+        x = data.tensor(idx)
         model = load_model(folder)
         with torch.no_grad():
             recon = torch.cat([model.reconstruct(x[i:i + 32]) for i in range(0, n, 32)]).clamp(0, 1)
