@@ -466,16 +466,24 @@ def guard_from_outputs(recon: torch.Tensor, x: torch.Tensor, loss: str, loss_fn=
                         f"{SPREAD_FRACTION} × the originals' {input_spread:.4g}")
     return {
         "metric": metric,
-        "model": {k: float(v.mean()) for k, v in model_scores.items()},
-        "flat": {k: float(v.mean()) for k, v in flat_scores.items()},
+        # null, not NaN/Infinity (a perfect image has PSNR +inf), so config.json stays strict JSON
+        "model": {k: _finite(v.mean()) for k, v in model_scores.items()},
+        "flat": {k: _finite(v.mean()) for k, v in flat_scores.items()},
         "beats_flat": bool(beats),
         "output_spread": spread,
         "degenerate": bool(warnings),
         "warnings": warnings,
         "input_spread": input_spread,
         "spread_threshold": SPREAD_FRACTION * input_spread,
-        "difference": diff,  # model − flat on `metric`, paired per image, t 95% CI
+        # model − flat on `metric`, paired per image, t 95% CI
+        "difference": {**diff, "mean": _finite(diff["mean"]), "ci95": [_finite(v) for v in diff["ci95"]]},
     }
+
+
+def _finite(value: float) -> float | None:
+    """A float, or None when it is NaN or infinite."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def evaluate_flat(dataset: ImageSet, indices: np.ndarray, cfg: TrainConfig, device: torch.device) -> dict[str, float]:

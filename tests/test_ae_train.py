@@ -268,6 +268,7 @@ def test_guard_flags_a_constant_model_and_passes_a_trained_one(images, tmp_path)
     assert const["flat"]["mse"] == pytest.approx(float(((flat - x) ** 2).mean()), rel=1e-5)
     perfect = tr.guard_from_outputs(x, x, "mae")
     assert perfect["model"]["delta_e"] == pytest.approx(0.0, abs=1e-9) and perfect["difference"]["model_better"] == "yes"
+    assert perfect["model"]["psnr"] is None  # +inf PSNR is written as null, keeping config.json strict JSON
 
 
 def test_vae_kl_weight_is_scaled_by_the_flat_baseline_and_logged(images, tmp_path):
