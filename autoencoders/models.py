@@ -8,15 +8,25 @@ for 96×96 inputs, code size D = 128.
 =====  =======================================  ==================================================
 arch   encoder (input 3×96×96)                  decoder (output 3×96×96, sigmoid → [0, 1])
 =====  =======================================  ==================================================
-fc     flatten 27648 → Linear 1024w → ReLU      Linear D → 1024w → ReLU → Linear 27648 → sigmoid
+fc     flatten 27648 → Linear 1024w → act       Linear D → 1024w → act → Linear 27648 → sigmoid
        → Linear D (the code)                    → reshape 3×96×96
-conv   Conv 5×5 s2 3→128w (48²) → ReLU          Linear D → 512w×12×12 → ReLU
-       Conv 5×5 s2 →256w (24²) → ReLU           ConvT 5×5 s2 →256w (24²) → ReLU
-       Conv 5×5 s2 →512w (12²) → ReLU           ConvT 5×5 s2 →128w (48²) → ReLU
+conv   Conv 5×5 s2 3→128w (48²) → act           Linear D → 512w×12×12 → act
+       Conv 5×5 s2 →256w (24²) → act            ConvT 5×5 s2 →256w (24²) → act
+       Conv 5×5 s2 →512w (12²) → act            ConvT 5×5 s2 →128w (48²) → act
        flatten → Linear D (linear bottleneck)   ConvT 5×5 s2 →3 (96²) → sigmoid
 vae    the conv encoder, then two Linear heads  the conv decoder, fed z = μ + σ·ε while training
        μ (D) and log σ² (D)                     and z = μ in eval mode
 =====  =======================================  ==================================================
+
+`act` is LeakyReLU(0.2) in every hidden layer of every architecture, for every loss, so that within
+an architecture only the loss differs. Why not ReLU (measured on the demo's photo patches, see
+REFERENCES.md): the fc autoencoder trained with SSIM or MS-SSIM killed its ReLU units — 98% of the
+decoder's units were active at initialisation and 0% by epoch 6, after which the last layer's
+gradient is exactly zero and the output is one constant grey image — because on these patches
+(MS-)SSIM first rewards removing contrast. A leaky unit always passes gradient (slope 0.2 below zero),
+and with LeakyReLU plus one epoch of MSE warm-up (`warmup_epochs` in autoencoders/train.py) every fc
+unit stayed alive. Checkpoints written before this change hold no `activation` in their model spec
+and are rebuilt with ReLU, as they were trained.
 
 Every encoder sees its input centred, 2x − 1 in [−1, 1] (faster training than raw [0, 1]).
 All convolutions use padding 2 (transposed ones also output_padding 1), so each halves or doubles
@@ -41,6 +51,17 @@ from percept.contracts import InputError
 ARCHS = ("fc", "conv", "vae")
 CONV_CHANNELS = (128, 256, 512)  # the third-party reading of the paper's STL-10 conv net
 FC_HIDDEN = 1024  # our choice: one hidden layer each side of the code
+ACTIVATIONS = ("leaky_relu", "relu")  # leaky_relu for every new model; relu rebuilds old checkpoints
+LEAKY_SLOPE = 0.2  # the slope that kept every fc unit alive under (MS-)SSIM (module docstring)
+
+
+def make_activation(name: str) -> nn.Module:
+    """The hidden-layer nonlinearity by name (ACTIVATIONS)."""
+    if name == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_SLOPE)
+    if name == "relu":
+        return nn.ReLU()
+    raise InputError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
 
 
 class VAEOutput(NamedTuple):
@@ -64,11 +85,12 @@ class Autoencoder(nn.Module):
 
     arch = ""
 
-    def __init__(self, image_size: int, code_size: int, width: float) -> None:
+    def __init__(self, image_size: int, code_size: int, width: float, activation: str = "leaky_relu") -> None:
         super().__init__()
         self.image_size = image_size
         self.code_size = code_size
         self.width = width
+        self.activation = activation
 
     def check_input(self, x: torch.Tensor) -> None:
         """Refuse batches that are not (N, 3, S, S) at the model's size S, naming both sizes."""
@@ -101,7 +123,8 @@ class Autoencoder(nn.Module):
 
     def describe(self) -> dict:
         """Architecture settings that rebuild this model with `build_model`."""
-        return {"arch": self.arch, "image_size": self.image_size, "code_size": self.code_size, "width": self.width}
+        return {"arch": self.arch, "image_size": self.image_size, "code_size": self.code_size, "width": self.width,
+                "activation": self.activation}
 
 
 class FCAutoencoder(Autoencoder):
@@ -109,12 +132,19 @@ class FCAutoencoder(Autoencoder):
 
     arch = "fc"
 
-    def __init__(self, image_size: int = 96, code_size: int = 128, width: float = 1.0) -> None:
-        super().__init__(image_size, code_size, width)
+    def __init__(self, image_size: int = 96, code_size: int = 128, width: float = 1.0,
+                 activation: str = "leaky_relu") -> None:
+        super().__init__(image_size, code_size, width, activation)
         n = 3 * image_size * image_size
         hidden = _scaled(FC_HIDDEN, width)
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), nn.ReLU(), nn.Linear(hidden, code_size))
-        self.decoder = nn.Sequential(nn.Linear(code_size, hidden), nn.ReLU(), nn.Linear(hidden, n), nn.Sigmoid())
+        act = make_activation
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), act(activation), nn.Linear(hidden, code_size))
+        self.decoder = nn.Sequential(nn.Linear(code_size, hidden), act(activation), nn.Linear(hidden, n), nn.Sigmoid())
+        if activation == "leaky_relu":  # new models only: old checkpoints keep the init they were trained from
+            # The decoder starts from a flat grey image instead of pixel-independent noise: random
+            # weights in this 27648-wide layer put noise into every output that 375 steps do not
+            # unlearn. Measured (fc-ssim, seed 0, demo settings): SSIM 0.392 → 0.421, PSNR 11.6 → 14.6 dB.
+            nn.init.zeros_(self.decoder[2].weight)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) → (N, D)."""
@@ -128,21 +158,22 @@ class FCAutoencoder(Autoencoder):
 class _ConvStack(nn.Module):
     """The conv encoder body and decoder body shared by `conv` and `vae`."""
 
-    def __init__(self, image_size: int, width: float) -> None:
+    def __init__(self, image_size: int, width: float, activation: str) -> None:
         super().__init__()
+        act = make_activation
         c1, c2, c3 = (_scaled(c, width) for c in CONV_CHANNELS)
         self.side = image_size // 8  # three stride-2 convolutions
         self.channels = c3
         self.features = c3 * self.side * self.side
         self.down = nn.Sequential(
-            nn.Conv2d(3, c1, 5, stride=2, padding=2), nn.ReLU(),  # (N, c1, S/2, S/2)
-            nn.Conv2d(c1, c2, 5, stride=2, padding=2), nn.ReLU(),  # (N, c2, S/4, S/4)
-            nn.Conv2d(c2, c3, 5, stride=2, padding=2), nn.ReLU(),  # (N, c3, S/8, S/8)
+            nn.Conv2d(3, c1, 5, stride=2, padding=2), act(activation),  # (N, c1, S/2, S/2)
+            nn.Conv2d(c1, c2, 5, stride=2, padding=2), act(activation),  # (N, c2, S/4, S/4)
+            nn.Conv2d(c2, c3, 5, stride=2, padding=2), act(activation),  # (N, c3, S/8, S/8)
             nn.Flatten(),
         )
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(c3, c2, 5, stride=2, padding=2, output_padding=1), nn.ReLU(),  # (N, c2, S/4, S/4)
-            nn.ConvTranspose2d(c2, c1, 5, stride=2, padding=2, output_padding=1), nn.ReLU(),  # (N, c1, S/2, S/2)
+            nn.ConvTranspose2d(c3, c2, 5, stride=2, padding=2, output_padding=1), act(activation),  # (N, c2, S/4, S/4)
+            nn.ConvTranspose2d(c2, c1, 5, stride=2, padding=2, output_padding=1), act(activation),  # (N, c1, S/2, S/2)
             nn.ConvTranspose2d(c1, 3, 5, stride=2, padding=2, output_padding=1), nn.Sigmoid(),  # (N, 3, S, S)
         )
 
@@ -152,11 +183,12 @@ class ConvAutoencoder(Autoencoder):
 
     arch = "conv"
 
-    def __init__(self, image_size: int = 96, code_size: int = 128, width: float = 1.0) -> None:
-        super().__init__(image_size, code_size, width)
-        self.body = _ConvStack(image_size, width)
+    def __init__(self, image_size: int = 96, code_size: int = 128, width: float = 1.0,
+                 activation: str = "leaky_relu") -> None:
+        super().__init__(image_size, code_size, width, activation)
+        self.body = _ConvStack(image_size, width, activation)
         self.to_code = nn.Linear(self.body.features, code_size)
-        self.from_code = nn.Sequential(nn.Linear(code_size, self.body.features), nn.ReLU())
+        self.from_code = nn.Sequential(nn.Linear(code_size, self.body.features), make_activation(activation))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) → (N, D)."""
@@ -174,12 +206,13 @@ class ConvVAE(Autoencoder):
     arch = "vae"
     LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite in float32 early in training
 
-    def __init__(self, image_size: int = 96, code_size: int = 128, width: float = 1.0) -> None:
-        super().__init__(image_size, code_size, width)
-        self.body = _ConvStack(image_size, width)
+    def __init__(self, image_size: int = 96, code_size: int = 128, width: float = 1.0,
+                 activation: str = "leaky_relu") -> None:
+        super().__init__(image_size, code_size, width, activation)
+        self.body = _ConvStack(image_size, width, activation)
         self.to_mu = nn.Linear(self.body.features, code_size)
         self.to_logvar = nn.Linear(self.body.features, code_size)
-        self.from_code = nn.Sequential(nn.Linear(code_size, self.body.features), nn.ReLU())
+        self.from_code = nn.Sequential(nn.Linear(code_size, self.body.features), make_activation(activation))
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, S, S) → (μ, log σ²), each (N, D)."""
@@ -205,7 +238,8 @@ class ConvVAE(Autoencoder):
 _CLASSES = {"fc": FCAutoencoder, "conv": ConvAutoencoder, "vae": ConvVAE}
 
 
-def build_model(arch: str, image_size: int = 96, code_size: int = 128, *, width: float = 1.0) -> Autoencoder:
+def build_model(arch: str, image_size: int = 96, code_size: int = 128, *, width: float = 1.0,
+                activation: str = "leaky_relu") -> Autoencoder:
     """Build an untrained model by name; bad names or sizes raise InputError naming the options."""
     if arch not in _CLASSES:
         raise InputError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
@@ -215,7 +249,9 @@ def build_model(arch: str, image_size: int = 96, code_size: int = 128, *, width:
         raise InputError(f"width must be > 0, got {width}")
     if image_size < 8 or (arch != "fc" and image_size % 8):
         raise InputError(f"{arch} needs an image size divisible by 8 (three stride-2 convolutions), got {image_size}")
-    return _CLASSES[arch](image_size=image_size, code_size=code_size, width=width)
+    if activation not in ACTIVATIONS:
+        raise InputError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
+    return _CLASSES[arch](image_size=image_size, code_size=code_size, width=width, activation=activation)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -56,7 +56,7 @@ class TrainConfig:
     device: str = "auto"  # cuda when available, else cpu
     out: str = "runs/exp"  # experiment folder; the run goes to <out>/models/<run>/
     code_size: int = 128  # the paper's "128 hidden units"
-    beta: float = 1.0  # VAE KL weight relative to the per-pixel loss (see models.py)
+    beta: float = 1.0  # VAE KL weight, in MSE units; other losses are rescaled to match (vae_kl_weight())
     width: float = 1.0  # channel/hidden multiplier: 1 = full size; 0.25 trains in seconds on CPU
     image_size: int = 96  # STL-10's native resolution
     data_root: str = "data"  # STL-10 lives in <data_root>/stl10_binary/
@@ -66,6 +66,7 @@ class TrainConfig:
     eval_split: str = "test"  # held-out images for per-epoch metrics and export
     eval_images: int = 128  # first N held-out (and N spread train) images scored each epoch: stable, cheap
     weight_decay: float = 0.0  # none: the bottleneck already regularises
+    warmup_epochs: int = 0  # train the first N epochs with MSE, then with `loss`; 1 keeps fc + (MS-)SSIM alive
     loss_options: dict = field(default_factory=dict)  # passed to get_loss, e.g. {alpha = 0.84} for mix
     resume: bool = False  # continue a killed run from its checkpoint
     overwrite: bool = False  # discard a previous run of the same name
@@ -142,6 +143,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise InputError(f"--beta must be ≥ 0, got {cfg.beta}")
     if cfg.seed < 0:
         raise InputError(f"--seed must be ≥ 0, got {cfg.seed}")
+    if cfg.warmup_epochs < 0:
+        raise InputError(f"--warmup-epochs must be ≥ 0, got {cfg.warmup_epochs}")
+    if cfg.loss != "mse" and cfg.warmup_epochs >= cfg.epochs:
+        raise InputError(f"--warmup-epochs {cfg.warmup_epochs} ≥ --epochs {cfg.epochs}: the run would never train "
+                         f"with its loss {cfg.loss!r}; use fewer warm-up epochs")
     return cfg
 
 
@@ -214,7 +220,9 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Autoe
     path = Path(run_dir) / "checkpoint.pt"
     _, state = run_c.read_run(run_dir, map_location=device)  # the checkpoint must agree with config.json
     spec = state["model_spec"]
-    model = build_model(spec["arch"], spec["image_size"], spec["code_size"], width=spec["width"])
+    # Checkpoints from before LeakyReLU carry no activation: they were trained with ReLU.
+    model = build_model(spec["arch"], spec["image_size"], spec["code_size"], width=spec["width"],
+                        activation=spec.get("activation", "relu"))
     try:
         model.load_state_dict(state["model"])  # strict: every tensor must match
     except RuntimeError as exc:
@@ -269,8 +277,8 @@ def seed_everything(seed: int) -> None:
 
 
 def evaluate(model: Autoencoder, dataset: ImageSet, indices: np.ndarray, loss_fn, cfg: TrainConfig,
-             device: torch.device) -> dict[str, float]:
-    """Mean loss and every image metric over dataset[indices], deterministic reconstructions."""
+             device: torch.device, kl_weight: float = 1.0) -> dict[str, float]:
+    """Mean loss, every image metric and (VAE) the KL over dataset[indices], deterministic reconstructions."""
     import torch
 
     from autoencoders.losses import image_metrics
@@ -283,9 +291,11 @@ def evaluate(model: Autoencoder, dataset: ImageSet, indices: np.ndarray, loss_fn
         for start in range(0, len(indices), cfg.batch_size):
             x = dataset.tensor(indices[start:start + cfg.batch_size]).to(device)
             recon, kl = _forward(model, x, device)
-            loss = loss_fn(recon, x) + (_kl_term(kl, cfg, x) if kl is not None else 0.0)
+            loss = loss_fn(recon, x) + (_kl_term(kl, kl_weight, x) if kl is not None else 0.0)
             batch = len(x)
             sums["loss"] = sums.get("loss", 0.0) + float(loss) * batch
+            if kl is not None:
+                sums["kl"] = sums.get("kl", 0.0) + float(kl) * batch
             for name, values in image_metrics(recon, x, data_range=1.0).items():
                 sums[name] = sums.get(name, 0.0) + float(values.double().sum())
             n += batch
@@ -309,9 +319,168 @@ def _forward(model: Autoencoder, x: torch.Tensor, device: torch.device) -> tuple
     return out.float(), None  # losses such as SSIM must be computed in float32 even under autocast
 
 
-def _kl_term(kl: torch.Tensor, cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
+def _kl_term(kl: torch.Tensor, kl_weight: float, x: torch.Tensor) -> torch.Tensor:
     # KL per pixel value, to match losses that are means over pixels (models.py docstring).
-    return cfg.beta * kl / (x.shape[1] * x.shape[2] * x.shape[3])
+    return kl_weight * kl / (x.shape[1] * x.shape[2] * x.shape[3])
+
+
+# --------------------------------------------------------------------------------------------
+# The flat baseline: the degenerate-output guard and the VAE's KL scale
+
+# The metric each loss is judged on ("does the model beat a flat patch on what it was trained for?").
+OWN_METRIC = {"mse": "mse", "mae": "mae", "ssim": "ssim", "ms_ssim": "ms_ssim", "mix": "mix", "vgg": "vgg"}
+HIGHER_IS_BETTER = frozenset({"psnr", "ssim", "ms_ssim"})
+# Outputs whose per-pixel SD across images is below this fraction of the originals' barely vary:
+# a constant output scores 0; on the photo patches a flat mean-colour patch scores 0.74 of the
+# originals' spread (its mean colours differ per image) and trained models 0.8–1.3. A tenth is far
+# below anything that reconstructs, and far above a collapsed model's ≈ 0.
+SPREAD_FRACTION = 0.1
+KL_SCHEME = ("kl_weight = beta * L_flat(loss) / L_flat(mse): the KL weight is scaled by how large the "
+             "run's loss is on a flat mean-colour patch, relative to MSE's, measured on the fixed train "
+             "subset before training; dividing the whole objective by L_flat(loss) shows every loss then "
+             "trades the same KL per unit of 'fraction of flat-baseline error' (MSE runs: kl_weight = beta)")
+
+
+def flat_baseline(x: torch.Tensor) -> torch.Tensor:
+    """Each image's own per-channel mean colour as a flat patch of the same shape (N, 3, H, W)."""
+    return x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous()
+
+
+def delta_e(recon: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+    """Per-image mean CIEDE2000 colour difference (skimage, on rgb2lab) between recon and x in [0, 1]."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    a = recon.detach().cpu().clamp(0, 1).permute(0, 2, 3, 1).double().numpy()
+    b = x.detach().cpu().clamp(0, 1).permute(0, 2, 3, 1).double().numpy()
+    return np.array([float(deltaE_ciede2000(rgb2lab(b[i]), rgb2lab(a[i])).mean()) for i in range(len(a))])
+
+
+def per_image_scores(recon: torch.Tensor, x: torch.Tensor, loss: str, loss_fn=None) -> dict[str, np.ndarray]:
+    """Per-image mse, mae, psnr, ssim, ms_ssim, delta_e and the loss's own metric (OWN_METRIC) as arrays."""
+    import torch
+
+    from autoencoders.losses import image_metrics
+
+    with torch.no_grad():
+        scores = {k: v.double().cpu().numpy() for k, v in image_metrics(recon, x, data_range=1.0).items()}
+        scores["delta_e"] = delta_e(recon, x)
+        own = OWN_METRIC.get(loss)
+        if own is None:
+            raise InputError(f"no own metric for loss {loss!r}; known: {', '.join(OWN_METRIC)}")
+        if own not in scores:
+            if loss_fn is None:
+                raise InputError(f"loss {loss!r}: its per-image values need the loss function")
+            scores[own] = np.array([float(loss_fn(recon[i:i + 1], x[i:i + 1])) for i in range(len(x))])
+    return scores
+
+
+def paired_difference(model: np.ndarray, flat: np.ndarray, metric: str) -> dict[str, Any]:
+    """Mean paired per-image difference model − flat with a t 95% CI, and 'better' (oriented by the metric)."""
+    from scipy import stats
+
+    d = np.asarray(model, dtype=float) - np.asarray(flat, dtype=float)
+    n = len(d)
+    mean = float(d.mean())
+    if n > 1 and d.std(ddof=1) > 0:
+        half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    else:
+        half = float("nan") if n < 2 else 0.0
+    lo, hi = mean - half, mean + half
+    higher = metric in HIGHER_IS_BETTER
+    better = "yes" if (lo > 0 if higher else hi < 0) else "no" if (hi < 0 if higher else lo > 0) else "undecided"
+    return {"mean": mean, "ci95": [lo, hi], "n": n, "higher_is_better": higher, "model_better": better}
+
+
+def output_spread(images: torch.Tensor) -> float:
+    """Mean over pixels of the per-pixel SD across images (N, 3, H, W): 0 for a constant output."""
+    return float(images.double().std(dim=0, unbiased=False).mean()) if len(images) > 1 else 0.0
+
+
+def guard(model: Autoencoder, dataset: ImageSet, indices: np.ndarray, cfg: TrainConfig, loss_fn,
+          device: torch.device) -> dict[str, Any]:
+    """Compare the model with the flat mean-colour baseline on dataset[indices] (the config.json `guard` object)."""
+    import torch
+
+    model.eval()
+    recons, xs = [], []
+    with torch.no_grad():
+        for start in range(0, len(indices), cfg.batch_size):
+            x = dataset.tensor(indices[start:start + cfg.batch_size]).to(device)
+            recons.append(_forward(model, x, device)[0].clamp(0, 1))
+            xs.append(x)
+    return guard_from_outputs(torch.cat(recons), torch.cat(xs), cfg.loss, loss_fn)
+
+
+def guard_from_outputs(recon: torch.Tensor, x: torch.Tensor, loss: str, loss_fn=None) -> dict[str, Any]:
+    """The guard object from reconstructions and originals (N, 3, H, W) in [0, 1]."""
+    metric = OWN_METRIC[loss]
+    model_scores = per_image_scores(recon, x, loss, loss_fn)
+    flat_scores = per_image_scores(flat_baseline(x), x, loss, loss_fn)
+    diff = paired_difference(model_scores[metric], flat_scores[metric], metric)
+    m, f = float(model_scores[metric].mean()), float(flat_scores[metric].mean())
+    beats = m > f if metric in HIGHER_IS_BETTER else m < f
+    spread, input_spread = output_spread(recon), output_spread(x)
+    warnings = []
+    if not beats:
+        warnings.append(f"does not beat a flat patch of each image's mean colour on its own metric {metric}: "
+                        f"model {m:.4g} vs flat {f:.4g} (mean over {len(x)} held-out images)")
+    if spread < SPREAD_FRACTION * input_spread:
+        warnings.append(f"outputs barely vary across images: per-pixel SD across images {spread:.4g} < "
+                        f"{SPREAD_FRACTION} × the originals' {input_spread:.4g}")
+    return {
+        "metric": metric,
+        # null, not NaN/Infinity (a perfect image has PSNR +inf), so config.json stays strict JSON
+        "model": {k: _finite(v.mean()) for k, v in model_scores.items()},
+        "flat": {k: _finite(v.mean()) for k, v in flat_scores.items()},
+        "beats_flat": bool(beats),
+        "output_spread": spread,
+        "degenerate": bool(warnings),
+        "warnings": warnings,
+        "input_spread": input_spread,
+        "spread_threshold": SPREAD_FRACTION * input_spread,
+        # model − flat on `metric`, paired per image, t 95% CI
+        "difference": {**diff, "mean": _finite(diff["mean"]), "ci95": [_finite(v) for v in diff["ci95"]]},
+    }
+
+
+def _finite(value: float) -> float | None:
+    """A float, or None when it is NaN or infinite."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def evaluate_flat(dataset: ImageSet, indices: np.ndarray, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Mean mse, mae, psnr, ssim and ms_ssim of the flat baseline over dataset[indices] (computed once per run)."""
+    import torch
+
+    from autoencoders.losses import image_metrics
+
+    sums: dict[str, float] = {}
+    with torch.no_grad():
+        for start in range(0, len(indices), cfg.batch_size):
+            x = dataset.tensor(indices[start:start + cfg.batch_size]).to(device)
+            for name, values in image_metrics(flat_baseline(x), x, data_range=1.0).items():
+                sums[name] = sums.get(name, 0.0) + float(values.double().sum())
+    return {k: v / len(indices) for k, v in sums.items()}
+
+
+def vae_kl_weight(cfg: TrainConfig, dataset: ImageSet, indices: np.ndarray, loss_fn,
+              device: torch.device) -> dict[str, Any]:
+    """The VAE's KL weight for this loss (KL_SCHEME), with the flat-baseline values it comes from."""
+    import torch
+
+    from autoencoders.losses import get_loss
+
+    with torch.no_grad():
+        x = dataset.tensor(indices).to(device)
+        flat = flat_baseline(x)
+        flat_loss = float(loss_fn(flat, x))
+        flat_mse = float(get_loss("mse")(flat, x))
+    if not (flat_mse > 0 and flat_loss > 0 and math.isfinite(flat_loss)):
+        raise InputError(f"--data {cfg.data}: the flat baseline scores loss {flat_loss} and MSE {flat_mse} on the "
+                         f"training images; the KL scale needs both > 0 (are the images constant?)")
+    return {"scheme": KL_SCHEME, "beta": cfg.beta, "flat_loss": flat_loss, "flat_mse": flat_mse,
+            "kl_weight": cfg.beta * flat_loss / flat_mse, "images": len(indices)}
 
 
 def prepare_run_dir(cfg: TrainConfig) -> dict | None:
@@ -357,8 +526,10 @@ def prepare_run_dir(cfg: TrainConfig) -> dict | None:
 def _differing(saved: dict, cfg: TrainConfig) -> str:
     """The settings (other than RESUME_MAY_DIFFER) where `cfg` differs from a saved config, as text; '' if none."""
     now = asdict(cfg)
-    return ", ".join(f"{k}: saved {saved.get(k)!r} vs now {now[k]!r}" for k in now
-                     if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k])
+    # A key missing from an older saved config had its default then (e.g. warmup_epochs 0).
+    defaults = asdict(TrainConfig())
+    return ", ".join(f"{k}: saved {saved.get(k, defaults[k])!r} vs now {now[k]!r}" for k in now
+                     if k not in RESUME_MAY_DIFFER and saved.get(k, defaults[k]) != now[k])
 
 
 def train(config: TrainConfig) -> Path:
@@ -389,11 +560,20 @@ def train(config: TrainConfig) -> Path:
     model = build_model(cfg.arch, cfg.image_size, cfg.code_size, width=cfg.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = get_loss(cfg.loss, **cfg.loss_options).to(device)
+    warmup_fn = get_loss("mse").to(device)  # the first cfg.warmup_epochs epochs train with MSE
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = make_loader(train_set, cfg.batch_size, shuffle=True, device=device, generator=generator)
     # A fixed subset of each split for the per-epoch metrics, identical in every epoch and run.
     eval_idx = np.arange(min(cfg.eval_images, len(eval_set)))
     train_idx = np.linspace(0, len(train_set) - 1, min(cfg.eval_images, len(train_set))).round().astype(np.int64)
+
+    # Deterministic (no RNG), so a resumed run recomputes the same weight.
+    kl_info = vae_kl_weight(cfg, train_set, train_idx, loss_fn, device) if cfg.arch == "vae" else None
+    kl_main = kl_info["kl_weight"] if kl_info else cfg.beta
+    # The flat baseline's own metric on the held-out subset, printed next to the model's every epoch.
+    own = OWN_METRIC.get(cfg.loss)
+    flat_eval = (evaluate_flat(eval_set, eval_idx, cfg, device) if own in ("mse", "mae", "psnr", "ssim", "ms_ssim")
+                 else None)
 
     epoch, step, history = 0, 0, []
     if resume_state is not None:
@@ -407,8 +587,10 @@ def train(config: TrainConfig) -> Path:
         "run": cfg.run_name, "status": "running", "config": asdict(cfg), "device": str(device),
         "versions": versions(), "git_commit": git_commit(), "model": {**model.describe(), "parameters": count_parameters(model)},
         "data": {"train": train_set.summary(), "eval": eval_set.summary()},
-        "started": _now(), "epochs_done": epoch,
+        "started": _now(), "epochs_done": epoch, "warmup_epochs": cfg.warmup_epochs,
     }
+    if kl_info is not None:
+        record["vae_kl"] = kl_info
     run_c.write_run_record(run_dir, record)
     if history:
         write_metrics(run_dir / "metrics.csv", history)
@@ -419,15 +601,18 @@ def train(config: TrainConfig) -> Path:
         t0 = time.perf_counter()
         total, seen = 0.0, 0
         bar = _progress(loader, cfg, epoch)
+        warming = epoch < cfg.warmup_epochs
+        # Warm-up trains with MSE, so the VAE's KL keeps MSE's weight (beta) then.
+        step_loss, step_kl = (warmup_fn, cfg.beta) if warming else (loss_fn, kl_main)
         for batch_index, (x, _, idx) in enumerate(bar):
             x = x.to(device, non_blocking=True)
             recon, kl = _forward(model, x, device)
             # The losses refuse non-finite input, so a blown-up model is caught on its output first.
             bad = None if torch.isfinite(recon).all() else "the reconstruction holds NaN/Inf"
             if bad is None:
-                loss = loss_fn(recon, x)
+                loss = step_loss(recon, x)
                 if kl is not None:
-                    loss = loss + cfg.beta * kl / d
+                    loss = loss + step_kl * kl / d
                 bad = None if torch.isfinite(loss) else f"the loss is {float(loss.detach())}"
             if bad is not None:
                 _fail(run_dir, record, f"{bad} at step {step + 1} (epoch {epoch + 1}, batch {batch_index}, "
@@ -443,9 +628,11 @@ def train(config: TrainConfig) -> Path:
                 bar.set_postfix(loss=f"{total / seen:.4g}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         seconds = time.perf_counter() - t0
         epoch += 1
-        train_row = {"epoch": epoch, "split": cfg.train_split, **evaluate(model, train_set, train_idx, loss_fn, cfg, device)}
+        train_row = {"epoch": epoch, "split": cfg.train_split,
+                     **evaluate(model, train_set, train_idx, loss_fn, cfg, device, kl_main)}
+        # The train row's loss is what was minimised this epoch (MSE during warm-up).
         train_row.update(loss=total / seen, images_per_s=seen / seconds, seconds=seconds)
-        eval_row = {"epoch": epoch, "split": cfg.eval_split, **evaluate(model, eval_set, eval_idx, loss_fn, cfg, device)}
+        eval_row = {"epoch": epoch, "split": cfg.eval_split, **evaluate(model, eval_set, eval_idx, loss_fn, cfg, device, kl_main)}
         history += [train_row, eval_row]
         save_checkpoint(run_dir / "checkpoint.pt", {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(cfg),
@@ -455,10 +642,16 @@ def train(config: TrainConfig) -> Path:
         write_metrics(run_dir / "metrics.csv", history)
         record["epochs_done"] = epoch
         run_c.write_run_record(run_dir, record)
-        print(f"train {cfg.run_name}: epoch {epoch}/{cfg.epochs} loss {train_row['loss']:.4g} | {cfg.eval_split}: "
-              f"loss {eval_row['loss']:.4g} mse {eval_row['mse']:.4g} psnr {eval_row['psnr']:.2f} "
-              f"ssim {eval_row['ssim']:.3f} ms_ssim {eval_row['ms_ssim']:.3f} | {train_row['images_per_s']:.0f} img/s",
+        versus = f" (flat {flat_eval[own]:.4g})" if flat_eval else ""
+        extra = f" kl {eval_row['kl']:.4g}" if "kl" in eval_row else ""
+        print(f"train {cfg.run_name}: epoch {epoch}/{cfg.epochs}{' [MSE warm-up]' if warming else ''} loss "
+              f"{train_row['loss']:.4g} | {cfg.eval_split}: loss {eval_row['loss']:.4g} mse {eval_row['mse']:.4g} "
+              f"psnr {eval_row['psnr']:.2f} ssim {eval_row['ssim']:.3f} ms_ssim {eval_row['ms_ssim']:.3f}"
+              f"{extra}; {own} {eval_row.get(own, eval_row['loss']):.4g}{versus} | {train_row['images_per_s']:.0f} img/s",
               flush=True)
+    record["guard"] = guard(model, eval_set, eval_idx, cfg, loss_fn, device)
+    for warning in record["guard"]["warnings"]:
+        print(f"train {cfg.run_name}: WARNING: {warning}", flush=True)
     record.update(status="finished", finished=_now(), epochs_done=epoch)
     run_c.write_run_record(run_dir, record)
     return run_dir

@@ -62,3 +62,18 @@ def test_errors_name_the_options_and_sizes():
         model.encode(torch.rand(1, 3, 96, 96))
     with pytest.raises(InputError, match=r"expects images \(N, 3, H, W\)"):
         model(torch.rand(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_hidden_layer_is_leaky_relu_and_old_specs_rebuild_relu(arch):
+    model = build_model(arch, image_size=32, code_size=4, width=0.1)
+    kinds = [type(m) for m in model.modules()]
+    assert torch.nn.ReLU not in kinds  # plain ReLU units died under (MS-)SSIM (models.py docstring)
+    leaky = [m for m in model.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(leaky) >= 2 and all(m.negative_slope == 0.2 for m in leaky)
+    assert model.describe()["activation"] == "leaky_relu"
+    old = build_model(arch, image_size=32, code_size=4, width=0.1, activation="relu")
+    assert torch.nn.LeakyReLU not in [type(m) for m in old.modules()]
+    assert old.state_dict().keys() == model.state_dict().keys()  # same weights, so the spec must say which
+    with pytest.raises(InputError, match="unknown activation 'tanh'"):
+        build_model(arch, image_size=32, activation="tanh")

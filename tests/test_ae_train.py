@@ -213,3 +213,96 @@ def test_example_configs_parse():
     for path in configs:
         cfg = train_config("--config", str(path))
         assert cfg.code_size == 128 and cfg.epochs >= 1, path
+
+
+def test_warmup_trains_with_mse_first_and_is_recorded(images, tmp_path, monkeypatch):
+    real_get_loss = losses.get_loss
+    used = []  # (loss name, epoch) of every training step
+
+    class Spy(torch.nn.Module):
+        def __init__(self, name, **kw):
+            super().__init__()
+            self.name, self.inner = name, real_get_loss(name, **kw)
+
+        def forward(self, recon, target):
+            if torch.is_grad_enabled():
+                used.append(self.name)
+            return self.inner(recon, target)
+
+    monkeypatch.setattr(losses, "get_loss", lambda name, **kw: Spy(name, **kw))
+    cfg = tiny(images, tmp_path, loss="mae", epochs=3, warmup_epochs=1)
+    run_dir = tr.train(cfg)
+    per_epoch = len(used) // 3
+    assert used == ["mse"] * per_epoch + ["mae"] * 2 * per_epoch
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["warmup_epochs"] == 1 and record["config"]["warmup_epochs"] == 1
+    with pytest.raises(InputError, match="--warmup-epochs 3 ≥ --epochs 3"):
+        tr.validate(replace(cfg, warmup_epochs=3))
+    args = ae_cli.build_parser().parse_args(["train", "--warmup-epochs", "2"])
+    assert ae_cli.train_config(args).warmup_epochs == 2
+
+
+def test_resume_is_bit_identical_across_the_warmup_switch(images, tmp_path, monkeypatch):
+    straight = tr.train(tiny(images, tmp_path / "a", arch="vae", loss="ms_ssim", epochs=2, warmup_epochs=1))
+    cfg = tiny(images, tmp_path / "b", arch="vae", loss="ms_ssim", epochs=2, warmup_epochs=1)
+    _kill_at_epoch(monkeypatch, 1)  # killed right after the warm-up epoch
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(cfg)
+    monkeypatch.undo()
+    a, b = _state(straight), _state(tr.train(replace(cfg, resume=True)))
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+class _Constant(torch.nn.Module):
+    """A 'model' that outputs the same mid-grey image whatever it is given."""
+
+    def forward(self, x):
+        return torch.full_like(x, 0.5)
+
+
+def test_guard_flags_a_constant_model_and_passes_a_trained_one(images, tmp_path):
+    cfg = tiny(images, tmp_path, arch="conv", width=0.25, epochs=8, lr=3e-3)
+    run_dir = tr.train(cfg)
+    g = json.loads((run_dir / "config.json").read_text())["guard"]
+    assert g["metric"] == "mse" and set(g["model"]) == set(g["flat"]) >= {"mse", "mae", "psnr", "ssim", "ms_ssim", "delta_e"}
+    assert g["model"]["mse"] < g["flat"]["mse"] and g["beats_flat"] is True
+    assert g["degenerate"] is False and g["warnings"] == [] and g["output_spread"] > 0.1 * g["input_spread"]
+    from autoencoders.data import load_dataset
+
+    data = load_dataset(cfg.data, "test", image_size=32)
+    idx = np.arange(len(data))
+    const = tr.guard(_Constant(), data, idx, replace(cfg, loss="ms_ssim"), losses.get_loss("ms_ssim"), torch.device("cpu"))
+    assert const["output_spread"] == 0.0 and const["degenerate"] is True and const["beats_flat"] is False
+    assert len(const["warnings"]) == 2 and "does not beat a flat patch" in const["warnings"][0]
+    x = data.tensor(idx)
+    flat = tr.flat_baseline(x)
+    assert torch.allclose(flat[:, :, 0, 0], x.mean(dim=(2, 3))) and float(flat.std(dim=(2, 3)).max()) < 1e-6
+    # the flat values are the flat patch's own metrics on the same images
+    assert const["flat"]["mse"] == pytest.approx(float(((flat - x) ** 2).mean()), rel=1e-5)
+    perfect = tr.guard_from_outputs(x, x, "mae")
+    assert perfect["model"]["delta_e"] == pytest.approx(0.0, abs=1e-9) and perfect["difference"]["model_better"] == "yes"
+    assert perfect["model"]["psnr"] is None  # +inf PSNR is written as null, keeping config.json strict JSON
+
+
+def test_vae_kl_weight_is_scaled_by_the_flat_baseline_and_logged(images, tmp_path):
+    run_dir = tr.train(tiny(images, tmp_path, arch="vae", loss="ssim", epochs=1, beta=0.5))
+    record = json.loads((run_dir / "config.json").read_text())
+    info = record["vae_kl"]
+    assert info["kl_weight"] == pytest.approx(0.5 * info["flat_loss"] / info["flat_mse"])
+    assert info["flat_loss"] > info["flat_mse"] > 0 and "L_flat(loss) / L_flat(mse)" in info["scheme"]
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert (metrics["kl"] > 0).all()
+    mse_run = tr.train(tiny(images, tmp_path, arch="vae", loss="mse", epochs=1, beta=0.5))
+    assert json.loads((mse_run / "config.json").read_text())["vae_kl"]["kl_weight"] == pytest.approx(0.5)
+    conv = tr.train(tiny(images, tmp_path, arch="conv", epochs=1))
+    assert pd.read_csv(conv / "metrics.csv")["kl"].isna().all() and "vae_kl" not in json.loads((conv / "config.json").read_text())
+
+
+def test_configs_saved_before_warmup_existed_resume_as_warmup_0(images, tmp_path):
+    from dataclasses import asdict
+
+    cfg = tiny(images, tmp_path)
+    old = {k: v for k, v in asdict(cfg).items() if k != "warmup_epochs"}  # a run saved by the previous version
+    assert tr._differing(old, cfg) == ""
+    assert "warmup_epochs: saved 0 vs now 1" in tr._differing(old, replace(cfg, warmup_epochs=1))

@@ -62,6 +62,12 @@ def test_demo_reuses_same_settings_and_overwrites_changed_ones(tmp_path, capsys)
 
 
 def test_demo_chain_order():
-    names = [name for name, _, _ in demo.steps(demo.DemoConfig(), demo.Path("runs/x"))]
-    assert names[:9] == [f"train {a}-{l}" for a in ("fc", "conv", "vae") for l in ("mse", "mae", "ms_ssim")]
-    assert names[9:] == ["reconstruct", "encode", "design", "simulate", "analyze", "classify", "report"]
+    chain = demo.steps(demo.DemoConfig(), demo.Path("runs/x"))
+    names = [name for name, _, _ in chain]
+    grid = [f"{a}-{l}" for a in ("fc", "conv", "vae") for l in ("mse", "mae", "ms_ssim")] + ["fc-ssim"]
+    assert names[:20] == [f"train {run}-s{s}" for s in (0, 1) for run in grid]  # two seeds, fc-ssim for Snell's triplets
+    assert names[20:] == ["reconstruct", "encode", "design", "simulate", "analyze", "classify", "report"]
+    argv = dict((name, argv) for name, _, argv in chain)
+    assert argv["train fc-ms_ssim-s1"][argv["train fc-ms_ssim-s1"].index("--warmup-epochs") + 1] == "1"
+    assert argv["simulate"][argv["simulate"].index("--observer") + 1] == "haarpsi"
+    assert argv["reconstruct"][argv["reconstruct"].index("--spares") + 1] == "4"
