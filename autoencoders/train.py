@@ -195,8 +195,8 @@ def read_run_record(run_dir: str | Path) -> dict:
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
-    """Write metrics.csv (columns METRIC_COLUMNS, then extras such as kl) atomically."""
-    run_c.write_metrics(path, rows)
+    """Write metrics.csv (columns METRIC_COLUMNS, then kl: blank for fc and conv, so every run's file has one shape)."""
+    run_c.write_metrics(path, [{**row, "kl": row.get("kl", float("nan"))} for row in rows])
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -45,7 +45,7 @@ def test_run_writes_metrics_config_and_checkpoint(images, tmp_path):
     run_dir = tr.train(tiny(images, tmp_path, arch="conv", loss="ms_ssim"))
     assert run_dir == tmp_path / "exp" / "models" / "conv-ms_ssim-s0"
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    assert tuple(metrics.columns) == tr.METRIC_COLUMNS
+    assert tuple(metrics.columns) == tr.METRIC_COLUMNS + ("kl",)  # kl: blank for fc and conv
     assert metrics[["epoch", "split"]].values.tolist() == [[1, "train"], [1, "test"], [2, "train"], [2, "test"]]
     assert metrics[["loss", "mse", "mae", "psnr", "ssim", "ms_ssim", "images_per_s"]].notna().all().all()
     test_rows = metrics[metrics.split == "test"]
@@ -238,8 +238,11 @@ def test_warmup_trains_with_mse_first_and_is_recorded(images, tmp_path, monkeypa
     assert record["warmup_epochs"] == 1 and record["config"]["warmup_epochs"] == 1
     with pytest.raises(InputError, match="--warmup-epochs 3 ≥ --epochs 3"):
         tr.validate(replace(cfg, warmup_epochs=3))
-    args = ae_cli.build_parser().parse_args(["train", "--warmup-epochs", "2"])
-    assert ae_cli.train_config(args).warmup_epochs == 2
+    from percept import commands
+
+    train_command = next(c for c in ae_cli.COMMANDS if c.name == "train")
+    (parsed,) = commands.configs_from(train_command, ["--warmup-epochs", "2"])
+    assert parsed.warmup_epochs == 2
 
 
 def test_resume_is_bit_identical_across_the_warmup_switch(images, tmp_path, monkeypatch):
