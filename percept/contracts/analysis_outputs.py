@@ -26,7 +26,10 @@ PATH_KEYS = ("study", "manifest")
 SUMMARY_TYPES = {"study": str, "simulated": bool, "n_rows": int, "warnings": list, "headline": list, "figures": dict,
                  "versions": dict, "options": dict}
 OPTIONAL_TYPES = {"manifest": (str, type(None)), "n_simulated_rows": int, "n_practice_dropped": int, "trials": dict,
-                  "participants": dict, "response_files": list, "seconds": (int, float)}
+                  "participants": dict, "response_files": list, "seconds": (int, float),
+                  # written by analyze since the premise test, the headline family and the other trial kinds
+                  "degenerate_runs": list, "family": dict, "premise": dict, "observers": dict, "kinds": dict,
+                  "n_degenerate_trials_dropped": int}
 
 
 def _table(required, numeric=(), unit=()) -> dict:

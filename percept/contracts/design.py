@@ -217,6 +217,8 @@ def check_against_meta(df: pd.DataFrame, meta: dict, path: str | Path) -> None:
         if [int(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in per_list] != counts:
             raise ContractError(f"{path}: trials per list {counts} differ from design.json's trials_per_list {per_list}")
     kinds = need("kinds", list)
+    if kinds is not None and not all(isinstance(k, str) for k in kinds):
+        raise ContractError(f"{meta_path}: key 'kinds' must be a list of kind names, got {kinds!r}"[:300])
     if kinds is not None:
         extra = sorted(set(df["kind"]) - set(kinds) - set(kinds_c.CATCH_KINDS))
         if extra:
