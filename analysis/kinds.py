@@ -130,7 +130,10 @@ def report_sections(adir: Path, summary: dict, table, read_csv, img) -> list[str
     body = []
     kinds = summary.get("kinds", {}).get("present")
     if kinds:
-        body.append(f"<p>Trial kinds run: {', '.join(kinds)}.</p>")
+        import html
+
+        names = kinds if isinstance(kinds, list) else [kinds]
+        body.append(f"<p>Trial kinds run: {html.escape(', '.join(map(str, names)))}.</p>")  # read from a file: escaped
     csv = {name: read_csv(adir / f"{name}.csv") for name in FILES}
     if csv["pairs_pairwise"] is not None:
         body.append("<h2>Pair comparisons without reference</h2><p>Two reconstructions side by side, no original "
