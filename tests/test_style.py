@@ -81,3 +81,17 @@ def test_bad_inputs_are_one_line(tmp_path, weights_file):
         style.StyleObjective(torch.rand(1, 3, 16, 16), vgg_weights=str(weights_file), style_layers=("relu9_9",))
     with pytest.raises(InputError, match="--init 'zeros'"):
         style.optimize_style(style.StyleOptimizeConfig(init="zeros"))
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = style.build_transformer().eval()
+    path = style.export_onnx(net, tmp_path / "m.onnx")
+    x = torch.rand(2, 3, 36, 44)  # another batch and size than the export used
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(got - net(x).numpy()).max() < 1e-3
