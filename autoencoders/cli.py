@@ -8,7 +8,7 @@ from pathlib import Path
 
 from percept.contracts import InputError
 
-COMMANDS = ("train", "reconstruct", "encode")
+COMMANDS = ("train", "reconstruct", "encode", "superres", "style")
 
 
 def _train_parser(sub) -> None:
@@ -56,12 +56,59 @@ def _export_parsers(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
+# `percept superres ACTION` and `percept style ACTION`: action -> (config dataclass, run function), by module.
+PERCEPTUAL_ACTIONS = {
+    "superres": {"train": ("SRConfig", "train_sr"), "export": ("SRExportConfig", "export_sr")},
+    "style": {"train": ("StyleTrainConfig", "train_style"), "apply": ("StyleApplyConfig", "apply_style"),
+              "optimize": ("StyleOptimizeConfig", "optimize_style")},
+}
+
+
+def _perceptual_parsers(sub) -> None:
+    """Minimal parsers for superres/style, one flag per config field (the shared generated parser will replace this)."""
+    import dataclasses
+    import importlib
+
+    helps = {"superres": "super-resolution: train a network, export its images to the manifest",
+             "style": "style transfer: train Johnson's network, apply it, or optimise one image (Gatys)"}
+    for command, actions in PERCEPTUAL_ACTIONS.items():
+        module = importlib.import_module(f"autoencoders.{command}")
+        p = sub.add_parser(command, help=helps[command])
+        actions_sub = p.add_subparsers(dest="action", required=True)
+        for action, (cls_name, _) in actions.items():
+            cls = getattr(module, cls_name)
+            a = actions_sub.add_parser(action, help=(cls.__doc__ or "").splitlines()[0])
+            for f in dataclasses.fields(cls):
+                flag = "--" + f.name.replace("_", "-")
+                kind = f.type if isinstance(f.type, str) else f.type.__name__
+                if kind == "bool":
+                    a.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+                elif kind in ("int", "float", "str"):
+                    a.add_argument(flag, type={"int": int, "float": float, "str": str}[kind], default=None)
+                # dict fields (loss_options) are TOML-only
+
+
+def run_perceptual(args: argparse.Namespace) -> int:
+    """Build the action's config from the given flags (defaults otherwise) and run it."""
+    import dataclasses
+    import importlib
+
+    module = importlib.import_module(f"autoencoders.{args.command}")
+    cls_name, fn_name = PERCEPTUAL_ACTIONS[args.command][args.action]
+    cls = getattr(module, cls_name)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    result = getattr(module, fn_name)(cls(**given))
+    print(f"{args.command} {args.action}: done → {result}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of all three subcommands."""
     parser = argparse.ArgumentParser(prog="percept", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _export_parsers(sub)
+    _perceptual_parsers(sub)
     return parser
 
 
@@ -103,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         from autoencoders.export import encode
 
         encode(args.out, splits=args.splits, device=args.device)
+    elif args.command in PERCEPTUAL_ACTIONS:
+        return run_perceptual(args)
     else:  # argparse only accepts the subcommands above
         raise InputError(f"unknown command {args.command!r}; choose from {', '.join(COMMANDS)}")
     return 0

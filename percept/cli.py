@@ -12,6 +12,8 @@ COMMANDS = {
     "train": "autoencoders.cli",
     "reconstruct": "autoencoders.cli",
     "encode": "autoencoders.cli",
+    "superres": "autoencoders.cli",
+    "style": "autoencoders.cli",
     "design": "study.cli",
     "run": "study.cli",
     "simulate": "study.cli",
@@ -27,6 +29,8 @@ USAGE = """usage: percept COMMAND [options]   (percept COMMAND --help for each)
   train        train an autoencoder (arch × loss × seed)
   reconstruct  export reconstructions of held-out images + manifest.csv + contact sheet
   encode       export latent codes of train and test images
+  superres     super-resolution: train (×2/×4/×8), export to the manifest with a bicubic baseline
+  style        style transfer: train, apply (--export-onnx), optimize (L-BFGS baseline)
   design       build trial lists (triplet, ranking, catch, practice) from a manifest
   run          run one participant in the PsychoPy experiment
   simulate     write responses of scripted observers (marked simulated)
