@@ -228,7 +228,7 @@ def sr_metrics(sr: Tensor, hr: Tensor, scale: int, lpips_fn=None, ms_ssim_nan: b
     return {k: v.detach().double().cpu() for k, v in out.items()}
 
 
-def _lpips_or_none(cfg: SRConfig, device):
+def _lpips_or_none(cfg: SRConfig | SRExportConfig, device):
     """An LPIPS scorer on our VGG-16 weights, or None (said once) when weights or the package are missing."""
     if not cfg.lpips:
         return None
@@ -420,6 +420,8 @@ class SRExportConfig:
     split: str = ""  # split to export; "" = the runs' held-out split
     device: str = "auto"  # cuda when available, else cpu
     batch_size: int = 32  # images per forward pass
+    vgg_weights: str = ""  # VGG-16 state dict for the lpips column; "" = torchvision's cache
+    lpips: bool = True  # add an lpips column when the VGG-16 weights are present (left out, said once, if not)
 
 
 def finished_sr_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
@@ -488,6 +490,7 @@ def export_sr(config: SRExportConfig) -> Path:
     stems = safe_names(ids)
     dev = resolve_device(config.device)
     lr = degrade(hr, scale)
+    lpips_fn = _lpips_or_none(config, "cpu")
 
     recon_dir = out / "reconstructions"
     if recon_dir.exists():  # regenerated from scratch so stale images never linger beside the manifest
@@ -509,7 +512,7 @@ def export_sr(config: SRExportConfig) -> Path:
         recon_u8 = to_uint8(images)
         with torch.no_grad():
             # The manifest's ms_ssim is the contract's (finite, 1 scale on small images), as percept reconstruct writes it.
-            m = sr_metrics(to_float(recon_u8.transpose(0, 3, 1, 2)), hr, scale, ms_ssim_nan=False)
+            m = sr_metrics(to_float(recon_u8.transpose(0, 3, 1, 2)), hr, scale, lpips_fn, ms_ssim_nan=False)
         m.update({k: torch.from_numpy(v) for k, v in colour_metrics(recon_u8, orig_u8).items()})
         if name == "flat":
             flat_mse = float(m["mse"].mean())
@@ -522,6 +525,7 @@ def export_sr(config: SRExportConfig) -> Path:
                 **{k: float(m[k][i]) for k in ("mse", "mae", "psnr", "ssim", "ms_ssim", "delta_e", "haarpsi")},
                 "degenerate": 0, "use": "main", "seed": seed, "data": shared["data"], "scale": scale,
                 "psnr_y": float(m["psnr_y"][i]), "ssim_y": float(m["ssim_y"][i]),
+                **({"lpips": float(m["lpips"][i])} if lpips_fn is not None else {}),
             })
         if arch != "baseline":
             sheet.append((name, recon_u8))

@@ -46,3 +46,16 @@ def test_superres_metrics_fill_lpips_when_weights_exist(weights_file):
     m = sr_metrics(bicubic_up(degrade(hr, 4), 4), hr, 4, LpipsVGG(weights_file))
     assert torch.isfinite(m["lpips"]).all() and (m["lpips"] > 0).all()
     assert torch.isnan(sr_metrics(hr, hr, 4)["lpips"]).all()  # no scorer: left empty, not zero
+
+
+def test_superres_export_adds_lpips_column(tmp_path, weights_file):
+    import pandas as pd
+
+    from autoencoders import superres
+
+    superres.train_sr(superres.SRConfig(out=str(tmp_path), epochs=1, channels=4, blocks=0, scale=2, crop=16,
+                                        train_images=4, eval_images=2, progress=False, lpips=False))
+    manifest = superres.export_sr(superres.SRExportConfig(out=str(tmp_path), n=2, vgg_weights=str(weights_file)))
+    df = pd.read_csv(manifest)
+    assert df["lpips"].notna().all() and (df["lpips"] >= 0).all()
+    assert df.groupby("run")["lpips"].mean()["flat"] > df.groupby("run")["lpips"].mean()["sr2-bicubic"]
