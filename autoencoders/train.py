@@ -37,7 +37,7 @@ CHECKPOINT_FORMAT = "percept-autoencoder-checkpoint"
 CHECKPOINT_VERSION = 1
 METRIC_COLUMNS = ("epoch", "split", "loss", "mse", "mae", "psnr", "ssim", "ms_ssim", "images_per_s", "seconds")
 # Keys that may differ when a run is resumed: they change how, not what, is trained.
-RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress")
+RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress", "vgg_weights")
 
 
 class TrainingDiverged(InputError):

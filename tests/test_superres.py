@@ -87,3 +87,49 @@ def test_mse_run_beats_bicubic_then_resume_and_export(tmp_path):
     extra = df[["haarpsi", "delta_e", "degenerate"]].apply(pd.to_numeric)  # columns this branch's contract reads as text
     assert extra["haarpsi"].between(0, 1).all() and (extra["delta_e"] >= 0).all() and (extra["degenerate"] == 0).all()
     assert (manifest.parent / "contact_sheet.png").is_file()
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    small = dict(epochs=2, channels=4, blocks=0, scale=2, crop=16, train_images=8, eval_images=2, batch_size=4,
+                 progress=False, lpips=False)
+    whole = superres.load_srnet(superres.train_sr(superres.SRConfig(out=str(tmp_path / "a"), **small)))
+
+    real, calls = superres.evaluate_sr, []
+
+    def dies_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # bicubic row, epoch 1, then the kill during epoch 2's evaluation
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(superres, "evaluate_sr", dies_in_epoch_2)
+    cfg = superres.SRConfig(out=str(tmp_path / "b"), **small)
+    with pytest.raises(KeyboardInterrupt):
+        superres.train_sr(cfg)
+    monkeypatch.setattr(superres, "evaluate_sr", real)
+    with pytest.raises(InputError, match="pass --resume"):
+        superres.train_sr(cfg)
+    resumed = superres.load_srnet(superres.train_sr(superres.SRConfig(out=str(tmp_path / "b"), resume=True, **small)))
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    import pandas as pd
+
+    m = pd.read_csv(tmp_path / "b" / "superres" / "sr2-mse-s0" / "metrics.csv")
+    assert list(m["epoch"]) == [0, 1, 2]
+
+
+def test_nan_stops_and_keeps_the_record(tmp_path, monkeypatch):
+    cfg = superres.SRConfig(out=str(tmp_path), epochs=1, channels=4, blocks=0, scale=2, crop=16, train_images=4,
+                            eval_images=2, progress=False, lpips=False)
+    real = superres.build_srnet
+
+    def blown_up(*args, **kwargs):
+        net = real(*args, **kwargs)
+        torch.nn.init.constant_(net.tail.bias, float("nan"))
+        return net
+
+    monkeypatch.setattr(superres, "build_srnet", blown_up)
+    with pytest.raises(InputError, match="NaN/Inf at step 1 .*try a lower --lr"):
+        superres.train_sr(cfg)
+    record = json.loads((cfg.run_dir / "config.json").read_text())
+    assert record["status"] == "failed" and "NaN" in record["error"]
