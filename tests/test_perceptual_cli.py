@@ -26,6 +26,13 @@ def test_superres_train_and_export(tmp_path):
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(tmp_path / "reconstructions" / "manifest.csv")
     assert sorted(df["run"].unique()) == ["flat", "sr2-bicubic", "sr2-mse-s0"] and len(df) == 9
+    # The study takes super-resolved images like reconstructions: pixel loss against bicubic.
+    r = percept("design", "--manifest", str(tmp_path / "reconstructions" / "manifest.csv"), "--out", str(tmp_path),
+                "--kinds", "triplet", "--pairs", "bicubic:mse", "--archs", "sr", "--practice", "0", "--catch", "0")
+    assert r.returncode == 0, r.stderr
+    design = pd.read_csv(tmp_path / "study" / "design.csv")
+    trials = design[design["kind"] == "triplet"]
+    assert set(trials["arch"]) == {"sr"} and set(trials["left_loss"]) | set(trials["right_loss"]) == {"bicubic", "mse"}
     r = percept("superres", "train", "--out", str(tmp_path), "--scale", "3")
     assert r.returncode == 2 and r.stderr.strip() == "percept superres: error: --scale 3: choose from 2, 4, 8"
     r = percept("superres", "train", "--out", str(tmp_path), "--loss", "mse+0.1*vgg_feat")
