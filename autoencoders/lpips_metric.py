@@ -71,3 +71,20 @@ class LpipsVGG(nn.Module):
             raise InputError(f"LPIPS needs two (N,3,H,W) RGB batches of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
             return self.model(x.float(), y.float(), normalize=True).flatten()
+
+
+def lpips_column(recon_u8, orig_u8, weights: str | Path | None = None, batch_size: int = 32):
+    """Per-image LPIPS of 8-bit (N,H,W,3) images for a manifest column, or None (said once) without weights or package.
+
+    For `percept reconstruct`: add the column only when this returns values, as the super-resolution export does.
+    """
+    import numpy as np
+
+    try:
+        metric = LpipsVGG(weights)
+    except InputError as exc:
+        print(f"lpips column left out ({exc})")
+        return None
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).float() / 255.0  # noqa: E731
+    out = [metric(to_t(recon_u8[i:i + batch_size]), to_t(orig_u8[i:i + batch_size])) for i in range(0, len(recon_u8), batch_size)]
+    return torch.cat(out).double().numpy()

@@ -114,3 +114,26 @@ def test_train_config_accepts_sums_and_names_bad_terms():
     assert validate(TrainConfig(loss="ms_ssim+0.1*vgg_feature", vgg_weights="w.pth")).vgg_weights == "w.pth"
     with pytest.raises(InputError, match="--loss 'mse\\+vgg' : |--loss 'mse\\+vgg': unknown term 'vgg'"):
         validate(TrainConfig(loss="mse+vgg"))
+
+
+def test_autoencoder_trains_on_a_sum_with_vgg_weights_from_the_config(tmp_path, weights_file):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from autoencoders.train import TrainConfig, train
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(folder / f"i{i}.png")
+    cfg = TrainConfig(data=f"folder:{folder}", image_size=32, arch="fc", loss="mse+0.1*vgg_feature+0.5*tv", epochs=1,
+                      batch_size=4, width=0.02, code_size=4, out=str(tmp_path / "exp"), progress=False, device="cpu",
+                      vgg_weights=str(weights_file))
+    run = train(cfg)
+    record = json.loads((run / "config.json").read_text())
+    assert record["status"] == "finished" and record["config"]["vgg_weights"] == str(weights_file)
+    with pytest.raises(InputError, match="VGG-16 weights not found at .*absent.pth"):
+        train(TrainConfig(**{**cfg.__dict__, "vgg_weights": str(tmp_path / "absent.pth"), "seed": 1}))

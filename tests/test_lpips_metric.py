@@ -59,3 +59,16 @@ def test_superres_export_adds_lpips_column(tmp_path, weights_file):
     df = pd.read_csv(manifest)
     assert df["lpips"].notna().all() and (df["lpips"] >= 0).all()
     assert df.groupby("run")["lpips"].mean()["flat"] > df.groupby("run")["lpips"].mean()["sr2-bicubic"]
+
+
+def test_lpips_column_for_manifests(weights_file, tmp_path, capsys):
+    import numpy as np
+
+    from autoencoders.lpips_metric import lpips_column
+
+    rng = np.random.default_rng(0)
+    a = (rng.random((3, 32, 32, 3)) * 255).astype(np.uint8)
+    values = lpips_column(a, a[::-1].copy(), weights_file, batch_size=2)
+    assert values.shape == (3,) and values[1] == pytest.approx(0, abs=1e-6) and values[0] > 0
+    assert lpips_column(a, a, tmp_path / "absent.pth") is None
+    assert "lpips column left out (VGG-16 weights not found" in capsys.readouterr().out
