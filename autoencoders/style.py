@@ -379,7 +379,7 @@ def export_onnx(model: nn.Module, path: Path, check_size: int = 64) -> Path:
     # The TorchScript exporter needs no onnxscript; its warnings (instance norm uses the input's own
     # statistics, as it should; slices not folded) are expected for this network.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore")  # UserWarning and the tracer's TracerWarning
         torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["stylised"],
                           dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "stylised": {0: "n", 2: "h", 3: "w"}},
                           dynamo=False)
