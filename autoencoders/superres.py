@@ -5,10 +5,13 @@ downsampling by the scale factor (2, 4 or 8; antialiased like PIL and MATLAB's i
 rounded to 8 bits as a real low-resolution image would be.
 
 The network (`SRNet`), for ×f with C channels and B residual blocks:
-  conv 9×9 3→C, ReLU                                  (Johnson's c9s1 head)
-  B × residual block [conv 3×3 C→C, ReLU, conv 3×3 C→C] + skip   (no batch norm: EDSR showed it hurts SR)
-  log2(f) × [conv 3×3 C→4C, PixelShuffle(2), ReLU]    (sub-pixel upsampling, Shi et al. 2016,
+  conv 9×9 3→C, PReLU                                 (Johnson's c9s1 head)
+  B × residual block [conv 3×3 C→C, PReLU, conv 3×3 C→C] + skip  (no batch norm: EDSR showed it hurts SR)
+  log2(f) × [conv 3×3 C→4C, PixelShuffle(2), PReLU]   (sub-pixel upsampling, Shi et al. 2016,
                                                        in place of Johnson's stride-½ convolutions)
+PReLU (as in SRResNet) rather than ReLU: with ReLU and Adam 1e-3 the units died and an MS-SSIM
+network never left its bicubic start (200 steps on the photos: MS-SSIM 0.8954 = bicubic; with
+PReLU 0.906; MSE network PSNR +0.14 dB with ReLU, +0.46 dB with PReLU).
   conv 9×9 C→3                                        (Johnson's c9s1-3 tail)
 With `bicubic_skip` (default) the output is bicubic(input) + that, the last conv starting at zero,
 so training starts exactly at the bicubic baseline and learns the correction (as VDSR does);
@@ -159,7 +162,7 @@ def build_srnet(scale: int, channels: int = 64, blocks: int = 4, bicubic_skip: b
     class ResBlock(nn.Module):
         def __init__(self, c: int) -> None:
             super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1))
+            self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.PReLU(), nn.Conv2d(c, c, 3, padding=1))
 
         def forward(self, x):
             return x + self.body(x)
@@ -173,8 +176,8 @@ def build_srnet(scale: int, channels: int = 64, blocks: int = 4, bicubic_skip: b
             self.spec = {"arch": "sr", "scale": scale, "channels": channels, "blocks": blocks, "bicubic_skip": bicubic_skip}
             up = []
             for _ in range(int(math.log2(scale))):
-                up += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
-            self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.ReLU(inplace=True))
+                up += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.PReLU()]
+            self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU())
             self.body = nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
             self.up = nn.Sequential(*up)
             self.tail = nn.Conv2d(channels, 3, 9, padding=4)
