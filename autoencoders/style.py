@@ -405,7 +405,7 @@ class StyleOptimizeConfig:
 
     style: str = ""  # the style image
     content: str = ""  # the content image
-    out: str = "stylised/optimized.png"  # the result PNG
+    out: str = "stylised"  # folder for the result, <out>/<content stem>-optimized.png
     vgg_weights: str = ""  # VGG-16 state dict; "" = torchvision's cache, never downloaded
     content_weight: float = 1.0  # as in `style train`
     style_weight: float = 5.0  # as in `style train`
@@ -421,7 +421,7 @@ class StyleOptimizeConfig:
 
 
 def optimize_style(config: StyleOptimizeConfig) -> dict:
-    """Run L-BFGS over the pixels; write the PNG; return {objective, content, style, tv, seconds, steps}."""
+    """Run L-BFGS over the pixels; write the PNG; return {loss, content, style, tv, seconds, steps, path}."""
     import torch
 
     from autoencoders.data import to_uint8
@@ -459,7 +459,8 @@ def optimize_style(config: StyleOptimizeConfig) -> dict:
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         final = objective.terms(img, content, target)
-    save_png(Path(cfg.out), to_uint8(img.detach())[0])
-    result = {k: float(v) for k, v in final.items()} | {"seconds": seconds, "steps": cfg.steps}
-    print(f"style optimize: objective {result['loss']:.4g} after {cfg.steps} L-BFGS steps in {seconds:.1f} s → {cfg.out}")
+    target_path = Path(cfg.out) / f"{Path(cfg.content).stem}-optimized.png"
+    save_png(target_path, to_uint8(img.detach())[0])
+    result = {k: float(v) for k, v in final.items()} | {"seconds": seconds, "steps": cfg.steps, "path": str(target_path)}
+    print(f"style optimize: objective {result['loss']:.4g} after {cfg.steps} L-BFGS steps in {seconds:.1f} s → {target_path}")
     return result

@@ -47,10 +47,10 @@ def test_style_optimize_and_missing_weights(tmp_path):
     for name, colour in (("s.png", (200, 30, 30)), ("c.png", (20, 120, 220))):
         Image.new("RGB", (24, 24), colour).save(tmp_path / name)
     common = ["--style", str(tmp_path / "s.png"), "--content", str(tmp_path / "c.png"), "--style-size", "24",
-              "--out", str(tmp_path / "o.png"), "--steps", "2"]
+              "--out", str(tmp_path / "o"), "--steps", "2"]
     r = percept("style", "optimize", *common, "--vgg-weights", str(weights))
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "o.png").is_file() and "L-BFGS" in r.stdout
+    assert (tmp_path / "o" / "c-optimized.png").is_file() and "L-BFGS" in r.stdout
     r = percept("style", "optimize", *common, "--vgg-weights", str(tmp_path / "absent.pth"))
     assert r.returncode == 2 and f"VGG-16 weights not found at {tmp_path / 'absent.pth'}" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -67,10 +67,10 @@ def test_train_lowers_objective_then_apply_and_optimize(tmp_path, images, weight
         style.load_transformer(tmp_path)
 
     common = dict(style=str(images / "stripes.png"), content=str(images / "c1.png"), vgg_weights=str(weights_file),
-                  style_size=32, style_weight=1e3, out=str(tmp_path / "opt.png"))
+                  style_size=32, style_weight=1e3, out=str(tmp_path / "opt"))
     one = style.optimize_style(style.StyleOptimizeConfig(steps=1, **common))
     many = style.optimize_style(style.StyleOptimizeConfig(steps=15, **common))
-    assert many["loss"] < one["loss"] and (tmp_path / "opt.png").is_file()
+    assert many["loss"] < one["loss"] and (tmp_path / "opt" / "c1-optimized.png").is_file()
 
 
 def test_bad_inputs_are_one_line(tmp_path, weights_file):
