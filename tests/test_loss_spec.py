@@ -137,3 +137,10 @@ def test_autoencoder_trains_on_a_sum_with_vgg_weights_from_the_config(tmp_path, 
     assert record["status"] == "finished" and record["config"]["vgg_weights"] == str(weights_file)
     with pytest.raises(InputError, match="VGG-16 weights not found at .*absent.pth"):
         train(TrainConfig(**{**cfg.__dict__, "vgg_weights": str(tmp_path / "absent.pth"), "seed": 1}))
+
+    # A sum's run folder ('fc-mse+0.1*vgg_feature+0.5*tv-s0') exports like any other run.
+    from autoencoders.export import reconstruct
+    from percept.contracts.manifest import read_manifest
+
+    df = read_manifest(reconstruct(tmp_path / "exp", n=2, device="cpu"), check_files=True)
+    assert set(df["loss"]) == {"mse+0.1*vgg_feature+0.5*tv"} and set(df["run"]) == {"fc-mse+0.1*vgg_feature+0.5*tv-s0"}
