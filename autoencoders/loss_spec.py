@@ -136,6 +136,8 @@ class WeightedLoss(nn.Module):
                 from autoencoders.perceptual import check_layers
 
                 layers = mine.get("style_layers", STYLE_LAYERS)
+                if isinstance(layers, str):  # "relu1_2,relu3_3" from a flag or TOML
+                    layers = [p.strip() for p in layers.split(",") if p.strip()]
                 self.style_layers = check_layers(list(layers), "style layer") if layers else ()
                 if not self.style_layers:
                     raise InputError(f"loss {spec!r}: style_layers is empty; name at least one of {', '.join(STYLE_LAYERS)}")

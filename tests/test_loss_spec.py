@@ -88,6 +88,8 @@ def test_feature_only_spec_stops_at_relu2_2(weights_file):
     assert sum(len(s) for s in loss.vgg.slices) == 9
     out = loss.vgg(torch.rand(1, 3, 32, 32))
     assert out.relu3_3 is None and out.relu2_2.shape == (1, 128, 16, 16)
+    assert get_loss("vgg_style", vgg_weights=str(weights_file), style_layers="relu1_2, relu3_3").style_layers == (
+        "relu1_2", "relu3_3")
     with pytest.raises(InputError, match="unknown feature_layer 'relu5_3'"):
         get_loss("vgg_feature", vgg_weights=str(weights_file), feature_layer="relu5_3")
 
