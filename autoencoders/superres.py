@@ -462,6 +462,26 @@ def colour_metrics(recon_u8: np.ndarray, orig_u8: np.ndarray) -> dict[str, np.nd
     return {"delta_e": delta_e, "haarpsi": haar}
 
 
+def _refuse_foreign_export(recon_dir: Path) -> None:
+    """Never replace an autoencoder export: super-resolution gets its own experiment folder."""
+    import pandas as pd
+
+    manifest = recon_dir / "manifest.csv"
+    models = recon_dir.parent / "models"
+    if recon_dir.exists() and not manifest.is_file() and models.is_dir() and any(models.iterdir()):
+        # A half-written export of an autoencoder experiment: not ours to replace.
+        raise InputError(f"{recon_dir}: this experiment has autoencoder runs in {models}; give super-resolution its own --out")
+    if manifest.is_file():
+        try:
+            archs = set(pd.read_csv(manifest, usecols=["arch"], dtype=str)["arch"].dropna())
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise InputError(f"{manifest}: unreadable ({str(exc).splitlines()[0]}); not replacing it") from None
+        foreign = sorted(archs - {"sr", "baseline"})
+        if foreign:
+            raise InputError(f"{manifest}: holds {', '.join(foreign)} reconstructions; give super-resolution its own "
+                             f"--out (an experiment folder) instead of replacing them")
+
+
 def export_sr(config: SRExportConfig) -> Path:
     """Super-resolve n held-out images with every finished run; write manifest.csv, PNGs and a contact sheet."""
     import shutil
@@ -496,6 +516,7 @@ def export_sr(config: SRExportConfig) -> Path:
     lpips_fn = _lpips_or_none(config, "cpu")
 
     recon_dir = out / "reconstructions"
+    _refuse_foreign_export(recon_dir)
     if recon_dir.exists():  # regenerated from scratch so stale images never linger beside the manifest
         shutil.rmtree(recon_dir)
     for stem, img in zip(stems, orig_u8):

@@ -133,3 +133,19 @@ def test_nan_stops_and_keeps_the_record(tmp_path, monkeypatch):
         superres.train_sr(cfg)
     record = json.loads((cfg.run_dir / "config.json").read_text())
     assert record["status"] == "failed" and "NaN" in record["error"]
+
+
+def test_export_never_replaces_an_autoencoder_export(tmp_path):
+    recon = tmp_path / "reconstructions"
+    recon.mkdir()
+    (recon / "manifest.csv").write_text("image_id,arch\nx,conv\n")
+    with pytest.raises(InputError, match="holds conv reconstructions; give super-resolution its own --out"):
+        superres._refuse_foreign_export(recon)
+    (recon / "manifest.csv").write_text("image_id,arch\nx,sr\ny,baseline\n")
+    superres._refuse_foreign_export(recon)  # its own earlier export: replaced
+    (recon / "manifest.csv").unlink()
+    (recon / "sr4-bicubic").mkdir()
+    superres._refuse_foreign_export(recon)  # a crashed export of its own: replaced
+    (tmp_path / "models" / "conv-mse-s0").mkdir(parents=True)
+    with pytest.raises(InputError, match="has autoencoder runs in .*models; give super-resolution its own --out"):
+        superres._refuse_foreign_export(recon)
