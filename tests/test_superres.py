@@ -149,3 +149,15 @@ def test_export_never_replaces_an_autoencoder_export(tmp_path):
     (tmp_path / "models" / "conv-mse-s0").mkdir(parents=True)
     with pytest.raises(InputError, match="has autoencoder runs in .*models; give super-resolution its own --out"):
         superres._refuse_foreign_export(recon)
+
+
+def test_demo_stage_rerun_is_a_no_op(tmp_path, monkeypatch):
+    monkeypatch.setattr(superres, "DEMO_SETTINGS", {"scale": 2, "channels": 4, "blocks": 0, "crop": 16, "epochs": 1,
+                                                     "batch_size": 8, "lr": 5e-4, "eval_images": 2, "train_images": 8})
+    manifest = superres.demo_stage(tmp_path, n=2, device="cpu")
+    ckpt = tmp_path / "superres" / "sr2-ms_ssim-s0" / "checkpoint.pt"
+    before = ckpt.stat().st_mtime_ns
+    assert superres.demo_stage(tmp_path, n=2, device="cpu") == manifest and ckpt.stat().st_mtime_ns == before
+    import pandas as pd
+
+    assert sorted(pd.read_csv(manifest)["run"].unique()) == ["flat", "sr2-bicubic", "sr2-ms_ssim-s0", "sr2-mse-s0"]
