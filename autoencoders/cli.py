@@ -68,6 +68,37 @@ def run_encode(cfg: EncodeConfig) -> int:
     return 0
 
 
+def _perceptual(module: str, function: str):
+    """A run function for `percept superres|style ACTION`: the module is imported only when the action runs."""
+    def run(cfg) -> int:
+        import importlib
+
+        result = getattr(importlib.import_module(f"autoencoders.{module}"), function)(cfg)
+        print(f"{module} {function.split('_')[0]}: done → {result}")
+        return 0
+
+    run.__doc__ = f"Run autoencoders.{module}.{function}."
+    return run
+
+
+def _perceptual_commands() -> tuple[Command, ...]:
+    """`percept superres train|export` and `percept style train|apply|optimize`, one flag per config field."""
+    from autoencoders import style, superres
+
+    return (
+        Command("superres train", (superres.SRConfig,), _perceptual("superres", "train_sr"),
+                description="Writes <out>/superres/<run>/ (config.json, checkpoint.pt, metrics.csv with a bicubic row)."),
+        Command("superres export", (superres.SRExportConfig,), _perceptual("superres", "export_sr"),
+                description="Writes the super-resolved held-out images to <out>/reconstructions/ (arch sr, bicubic run)."),
+        Command("style train", (style.StyleTrainConfig,), _perceptual("style", "train_style"),
+                description="Trains Johnson et al.'s transformation network for one style image."),
+        Command("style apply", (style.StyleApplyConfig,), _perceptual("style", "apply_style"),
+                description="Stylises images of any size (optionally exports ONNX)."),
+        Command("style optimize", (style.StyleOptimizeConfig,), _perceptual("style", "optimize_style"),
+                description="Gatys et al.'s baseline: the same objective minimised over the pixels with L-BFGS."),
+    )
+
+
 COMMANDS = (
     Command("train", (TrainConfig,), run_train,
             description="Writes <out>/models/<arch>-<loss>-s<seed>/ (config.json, checkpoint.pt, metrics.csv)."),
@@ -79,4 +110,4 @@ COMMANDS = (
 
 def main(argv: list[str] | None = None) -> int:
     """Run `train`, `reconstruct` or `encode`; argv starts with the command name."""
-    return commands.main(COMMANDS, argv, package="autoencoders")
+    return commands.main(COMMANDS + _perceptual_commands(), argv, package="autoencoders")

@@ -35,7 +35,7 @@ from percept.contracts import provenance
 from percept.contracts import run as run_c
 from percept.contracts.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METRIC_COLUMNS  # noqa: F401 (re-exported)
 # Keys that may differ when a run is resumed: they change how, not what, is trained.
-RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress")
+RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress", "vgg_weights")
 
 
 class TrainingDiverged(InputError):
@@ -71,6 +71,7 @@ class TrainConfig:
     resume: bool = False  # continue a killed run from its checkpoint
     overwrite: bool = False  # discard a previous run of the same name
     progress: bool = True  # tqdm bar on a terminal
+    vgg_weights: str = ""  # VGG-16 state dict for the vgg losses; "" = torchvision's cache, never downloaded
 
     @property
     def run_name(self) -> str:
@@ -125,7 +126,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.arch not in ARCHS:
         raise InputError(f"--arch {cfg.arch!r} is not an architecture; choose from {', '.join(ARCHS)}")
     if cfg.loss not in LOSS_NAMES:
-        raise InputError(f"--loss {cfg.loss!r} is not a loss; choose from {', '.join(LOSS_NAMES)}")
+        from autoencoders.loss_spec import parse_loss_spec
+
+        parse_loss_spec(cfg.loss, flag="--loss")  # weighted sums and VGG terms; one line naming a bad term
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device {cfg.device!r}; choose from auto, cpu, cuda")
     kind, _ = parse_source(cfg.data)
@@ -559,7 +562,9 @@ def train(config: TrainConfig) -> Path:
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.image_size, cfg.code_size, width=cfg.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = get_loss(cfg.loss, **cfg.loss_options).to(device)
+    from autoencoders.loss_spec import with_vgg_weights
+
+    loss_fn = get_loss(cfg.loss, **with_vgg_weights(cfg.loss, cfg.loss_options, cfg.vgg_weights)).to(device)
     warmup_fn = get_loss("mse").to(device)  # the first cfg.warmup_epochs epochs train with MSE
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = make_loader(train_set, cfg.batch_size, shuffle=True, device=device, generator=generator)

@@ -42,6 +42,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "train": ("autoencoders.cli", "train an autoencoder (arch × loss × seed)"),
     "reconstruct": ("autoencoders.cli", "export reconstructions of held-out images + manifest.csv + contact sheet"),
     "encode": ("autoencoders.cli", "export latent codes of train and held-out images"),
+    "superres": ("autoencoders.cli", "super-resolution: train (×2/×4/×8); export to the manifest with a bicubic baseline"),
+    "style": ("autoencoders.cli", "style transfer: train, apply (--export-onnx), optimize (the L-BFGS baseline)"),
     "design": ("study.cli", "build trial lists (triplet, ranking, catch, practice) from a manifest"),
     "run": ("study.cli", "run one participant in the PsychoPy experiment"),
     "simulate": ("study.cli", "write responses of scripted observers (marked simulated)"),
@@ -356,9 +358,14 @@ def read_config_table(path: Path, command: str) -> dict[str, Any]:
     if unknown:
         raise InputError(f"--config {path}: [{unknown[0]}] is not a command; tables are named after commands "
                          f"({', '.join(REGISTRY)})")
-    if command not in data:
-        raise InputError(f"--config {path}: no [{command}] table (it has {', '.join(f'[{k}]' for k in data) or 'none'})")
-    return data[command]
+    # A two-word command ("superres train") reads the nested table [superres.train].
+    table: Any = data
+    for part in command.split():
+        if not isinstance(table, dict) or part not in table:
+            raise InputError(f"--config {path}: no [{command.replace(' ', '.')}] table "
+                             f"(it has {', '.join(f'[{k}]' for k in data) or 'none'})")
+        table = table[part]
+    return table
 
 
 def resolve(command: Command, argv: Sequence[str]) -> dict[str, Any]:
@@ -516,6 +523,15 @@ def main(commands: Sequence[Command], argv: Sequence[str] | None = None, *, pack
     """`python -m package NAME ...` (argv starts with the command name), the same as `percept NAME ...`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     table = {c.name: c for c in commands}
+    # A command of two words ("superres train", "style apply") is a verb with its actions.
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in table:
+        return run_command(table[f"{argv[0]} {argv[1]}"], argv[2:])
+    actions = [name for name in table if name.split()[0] == (argv[0] if argv else None) and " " in name]
+    if actions:
+        asked = argv[1:2] in (["--help"], ["-h"])
+        print(f"usage: percept {argv[0]} ACTION [options]; ACTION is one of "
+              f"{', '.join(a.split()[1] for a in actions)}", file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     if not argv or argv[0] not in table:
         lines = [f"usage: python -m {package or 'PACKAGE'} COMMAND [options]   (or percept COMMAND; COMMAND --help for each)"]
         lines += [f"  {c.name:<12} {REGISTRY.get(c.name, ('', ''))[1]}" for c in commands]
