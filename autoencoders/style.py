@@ -208,6 +208,7 @@ def train_style(config: StyleTrainConfig) -> Path:
 
     from autoencoders import train as T
     from autoencoders.data import ImageSet, load_dataset, make_loader
+    from percept.contracts import run as run_c  # kind "style" of the run-record contract
 
     cfg = config
     if not cfg.style:
@@ -254,7 +255,7 @@ def train_style(config: StyleTrainConfig) -> Path:
     record = {"run": cfg.run_name, "kind": CHECKPOINT_KIND, "status": "running", "config": asdict(cfg),
               "device": str(device), "versions": T.versions(), "git_commit": T.git_commit(),
               "data": data.summary(), "started": T._now(), "epochs_done": epoch}
-    T.write_json(run_dir / "config.json", record)
+    run_c.write_run_record(run_dir, record)
     while epoch < cfg.epochs:
         model.train()
         t0, sums, seen = time.perf_counter(), {}, 0
@@ -278,17 +279,18 @@ def train_style(config: StyleTrainConfig) -> Path:
                         "images_per_s": seen / seconds, "seconds": seconds})
         T.save_checkpoint(run_dir / "checkpoint.pt", {
             "format": T.CHECKPOINT_FORMAT, "version": T.CHECKPOINT_VERSION, "kind": CHECKPOINT_KIND,
-            "config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "config": asdict(cfg), "model_spec": {"arch": "transformer"}, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
             "epoch": epoch, "step": step, "rng": T.rng_state(generator), "metrics": history,
         })
         _write_rows(run_dir / "metrics.csv", history)
         record["epochs_done"] = epoch
-        T.write_json(run_dir / "config.json", record)
+        run_c.write_run_record(run_dir, record)
         h = history[-1]
         print(f"style {cfg.run_name}: epoch {epoch}/{cfg.epochs} loss {h['loss']:.4g} (content {h['content']:.4g}, "
               f"style {h['style']:.4g}, tv {h['tv']:.4g})", flush=True)
     record.update(status="finished", finished=T._now(), epochs_done=epoch)
-    T.write_json(run_dir / "config.json", record)
+    run_c.write_run_record(run_dir, record)
     return run_dir
 
 

@@ -81,8 +81,10 @@ class SRConfig:
 
     @property
     def run_name(self) -> str:
-        """`sr<scale>-<loss>-s<seed>`."""
-        return f"sr{self.scale}-{self.loss}-s{self.seed}"
+        """`sr<scale>-<loss>-s<seed>`, a sum's loss in its safe form (percept.contracts.run.loss_name)."""
+        from percept.contracts.run import sr_run_name
+
+        return sr_run_name(self.scale, self.loss, self.seed)
 
     @property
     def run_dir(self) -> Path:
@@ -291,6 +293,7 @@ def train_sr(config: SRConfig) -> Path:
     from autoencoders.loss_spec import with_vgg_weights
     from autoencoders.losses import get_loss
     from autoencoders.models import count_parameters
+    from percept.contracts import run as run_c
 
     cfg = validate_sr(config)
     device = T.resolve_device(cfg.device)
@@ -344,7 +347,7 @@ def train_sr(config: SRConfig) -> Path:
                         f"{cfg.scale} px cropped; ms_ssim empty below 2 scales; lpips empty without VGG-16 weights",
         "lpips": lpips_fn is not None, "started": T._now(), "epochs_done": epoch,
     }
-    T.write_json(run_dir / "config.json", record)
+    run_c.write_run_record(run_dir, record)  # kind "superres" of the run-record contract
     _write_metrics(run_dir / "metrics.csv", history)
 
     while epoch < cfg.epochs:
@@ -384,12 +387,12 @@ def train_sr(config: SRConfig) -> Path:
         })
         _write_metrics(run_dir / "metrics.csv", history)
         record["epochs_done"] = epoch
-        T.write_json(run_dir / "config.json", record)
+        run_c.write_run_record(run_dir, record)
         print(f"superres {cfg.run_name}: epoch {epoch}/{cfg.epochs} train loss {row['loss']:.4g} | {cfg.eval_split}: "
               f"psnr {row['psnr']:.2f} (bicubic {history[0]['psnr']:.2f}) psnr_y {row['psnr_y']:.2f} ssim {row['ssim']:.3f}",
               flush=True)
     record.update(status="finished", finished=T._now(), epochs_done=epoch)
-    T.write_json(run_dir / "config.json", record)
+    run_c.write_run_record(run_dir, record)
     return run_dir
 
 
@@ -435,6 +438,8 @@ def finished_sr_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
     runs, skipped = [], []
     for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         record = read_run_record(folder) if (folder / "config.json").exists() else None
+        if record is not None and record.get("kind") != CHECKPOINT_KIND:
+            raise InputError(f"{folder / 'config.json'}: not a super-resolution run (kind {record.get('kind')!r})")
         (runs.append((folder.name, folder, record)) if record and record["status"] == "finished" else skipped.append(folder.name))
     if skipped:
         print(f"skipping unfinished super-resolution run(s): {', '.join(skipped)}")
@@ -493,6 +498,7 @@ def export_sr(config: SRExportConfig) -> Path:
     from autoencoders.export import _batched, contact_sheet, safe_names, save_png
     from autoencoders.train import resolve_device
     from percept.contracts.manifest import write_manifest
+    from percept.contracts.run import loss_name
 
     out = Path(config.out)
     runs = finished_sr_runs(out)
@@ -527,7 +533,8 @@ def export_sr(config: SRExportConfig) -> Path:
     for name, folder, record in runs:
         model = load_srnet(folder, dev)
         sr = _batched(lambda x: model(x.to(dev)).float().cpu(), lr, config.batch_size)
-        candidates.append((name, "sr", record["config"]["loss"], record["config"]["seed"], sr))
+        # The manifest's loss is the run name's safe form (a sum's expression stays in config.json).
+        candidates.append((name, "sr", loss_name(record["config"]["loss"]), record["config"]["seed"], sr))
     candidates.append(("flat", "baseline", "flat", 0, flat))
 
     rows, sheet = [], []

@@ -140,9 +140,13 @@ def test_autoencoder_trains_on_a_sum_with_vgg_weights_from_the_config(tmp_path, 
     with pytest.raises(InputError, match="VGG-16 weights not found at .*absent.pth"):
         train(TrainConfig(**{**cfg.__dict__, "vgg_weights": str(tmp_path / "absent.pth"), "seed": 1}))
 
-    # A sum's run folder ('fc-mse+0.1*vgg_feature+0.5*tv-s0') exports like any other run.
+    # A sum's run is named with the loss's safe form (run names are safe names); config.json keeps the expression.
+    assert run.name == "fc-mse_plus_0p1xvgg_feature_plus_0p5xtv-s0" and record["config"]["loss"] == cfg.loss
+    assert record["guard"]["metric"] == "loss"  # a sum is judged on its own value against the flat patch
+    # It exports like any other run; the manifest's loss is the safe form, so run, arch and loss agree.
     from autoencoders.export import reconstruct
     from percept.contracts.manifest import read_manifest
 
     df = read_manifest(reconstruct(tmp_path / "exp", n=2, device="cpu"), check_files=True)
-    assert set(df["loss"]) == {"mse+0.1*vgg_feature+0.5*tv"} and set(df["run"]) == {"fc-mse+0.1*vgg_feature+0.5*tv-s0"}
+    runs = df[df["run"] != "flat"]
+    assert set(runs["loss"]) == {"mse_plus_0p1xvgg_feature_plus_0p5xtv"} and set(runs["run"]) == {run.name}
