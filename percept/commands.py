@@ -8,7 +8,8 @@ the dataclasses' fields, so a field added to a config is a flag, a TOML key and 
   are comma-separated (`--kinds triplet,ranking`); a `dict` field takes a JSON object.
 - Help: `field(metadata={"help": ...})`, else the field's trailing `# reason` comment in the
   class source, read only when `--help` is built (never at import); the default is appended.
-- Precedence: dataclass defaults < the `[command]` table of `--config file.toml` < flags.
+- Precedence: dataclass defaults < the `[command]` table of `--config file.toml` < flags
+  (`[superres.train]` for the two-word command `superres train`).
   Keys outside that table's command, unknown keys and values of the wrong type are refused in
   one line naming the file, table and key.
 - Errors: every expected failure (InputError, OSError, a corrupt zip/npz, invalid JSON, a
@@ -99,6 +100,11 @@ class Command:
     def prog(self) -> str:
         """`percept NAME`, the name every message starts with."""
         return f"percept {self.name}"
+
+    @property
+    def table(self) -> str:
+        """The command's `--config` table: `train`, or `superres.train` (a TOML dotted key) for a two-word command."""
+        return self.name.replace(" ", ".")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -233,13 +239,13 @@ def _metavar(hint: Any) -> str:
 
 def build_parser(command: Command) -> argparse.ArgumentParser:
     """The argparse parser of one command; every flag defaults to 'not given' so TOML keys can fill in."""
-    module_summary = REGISTRY.get(command.name, ("", ""))[1]
+    module_summary = REGISTRY.get(command.name.split()[0], ("", ""))[1]
     summary = module_summary[:1].upper() + module_summary[1:] + "." if module_summary else ""
     parser = _Parser(prog=command.prog, description=" ".join(s for s in (summary, command.description) if s),
-                     epilog="Precedence: built-in defaults < the [" + command.name + "] table of --config < flags.",
+                     epilog="Precedence: built-in defaults < the [" + command.table + "] table of --config < flags.",
                      argument_default=argparse.SUPPRESS, allow_abbrev=False)  # no fuzzy matching: --epoch is an error
     parser.add_argument("--config", type=Path, metavar="FILE.toml",
-                        help=f"TOML file whose [{command.name}] table sets any of these flags (flags override it)")
+                        help=f"TOML file whose [{command.table}] table sets any of these flags (flags override it)")
     for cls, f, hint in command_fields(command):
         reason = field_help(cls, f)
         inner, _ = _unwrap_optional(hint)
@@ -379,11 +385,11 @@ def resolve(command: Command, argv: Sequence[str]) -> dict[str, Any]:
         table = read_config_table(config, command.name)
         unknown = [key for key in table if key.replace("-", "_") not in specs]
         if unknown:
-            raise InputError(f"--config {config}: [{command.name}] has unknown key(s) {', '.join(unknown)}; "
+            raise InputError(f"--config {config}: [{command.table}] has unknown key(s) {', '.join(unknown)}; "
                              f"valid keys: {', '.join(specs)}")
         for key, raw in table.items():
             name = key.replace("-", "_")
-            where = f"--config {config}: [{command.name}] {key}"
+            where = f"--config {config}: [{command.table}] {key}"
             values[name] = _value(command, specs[name], raw, where, text=isinstance(raw, str) and name in command.parse)
     for name, raw in given.items():
         cls, f, hint = specs[name]
@@ -412,7 +418,7 @@ def instantiate(command: Command, values: dict[str, Any]) -> list[Any]:
             if f.name in values:
                 kwargs[f.name] = values[f.name]
             elif not _has_default(f):
-                raise InputError(f"{flag_name(f, command)} is required (or `{f.name}` in the [{command.name}] table of --config)")
+                raise InputError(f"{flag_name(f, command)} is required (or `{f.name}` in the [{command.table}] table of --config)")
         out.append(functools.partial(cls, **kwargs) if cls in command.later else cls(**kwargs))
     return out
 

@@ -34,7 +34,7 @@ def test_superres_train_and_export(tmp_path):
     trials = design[design["kind"] == "triplet"]
     assert set(trials["arch"]) == {"sr"} and set(trials["left_loss"]) | set(trials["right_loss"]) == {"bicubic", "mse"}
     r = percept("superres", "train", "--out", str(tmp_path), "--scale", "3")
-    assert r.returncode == 2 and r.stderr.strip() == "percept superres: error: --scale 3: choose from 2, 4, 8"
+    assert r.returncode == 2 and r.stderr.strip() == "percept superres train: error: --scale 3: choose from 2, 4, 8"
     r = percept("superres", "train", "--out", str(tmp_path), "--loss", "mse+0.1*vgg_feat")
     assert r.returncode == 2 and "unknown term 'vgg_feat'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
