@@ -1,4 +1,4 @@
-"""`percept train | reconstruct | encode` (also `python -m autoencoders ...`).
+"""`percept train | reconstruct | encode | superres ACTION | style ACTION` (also `python -m autoencoders ...`).
 
 Each command is (config dataclass, run function); `percept.commands` makes the flags, reads
 `--config` and prints expected failures as one line. TrainConfig lives with the training loop.
@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoencoders.export import DEFAULT_N, DEFAULT_SPARES
+# superres and style import only numpy and the contracts at module level; torch when an action runs
+from autoencoders.style import StyleApplyConfig, StyleOptimizeConfig, StyleTrainConfig
+from autoencoders.superres import SRConfig, SRExportConfig
 from autoencoders.train import TrainConfig
 from percept import commands
 from percept.commands import Command
@@ -68,15 +71,44 @@ def run_encode(cfg: EncodeConfig) -> int:
     return 0
 
 
+def _perceptual(module: str, function: str):
+    """A run function for `percept superres|style ACTION`: calls autoencoders.<module>.<function>(cfg) and says where it wrote."""
+    def run(cfg) -> int:
+        import importlib
+
+        result = getattr(importlib.import_module(f"autoencoders.{module}"), function)(cfg)
+        print(f"{module} {function.split('_')[0]}: done → {result}")
+        return 0
+
+    run.__doc__ = f"Run autoencoders.{module}.{function}."
+    return run
+
+
+# `percept superres train|export` and `percept style train|apply|optimize`: two-word commands, one flag per field.
+PERCEPTUAL_COMMANDS = (
+    Command("superres train", (SRConfig,), _perceptual("superres", "train_sr"),
+            description="Writes <out>/superres/sr<f>-<loss>-s<seed>/ (config.json, checkpoint.pt, metrics.csv with a "
+                        "bicubic row)."),
+    Command("superres export", (SRExportConfig,), _perceptual("superres", "export_sr"),
+            description="Writes the super-resolved held-out images to <out>/reconstructions/ (arch sr, bicubic run)."),
+    Command("style train", (StyleTrainConfig,), _perceptual("style", "train_style"),
+            description="Trains Johnson et al.'s transformation network for one style image."),
+    Command("style apply", (StyleApplyConfig,), _perceptual("style", "apply_style"),
+            description="Stylises images of any size (optionally exports ONNX)."),
+    Command("style optimize", (StyleOptimizeConfig,), _perceptual("style", "optimize_style"),
+            description="Gatys et al.'s baseline: the same objective minimised over the pixels with L-BFGS."),
+)
+
+
 COMMANDS = (
     Command("train", (TrainConfig,), run_train,
             description="Writes <out>/models/<arch>-<loss>-s<seed>/ (config.json, checkpoint.pt, metrics.csv)."),
     Command("reconstruct", (ReconstructConfig,), run_reconstruct,
             description="Writes <out>/reconstructions/{manifest.csv, originals/, <run>/, contact_sheet.png}."),
     Command("encode", (EncodeConfig,), run_encode, description="Writes <out>/codes/<run>.npz (VAE: posterior means)."),
-)
+) + PERCEPTUAL_COMMANDS
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `train`, `reconstruct` or `encode`; argv starts with the command name."""
+    """Run `train`, `reconstruct`, `encode`, `superres ACTION` or `style ACTION`; argv starts with the command name."""
     return commands.main(COMMANDS, argv, package="autoencoders")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from percept.contracts import InputError
+from percept.contracts.run import loss_name
 
 if TYPE_CHECKING:
     import torch
@@ -230,12 +231,14 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
         recon = _batched(lambda x: model.reconstruct(x.to(dev)).float().cpu(), originals, batch_size)
         recon_u8 = to_uint8(recon)  # (N, H, W, 3): the images people will see
         metrics = scored(recon_u8)
-        loss = record["config"]["loss"]
+        loss = record["config"]["loss"]  # the expression: its own metric, if any, is judged on it
         reasons = (["its config.json guard says degenerate"] if _guard_says_degenerate(record) else []) + \
             [r for r in [_own_metric_verdict(loss, metrics, flat_metrics)] if r]
         if reasons:
             print(f"reconstruct {name}: degenerate: {'; '.join(reasons)}")
-        exported.append((name, record["config"]["arch"], loss, record["config"]["seed"], recon_u8, metrics, int(bool(reasons))))
+        # The manifest names the loss in its safe form (a sum's expression stays in the run's config.json).
+        exported.append((name, record["config"]["arch"], loss_name(loss), record["config"]["seed"], recon_u8, metrics,
+                         int(bool(reasons))))
         print(f"reconstruct {name}: {count} images, mean ms_ssim {float(metrics['ms_ssim'].mean()):.3f}, "
               f"psnr {float(metrics['psnr'].mean()):.2f} dB, delta_e {float(metrics['delta_e'].mean()):.2f}, "
               f"haarpsi {float(metrics['haarpsi'].mean()):.3f}")
@@ -341,7 +344,7 @@ def _encode(out: Path, codes_dir: Path, pixels_path: Path, *, splits: Sequence[s
             ids += ds.image_ids
             split_names += [ds.split] * len(ds)
         path = write_codes(codes_dir / f"{name}.npz", np.concatenate(codes), np.concatenate(labels), ids, split_names,
-                           run=name, arch=record["config"]["arch"], loss=record["config"]["loss"])
+                           run=name, arch=record["config"]["arch"], loss=loss_name(record["config"]["loss"]))
         print(f"encode {name}: {len(ids)} codes of size {codes[0].shape[1]} → {out / 'codes' / path.name}")
         paths.append(path)
     # The same images as raw 8-bit pixels, for the classification experiment's pixel baseline.

@@ -677,9 +677,12 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 
 
 def get_loss(name: str, **options: object) -> nn.Module:
-    """The training loss `name` (one of LOSS_NAMES) as a module: loss(recon, target) -> float32 scalar to minimise."""
+    """The training loss `name` (one of LOSS_NAMES, or a weighted sum of terms: see loss_spec) as a module: loss(recon, target) -> float32 scalar to minimise."""
     if name not in LOSS_NAMES:
-        raise InputError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+        # Weighted sums ("ms_ssim+0.1*vgg_feature") and the VGG-16 terms; unknown names fail there in one line.
+        from autoencoders.loss_spec import build_loss
+
+        return build_loss(name, **options)
     unknown = sorted(set(options) - set(_OPTIONS[name]))
     if unknown:
         valid = ", ".join(_OPTIONS[name]) or "none"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,12 +34,28 @@ def default_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-class Vgg16Features(nn.Module):
-    """Frozen VGG-16 up to relu4_3; forward((N,3,H,W) in [0,1]) -> VggOutputs."""
+def check_layers(layers: Sequence[str], what: str = "VGG layer") -> tuple[str, ...]:
+    """The layer names as a tuple, or one line naming the first unknown one."""
+    if isinstance(layers, str):
+        layers = [layers]
+    for name in layers:
+        if name not in VggOutputs._fields:
+            raise InputError(f"unknown {what} {name!r}; choose from {', '.join(VggOutputs._fields)}")
+    return tuple(layers)
 
-    def __init__(self, weights: str | Path | None = None) -> None:
+
+class Vgg16Features(nn.Module):
+    """Frozen VGG-16 truncated at the deepest of `layers` (default relu4_3); forward((N,3,H,W) in [0,1]) -> VggOutputs.
+
+    Layers past the truncation come back as None, so a feature loss at relu2_2 never runs conv3-4.
+    """
+
+    def __init__(self, weights: str | Path | None = None, layers: Sequence[str] | None = None) -> None:
         super().__init__()
         from torchvision.models import vgg16
+
+        wanted = check_layers(layers) if layers else VggOutputs._fields
+        deepest = max(VggOutputs._fields.index(name) for name in wanted)
 
         path = Path(weights) if weights is not None else default_weights_path()
         if not path.is_file():
@@ -57,8 +74,8 @@ class Vgg16Features(nn.Module):
         except (RuntimeError, TypeError, AttributeError) as exc:
             first = str(exc).splitlines()[0]
             raise InputError(f"{path}: not torchvision VGG-16 weights ({first})") from None
-        features = net.features[: _LAYER_ENDS["relu4_3"]]
-        ends = list(_LAYER_ENDS.values())
+        ends = list(_LAYER_ENDS.values())[: deepest + 1]
+        features = net.features[: ends[-1]]
         starts = [0] + ends[:-1]
         self.slices = nn.ModuleList(features[a:b] for a, b in zip(starts, ends))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -78,7 +95,7 @@ class Vgg16Features(nn.Module):
         for block in self.slices:
             h = block(h)
             outs.append(h)
-        return VggOutputs(*outs)
+        return VggOutputs(*outs, *([None] * (len(VggOutputs._fields) - len(outs))))
 
 
 def gram(features: Tensor) -> Tensor:

@@ -35,7 +35,7 @@ from percept.contracts import provenance
 from percept.contracts import run as run_c
 from percept.contracts.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METRIC_COLUMNS  # noqa: F401 (re-exported)
 # Keys that may differ when a run is resumed: they change how, not what, is trained.
-RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress")
+RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress", "vgg_weights")
 
 
 class TrainingDiverged(InputError):
@@ -71,11 +71,12 @@ class TrainConfig:
     resume: bool = False  # continue a killed run from its checkpoint
     overwrite: bool = False  # discard a previous run of the same name
     progress: bool = True  # tqdm bar on a terminal
+    vgg_weights: str = ""  # VGG-16 state dict for the vgg losses; "" = torchvision's cache, never downloaded
 
     @property
     def run_name(self) -> str:
-        """`<arch>-<loss>-s<seed>`, the run's folder and its name in every later file."""
-        return f"{self.arch}-{self.loss}-s{self.seed}"
+        """`<arch>-<loss>-s<seed>` with the loss in its safe form (run_c.loss_name): the run's folder and name."""
+        return run_c.run_name(self.arch, self.loss, self.seed)
 
     @property
     def run_dir(self) -> Path:
@@ -125,7 +126,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.arch not in ARCHS:
         raise InputError(f"--arch {cfg.arch!r} is not an architecture; choose from {', '.join(ARCHS)}")
     if cfg.loss not in LOSS_NAMES:
-        raise InputError(f"--loss {cfg.loss!r} is not a loss; choose from {', '.join(LOSS_NAMES)}")
+        from autoencoders.loss_spec import parse_loss_spec
+
+        parse_loss_spec(cfg.loss, flag="--loss")  # weighted sums and VGG terms; one line naming a bad term
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device {cfg.device!r}; choose from auto, cpu, cuda")
     kind, _ = parse_source(cfg.data)
@@ -329,6 +332,18 @@ def _kl_term(kl: torch.Tensor, kl_weight: float, x: torch.Tensor) -> torch.Tenso
 
 # The metric each loss is judged on ("does the model beat a flat patch on what it was trained for?").
 OWN_METRIC = {"mse": "mse", "mae": "mae", "ssim": "ssim", "ms_ssim": "ms_ssim", "mix": "mix", "vgg": "vgg"}
+# A weighted sum or a lone VGG/TV term (autoencoders.loss_spec) is judged on its own value, lower is better.
+SPEC_METRIC = "loss"
+
+
+def own_metric(loss: str) -> str:
+    """The guard's metric for a training loss: OWN_METRIC, or SPEC_METRIC for a loss spec such as 'mse+0.1*vgg_feature'."""
+    if loss in OWN_METRIC:
+        return OWN_METRIC[loss]
+    from autoencoders.loss_spec import parse_loss_spec
+
+    parse_loss_spec(loss)  # anything else must be a valid spec; a bad one is one line naming the term
+    return SPEC_METRIC
 HIGHER_IS_BETTER = frozenset({"psnr", "ssim", "ms_ssim"})
 # Outputs whose per-pixel SD across images is below this fraction of the originals' barely vary:
 # a constant output scores 0; on the photo patches a flat mean-colour patch scores 0.74 of the
@@ -364,9 +379,7 @@ def per_image_scores(recon: torch.Tensor, x: torch.Tensor, loss: str, loss_fn=No
     with torch.no_grad():
         scores = {k: v.double().cpu().numpy() for k, v in image_metrics(recon, x, data_range=1.0).items()}
         scores["delta_e"] = delta_e(recon, x)
-        own = OWN_METRIC.get(loss)
-        if own is None:
-            raise InputError(f"no own metric for loss {loss!r}; known: {', '.join(OWN_METRIC)}")
+        own = own_metric(loss)
         if own not in scores:
             if loss_fn is None:
                 raise InputError(f"loss {loss!r}: its per-image values need the loss function")
@@ -413,7 +426,7 @@ def guard(model: Autoencoder, dataset: ImageSet, indices: np.ndarray, cfg: Train
 
 def guard_from_outputs(recon: torch.Tensor, x: torch.Tensor, loss: str, loss_fn=None) -> dict[str, Any]:
     """The guard object from reconstructions and originals (N, 3, H, W) in [0, 1]."""
-    metric = OWN_METRIC[loss]
+    metric = own_metric(loss)
     model_scores = per_image_scores(recon, x, loss, loss_fn)
     flat_scores = per_image_scores(flat_baseline(x), x, loss, loss_fn)
     diff = paired_difference(model_scores[metric], flat_scores[metric], metric)
@@ -523,11 +536,12 @@ def prepare_run_dir(cfg: TrainConfig) -> dict | None:
     return state
 
 
-def _differing(saved: dict, cfg: TrainConfig) -> str:
+def _differing(saved: dict, cfg: Any) -> str:
     """The settings (other than RESUME_MAY_DIFFER) where `cfg` differs from a saved config, as text; '' if none."""
     now = asdict(cfg)
-    # A key missing from an older saved config had its default then (e.g. warmup_epochs 0).
-    defaults = asdict(TrainConfig())
+    # A key missing from an older saved config had its default then (e.g. warmup_epochs 0); superres and
+    # style pass their own config classes through prepare_run_dir, so the defaults are those of cfg's class.
+    defaults = asdict(type(cfg)())
     return ", ".join(f"{k}: saved {saved.get(k, defaults[k])!r} vs now {now[k]!r}" for k in now
                      if k not in RESUME_MAY_DIFFER and saved.get(k, defaults[k]) != now[k])
 
@@ -559,7 +573,9 @@ def train(config: TrainConfig) -> Path:
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.image_size, cfg.code_size, width=cfg.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = get_loss(cfg.loss, **cfg.loss_options).to(device)
+    from autoencoders.loss_spec import with_vgg_weights
+
+    loss_fn = get_loss(cfg.loss, **with_vgg_weights(cfg.loss, cfg.loss_options, cfg.vgg_weights)).to(device)
     warmup_fn = get_loss("mse").to(device)  # the first cfg.warmup_epochs epochs train with MSE
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = make_loader(train_set, cfg.batch_size, shuffle=True, device=device, generator=generator)

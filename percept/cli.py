@@ -28,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"percept: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    # The same guard as `python -m package COMMAND`: the package's own guard sees this one and lets it report.
-    return commands.guarded(f"percept {command}", lambda: importlib.import_module(COMMANDS[command]).main(argv))
+    # The same guard as `python -m package COMMAND`: the package's own guard sees this one and lets it report,
+    # under the same name (`percept superres train` for a two-word command).
+    module = importlib.import_module(COMMANDS[command])
+    two = " ".join(argv[:2])
+    prog = f"percept {two}" if any(c.name == two for c in getattr(module, "COMMANDS", ())) else f"percept {command}"
+    return commands.guarded(prog, lambda: module.main(argv))
 
 
 if __name__ == "__main__":

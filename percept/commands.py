@@ -8,7 +8,8 @@ the dataclasses' fields, so a field added to a config is a flag, a TOML key and 
   are comma-separated (`--kinds triplet,ranking`); a `dict` field takes a JSON object.
 - Help: `field(metadata={"help": ...})`, else the field's trailing `# reason` comment in the
   class source, read only when `--help` is built (never at import); the default is appended.
-- Precedence: dataclass defaults < the `[command]` table of `--config file.toml` < flags.
+- Precedence: dataclass defaults < the `[command]` table of `--config file.toml` < flags
+  (`[superres.train]` for the two-word command `superres train`).
   Keys outside that table's command, unknown keys and values of the wrong type are refused in
   one line naming the file, table and key.
 - Errors: every expected failure (InputError, OSError, a corrupt zip/npz, invalid JSON, a
@@ -42,6 +43,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "train": ("autoencoders.cli", "train an autoencoder (arch × loss × seed)"),
     "reconstruct": ("autoencoders.cli", "export reconstructions of held-out images + manifest.csv + contact sheet"),
     "encode": ("autoencoders.cli", "export latent codes of train and held-out images"),
+    "superres": ("autoencoders.cli", "super-resolution: train (×2/×4/×8); export to the manifest with a bicubic baseline"),
+    "style": ("autoencoders.cli", "style transfer: train, apply (--export-onnx), optimize (the L-BFGS baseline)"),
     "design": ("study.cli", "build trial lists (triplet, ranking, catch, practice) from a manifest"),
     "run": ("study.cli", "run one participant in the PsychoPy experiment"),
     "simulate": ("study.cli", "write responses of scripted observers (marked simulated)"),
@@ -97,6 +100,11 @@ class Command:
     def prog(self) -> str:
         """`percept NAME`, the name every message starts with."""
         return f"percept {self.name}"
+
+    @property
+    def table(self) -> str:
+        """The command's `--config` table: `train`, or `superres.train` (a TOML dotted key) for a two-word command."""
+        return self.name.replace(" ", ".")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,13 +239,13 @@ def _metavar(hint: Any) -> str:
 
 def build_parser(command: Command) -> argparse.ArgumentParser:
     """The argparse parser of one command; every flag defaults to 'not given' so TOML keys can fill in."""
-    module_summary = REGISTRY.get(command.name, ("", ""))[1]
+    module_summary = REGISTRY.get(command.name.split()[0], ("", ""))[1]
     summary = module_summary[:1].upper() + module_summary[1:] + "." if module_summary else ""
     parser = _Parser(prog=command.prog, description=" ".join(s for s in (summary, command.description) if s),
-                     epilog="Precedence: built-in defaults < the [" + command.name + "] table of --config < flags.",
+                     epilog="Precedence: built-in defaults < the [" + command.table + "] table of --config < flags.",
                      argument_default=argparse.SUPPRESS, allow_abbrev=False)  # no fuzzy matching: --epoch is an error
     parser.add_argument("--config", type=Path, metavar="FILE.toml",
-                        help=f"TOML file whose [{command.name}] table sets any of these flags (flags override it)")
+                        help=f"TOML file whose [{command.table}] table sets any of these flags (flags override it)")
     for cls, f, hint in command_fields(command):
         reason = field_help(cls, f)
         inner, _ = _unwrap_optional(hint)
@@ -356,9 +364,14 @@ def read_config_table(path: Path, command: str) -> dict[str, Any]:
     if unknown:
         raise InputError(f"--config {path}: [{unknown[0]}] is not a command; tables are named after commands "
                          f"({', '.join(REGISTRY)})")
-    if command not in data:
-        raise InputError(f"--config {path}: no [{command}] table (it has {', '.join(f'[{k}]' for k in data) or 'none'})")
-    return data[command]
+    # A two-word command ("superres train") reads the nested table [superres.train].
+    table: Any = data
+    for part in command.split():
+        if not isinstance(table, dict) or part not in table:
+            raise InputError(f"--config {path}: no [{command.replace(' ', '.')}] table "
+                             f"(it has {', '.join(f'[{k}]' for k in data) or 'none'})")
+        table = table[part]
+    return table
 
 
 def resolve(command: Command, argv: Sequence[str]) -> dict[str, Any]:
@@ -372,11 +385,11 @@ def resolve(command: Command, argv: Sequence[str]) -> dict[str, Any]:
         table = read_config_table(config, command.name)
         unknown = [key for key in table if key.replace("-", "_") not in specs]
         if unknown:
-            raise InputError(f"--config {config}: [{command.name}] has unknown key(s) {', '.join(unknown)}; "
+            raise InputError(f"--config {config}: [{command.table}] has unknown key(s) {', '.join(unknown)}; "
                              f"valid keys: {', '.join(specs)}")
         for key, raw in table.items():
             name = key.replace("-", "_")
-            where = f"--config {config}: [{command.name}] {key}"
+            where = f"--config {config}: [{command.table}] {key}"
             values[name] = _value(command, specs[name], raw, where, text=isinstance(raw, str) and name in command.parse)
     for name, raw in given.items():
         cls, f, hint = specs[name]
@@ -405,7 +418,7 @@ def instantiate(command: Command, values: dict[str, Any]) -> list[Any]:
             if f.name in values:
                 kwargs[f.name] = values[f.name]
             elif not _has_default(f):
-                raise InputError(f"{flag_name(f, command)} is required (or `{f.name}` in the [{command.name}] table of --config)")
+                raise InputError(f"{flag_name(f, command)} is required (or `{f.name}` in the [{command.table}] table of --config)")
         out.append(functools.partial(cls, **kwargs) if cls in command.later else cls(**kwargs))
     return out
 
@@ -516,6 +529,15 @@ def main(commands: Sequence[Command], argv: Sequence[str] | None = None, *, pack
     """`python -m package NAME ...` (argv starts with the command name), the same as `percept NAME ...`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     table = {c.name: c for c in commands}
+    # A command of two words ("superres train", "style apply") is a verb with its actions.
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in table:
+        return run_command(table[f"{argv[0]} {argv[1]}"], argv[2:])
+    actions = [name for name in table if name.split()[0] == (argv[0] if argv else None) and " " in name]
+    if actions:
+        asked = argv[1:2] in (["--help"], ["-h"])
+        print(f"usage: percept {argv[0]} ACTION [options]; ACTION is one of "
+              f"{', '.join(a.split()[1] for a in actions)}", file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     if not argv or argv[0] not in table:
         lines = [f"usage: python -m {package or 'PACKAGE'} COMMAND [options]   (or percept COMMAND; COMMAND --help for each)"]
         lines += [f"  {c.name:<12} {REGISTRY.get(c.name, ('', ''))[1]}" for c in commands]

@@ -37,6 +37,10 @@ def by_name(name: str) -> commands.Command:
     return next(c for c in all_commands() if c.name == name)
 
 
+# Every command name as typed after `percept`: one word, or two ("superres train") for a verb's actions.
+NAMES = [c.name for c in all_commands()]
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.pop("PERCEPT_DEBUG", None)
@@ -63,15 +67,17 @@ def _one_line(proc: subprocess.CompletedProcess, command: str) -> str:
 
 def test_registry_and_modules_declare_the_same_commands():
     declared = [c.name for c in all_commands()]
-    assert sorted(declared) == sorted(commands.REGISTRY) and len(set(declared)) == len(declared)
+    # The registry names each command's first word (`superres` for `superres train` and `superres export`).
+    assert sorted({n.split()[0] for n in declared}) == sorted(commands.REGISTRY) and len(set(declared)) == len(declared)
+    assert {"superres train", "superres export", "style train", "style apply", "style optimize"} <= set(declared)
     for c in all_commands():
-        assert commands.REGISTRY[c.name][0] == c.run.__module__, c.name
+        assert commands.REGISTRY[c.name.split()[0]][0] == c.run.__module__, c.name
 
 
-@pytest.mark.parametrize("name", list(commands.REGISTRY))
+@pytest.mark.parametrize("name", NAMES)
 def test_help_lists_every_field_with_its_reason(name, capsys):
     command = by_name(name)
-    assert cli.main([name, "--help"]) == 0
+    assert cli.main([*name.split(), "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for cls, f, _ in commands.command_fields(command):
         assert commands.flag_name(f, command) in text, (name, f.name)
@@ -172,14 +178,27 @@ def test_flags_override_the_table_and_the_table_overrides_defaults(tmp_path):
     assert design.keywords["lists"] == 4 and design.keywords["kinds"] == "triplet" and paths.out == Path("x")
 
 
-@pytest.mark.parametrize("name", list(commands.REGISTRY))
+@pytest.mark.parametrize("name", NAMES)
 def test_unknown_table_key_is_one_line_naming_file_and_key(name, tmp_path, capsys):
+    table = by_name(name).table  # [superres.train] for `superres train`
     toml = tmp_path / "bad.toml"
-    toml.write_text(f"[{name}]\nno_such_key = 1\n")
-    assert cli.main([name, "--config", str(toml)]) == 2
+    toml.write_text(f"[{table}]\nno_such_key = 1\n")
+    assert cli.main([*name.split(), "--config", str(toml)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"percept {name}: error: --config {toml}: [{name}] has unknown key(s) no_such_key; valid keys:")
+    assert err.startswith(f"percept {name}: error: --config {toml}: [{table}] has unknown key(s) no_such_key; valid keys:")
     assert err.count("\n") == 1
+
+
+def test_two_word_command_reads_its_dotted_table_and_names_itself_both_ways(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[superres.train]\nscale = 2\nloss = "mse+0.1*vgg_feature"\n[superres.export]\nn = 5\n')
+    (cfg,) = commands.configs_from(by_name("superres train"), ["--config", str(toml), "--epochs", "3"])
+    assert (cfg.scale, cfg.loss, cfg.epochs, cfg.channels) == (2, "mse+0.1*vgg_feature", 3, 64)
+    (export,) = commands.configs_from(by_name("superres export"), ["--config", str(toml)])
+    assert export.n == 5
+    errs = [_one_line(_run(["superres", "train", "--scale", "3"], package=package), "superres train")
+            for package in ("percept", "autoencoders")]
+    assert errs[0] == errs[1] == "percept superres train: error: --scale 3: choose from 2, 4, 8\n"
 
 
 @pytest.mark.parametrize("text, message", [

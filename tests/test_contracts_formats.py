@@ -130,6 +130,40 @@ def test_run_record_round_trip_and_refusals(tmp_path):
     assert run_c.read_run_record(run_dir)["status"] == "finished"  # a refused write left the file as it was
 
 
+def test_composed_losses_get_a_safe_run_name_and_sr_style_records_their_own_rule(tmp_path):
+    assert run_c.loss_name("ms_ssim") == "ms_ssim"
+    assert run_c.loss_name("mse+0.1*vgg_feature") == "mse_plus_0p1xvgg_feature"
+    assert run_c.loss_name("mse + 1e-5*tv") == "mse_plus_1em5xtv"
+    long = "+".join(f"0.{i}1*{t}" for i, t in enumerate(("mse", "mae", "ssim", "ms_ssim", "vgg_feature", "vgg_style", "tv")))
+    assert re.fullmatch(r"loss_[0-9a-f]{10}", run_c.loss_name(long)) and run_c.loss_name(long) == run_c.loss_name(long)
+    name = run_c.run_name("fc", "mse+0.1*vgg_feature", 0)
+    assert run_c.run_from_name(name) == ("fc", "mse_plus_0p1xvgg_feature")
+    cfg = {**CFG, "arch": "fc", "loss": "mse+0.1*vgg_feature"}
+    run_c.write_run_record(tmp_path / name, {"run": name, "status": "finished", "config": cfg})
+    with pytest.raises(ContractError, match=re.escape("expected 'fc-mse_plus_0p1xvgg_feature-s0'")):
+        run_c.write_run_record(tmp_path / "x", {"run": "fc-mse-s0", "status": "finished", "config": cfg})
+    # Super-resolution: `sr<f>` in a name is arch sr at scale f; `sr<f>-bicubic` its baseline.
+    assert run_c.run_from_name("sr4-mse-s0") == ("sr", "mse") and run_c.run_from_name("sr2-bicubic") == ("sr", "bicubic")
+    with pytest.raises(ContractError, match="not <arch>-<loss>-s<seed>"):
+        run_c.run_from_name("sr3-bicubic")
+    sr = {"scale": 4, "loss": "mse", "seed": 0, "image_size": 96, "data": "photos", "train_split": "train",
+          "eval_split": "test", "channels": 16, "blocks": 1}
+    run_c.write_run_record(tmp_path / "sr4-mse-s0", {"run": "sr4-mse-s0", "kind": "superres", "status": "running", "config": sr})
+    for change, message in [({"config": {**sr, "scale": 2}}, "expected 'sr2-mse-s0'"),
+                            ({"config": {**sr, "scale": 3}}, "key 'config.scale' is 3"),
+                            ({"config": {k: v for k, v in sr.items() if k != "blocks"}}, "key 'config' lacks blocks"),
+                            ({"kind": "gan"}, "key 'kind' is 'gan'")]:
+        with pytest.raises(ContractError, match=re.escape(message)):
+            run_c.write_run_record(tmp_path / "y", {"run": "sr4-mse-s0", "kind": "superres", "status": "running",
+                                                    "config": sr, **change})
+    style = {"style": "a/stripes.png", "seed": 1, "image_size": 32, "train_split": "train"}
+    run_c.write_run_record(tmp_path / "stripes-s1", {"run": "stripes-s1", "kind": "style", "status": "finished",
+                                                     "config": style})
+    with pytest.raises(ContractError, match="expected '<style>-s2'"):
+        run_c.write_run_record(tmp_path / "z", {"run": "stripes-s1", "kind": "style", "status": "finished",
+                                                "config": {**style, "seed": 2}})
+
+
 def test_metrics_in_range_name_row_and_column(tmp_path):
     run_dir = _run(tmp_path)
     run_c.write_metrics(run_dir / "metrics.csv", [dict(ROW, split="train"), dict(ROW, kl=0.3)])

@@ -9,6 +9,19 @@
   (VAE runs); values finite and in range (MSE, MAE ≥ 0, SSIM, MS-SSIM ≤ 1, PSNR not NaN).
 - `checkpoint.pt`: a torch file read with weights_only=True, tagged CHECKPOINT_FORMAT and
   CHECKPOINT_VERSION, whose config and model_spec agree with config.json and whose weights are finite.
+
+Run names are safe names (percept.contracts.paths). A composed loss such as
+`mse+0.1*vgg_feature` is not, so a run name carries its safe form `loss_name(loss)`
+(`mse_plus_0p1xvgg_feature`: `+` → `_plus_`, `*` → `x`, `.` → `p`, `-` → `m`; a form longer than
+LOSS_NAME_MAX becomes `loss_<10 hex of its SHA-1>`); config.json keeps the full expression, and
+the manifest's and codes' `loss` column holds the safe form, so run, arch and loss always agree.
+
+Other trainers write the same record shape with a `kind` (RUN_KINDS; absent = "autoencoder"):
+- "superres" (`<out>/superres/sr<f>-<loss>-s<seed>/`): config has scale, loss, seed, image_size,
+  data, train_split, eval_split, channels, blocks; the run name's arch part `sr<f>` is arch `sr`
+  at scale f (SR_ARCH), and `sr<f>-bicubic` is the bicubic baseline run of an SR export.
+- "style" (`<out>/style/<style>-s<seed>/`): config has style, seed, image_size, train_split; the
+  name is a safe name ending in `-s<seed>`.
 """
 from __future__ import annotations
 
@@ -45,9 +58,40 @@ GUARD_KEYS = {"metric": str, "model": dict, "flat": dict, "beats_flat": bool, "o
               "degenerate": bool, "warnings": list}
 
 
+LOSS_NAME_MAX = 60
+_SIMPLE_LOSS = re.compile(r"^[A-Za-z0-9_]+$")
+_LOSS_CHARS = {"+": "_plus_", "*": "x", ".": "p", "-": "m"}
+
+
+def loss_name(loss: str) -> str:
+    """The safe form of a loss expression for run names and the manifest: `mse+0.1*vgg_feature` → `mse_plus_0p1xvgg_feature`."""
+    import hashlib
+
+    text = "".join(str(loss).split())
+    if _SIMPLE_LOSS.fullmatch(text):
+        return text
+    safe = "".join(_LOSS_CHARS.get(ch, ch) for ch in text)
+    if not _SIMPLE_LOSS.fullmatch(safe) or len(safe) > LOSS_NAME_MAX:
+        # too long or odd characters: a short stable name (config.json keeps the expression)
+        return "loss_" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    return safe
+
+
 def run_name(arch: str, loss: str, seed: int) -> str:
-    """`<arch>-<loss>-s<seed>`, the run's folder and its name in every later file."""
-    return f"{arch}-{loss}-s{seed}"
+    """`<arch>-<loss_name(loss)>-s<seed>`, the run's folder and its name in every later file."""
+    return f"{arch}-{loss_name(loss)}-s{seed}"
+
+
+# Super-resolution runs: `sr<f>` in a run name is arch "sr" at scale f.
+SR_ARCH = "sr"
+SR_SCALES = (2, 4, 8)
+_SR_NAME_ARCH = re.compile(r"^sr(?P<scale>[0-9]+)$")
+_SR_BICUBIC = re.compile(r"^sr(?P<scale>[0-9]+)-bicubic$")
+
+
+def sr_run_name(scale: int, loss: str, seed: int) -> str:
+    """`sr<scale>-<loss_name(loss)>-s<seed>`, a super-resolution run's folder and name."""
+    return run_name(f"{SR_ARCH}{scale}", loss, seed)
 
 
 def parse_run_name(name: str, where: str | Path | None = None) -> tuple[str, str, int]:
@@ -64,12 +108,23 @@ def parse_run_name(name: str, where: str | Path | None = None) -> tuple[str, str
 SPECIAL_RUNS = {"flat": ("baseline", "flat")}
 
 
+def _sr_scale(text: str) -> int | None:
+    m = _SR_NAME_ARCH.fullmatch(text)
+    return int(m["scale"]) if m and int(m["scale"]) in SR_SCALES else None
+
+
 def run_from_name(name: str, where: str | Path | None = None) -> tuple[str, str]:
-    """(arch, loss) of a run name `<arch>-<loss>-s<seed>` (or a special run such as 'flat'); refuse others."""
+    """(arch, loss) of a run name `<arch>-<loss>-s<seed>` (or a special run such as 'flat'); refuse others.
+
+    `sr<f>-<loss>-s<seed>` is arch "sr" (scale f) and `sr<f>-bicubic` its bicubic baseline (module docstring).
+    """
     if name in SPECIAL_RUNS:
         return SPECIAL_RUNS[name]
+    m = _SR_BICUBIC.fullmatch(name) if isinstance(name, str) else None
+    if m and int(m["scale"]) in SR_SCALES:
+        return SR_ARCH, "bicubic"
     arch, loss, _ = parse_run_name(name, where)
-    return arch, loss
+    return (SR_ARCH if _sr_scale(arch) is not None else arch), loss
 
 
 def write_run_record(run_dir: str | Path, record: dict) -> Path:
@@ -101,6 +156,36 @@ def _check_type(value: Any, want: Any, path: Path, key: str) -> None:
         raise ContractError(f"{path}: key '{key}' must be {_type_name(want)}, got {value!r}")
 
 
+# Config keys (and types) of the other kinds of run record; see the module docstring.
+RUN_KINDS = {
+    "autoencoder": CONFIG_TYPES,
+    "superres": {"scale": int, "loss": str, "seed": int, "image_size": int, "data": str, "train_split": str,
+                 "eval_split": str, "channels": int, "blocks": int},
+    "style": {"style": str, "seed": int, "image_size": int, "train_split": str},
+}
+_STYLE_RUN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*-s(?P<seed>[0-9]+)$")
+
+
+def _check_other_kind(kind: str, record: dict, cfg: dict, path: Path) -> None:
+    """The name and ranges of a super-resolution or style run record."""
+    _check_type(record["run"], str, path, "run")
+    check_name(record["run"], "run name", path)
+    if cfg["seed"] < 0 or cfg["image_size"] < 1:
+        raise ContractError(f"{path}: keys 'config.seed' (≥ 0) and 'config.image_size' (≥ 1) are out of range: "
+                            f"{cfg['seed']}, {cfg['image_size']}")
+    if kind == "superres":
+        if cfg["scale"] not in SR_SCALES:
+            raise ContractError(f"{path}: key 'config.scale' is {cfg['scale']!r}, not one of {', '.join(map(str, SR_SCALES))}")
+        want = sr_run_name(cfg["scale"], cfg["loss"], cfg["seed"])
+    elif kind == "style":
+        m = _STYLE_RUN.fullmatch(record["run"])
+        want = record["run"] if m and int(m["seed"]) == cfg["seed"] else f"<style>-s{cfg['seed']}"
+    else:
+        raise ContractError(f"{path}: key 'kind' is {kind!r}, not one of {', '.join(RUN_KINDS)}")
+    if record["run"] != want:
+        raise ContractError(f"{path}: run {record['run']!r} does not match its config (expected {want!r})")
+
+
 def check_run_record(record: object, path: str | Path) -> dict:
     """Refuse a run record of the wrong shape, naming the key and value."""
     path = Path(path)
@@ -114,6 +199,18 @@ def check_run_record(record: object, path: str | Path) -> dict:
     cfg = record["config"]
     if not isinstance(cfg, dict):
         raise ContractError(f"{path}: key 'config' must be an object, got {cfg!r}")
+    kind = record.get("kind", "autoencoder")
+    if kind not in RUN_KINDS:
+        raise ContractError(f"{path}: key 'kind' is {kind!r}, not one of {', '.join(RUN_KINDS)}")
+    if kind != "autoencoder":
+        missing = [k for k in RUN_KINDS[kind] if k not in cfg]
+        if missing:
+            raise ContractError(f"{path}: key 'config' lacks {', '.join(missing)}")
+        for key, want in RUN_KINDS[kind].items():
+            _check_type(cfg[key], want, path, f"config.{key}")
+        _check_other_kind(kind, record, cfg, path)
+        _check_epochs_done(record, path)
+        return record
     missing = [k for k in CONFIG_TYPES if k not in cfg]
     if missing:
         raise ContractError(f"{path}: key 'config' lacks {', '.join(missing)}")
@@ -128,16 +225,21 @@ def check_run_record(record: object, path: str | Path) -> dict:
         raise ContractError(f"{path}: key 'config.seed' must be ≥ 0, got {cfg['seed']}")
     _check_type(record["run"], str, path, "run")
     arch, loss, seed = parse_run_name(record["run"], path)
-    if (arch, loss, seed) != (cfg["arch"], cfg["loss"], cfg["seed"]):
+    if (arch, loss, seed) != (cfg["arch"], loss_name(cfg["loss"]), cfg["seed"]):
         raise ContractError(f"{path}: run {record['run']!r} does not match config arch {cfg['arch']!r}, "
-                            f"loss {cfg['loss']!r}, seed {cfg['seed']!r}")
+                            f"loss {cfg['loss']!r}, seed {cfg['seed']!r} (expected "
+                            f"{run_name(cfg['arch'], cfg['loss'], cfg['seed'])!r})")
+    _check_epochs_done(record, path)
+    if record.get("guard") is not None:
+        check_guard(record["guard"], path)
+    return record
+
+
+def _check_epochs_done(record: dict, path: Path) -> None:
     if "epochs_done" in record:
         _check_type(record["epochs_done"], int, path, "epochs_done")
         if record["epochs_done"] < 0:
             raise ContractError(f"{path}: key 'epochs_done' must be ≥ 0, got {record['epochs_done']}")
-    if record.get("guard") is not None:
-        check_guard(record["guard"], path)
-    return record
 
 
 def check_guard(guard: object, path: str | Path) -> dict:

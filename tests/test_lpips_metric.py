@@ -1,0 +1,74 @@
+"""LPIPS on our VGG-16 weights file: the backbone comes from that file, the linear layers from the lpips wheel."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import vgg16
+
+from percept.contracts import InputError
+
+lpips = pytest.importorskip("lpips")
+from autoencoders.lpips_metric import LpipsVGG  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A VGG-16 state dict in torchvision's format (random weights: the real ones cannot be fetched here)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
+    torch.save(vgg16(weights=None).state_dict(), path)
+    return path
+
+
+def test_backbone_is_our_file_and_linear_layers_are_shipped(weights_file):
+    metric = LpipsVGG(weights_file)
+    state = torch.load(weights_file, weights_only=True)
+    assert torch.equal(getattr(metric.model.net.slice3, "10").weight, state["features.10.weight"])
+    assert torch.equal(getattr(metric.model.net.slice5, "28").bias, state["features.28.bias"])
+    shipped = torch.load(f"{lpips.__path__[0]}/weights/v0.1/vgg.pth", map_location="cpu", weights_only=True)
+    assert torch.equal(metric.model.lin0.model[1].weight, shipped["lin0.model.1.weight"])
+    x, y = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    d = metric(x, y)
+    assert d.shape == (3,) and (d > 0).all() and torch.allclose(metric(x, x), torch.zeros(3), atol=1e-6)
+    # The package's own computation on [-1, 1] inputs gives the same numbers.
+    assert torch.allclose(d, metric.model(2 * x - 1, 2 * y - 1).flatten(), atol=1e-6)
+
+
+def test_missing_weights_name_the_file(tmp_path):
+    with pytest.raises(InputError, match=f"VGG-16 weights not found at {tmp_path / 'none.pth'}"):
+        LpipsVGG(tmp_path / "none.pth")
+
+
+def test_superres_metrics_fill_lpips_when_weights_exist(weights_file):
+    from autoencoders.superres import bicubic_up, degrade, sr_metrics
+
+    hr = torch.rand(2, 3, 48, 48)
+    m = sr_metrics(bicubic_up(degrade(hr, 4), 4), hr, 4, LpipsVGG(weights_file))
+    assert torch.isfinite(m["lpips"]).all() and (m["lpips"] > 0).all()
+    assert torch.isnan(sr_metrics(hr, hr, 4)["lpips"]).all()  # no scorer: left empty, not zero
+
+
+def test_superres_export_adds_lpips_column(tmp_path, weights_file):
+    import pandas as pd
+
+    from autoencoders import superres
+
+    superres.train_sr(superres.SRConfig(out=str(tmp_path), epochs=1, channels=4, blocks=0, scale=2, crop=16,
+                                        train_images=4, eval_images=2, progress=False, lpips=False))
+    manifest = superres.export_sr(superres.SRExportConfig(out=str(tmp_path), n=2, vgg_weights=str(weights_file)))
+    df = pd.read_csv(manifest)
+    assert df["lpips"].notna().all() and (df["lpips"] >= 0).all()
+    assert df.groupby("run")["lpips"].mean()["flat"] > df.groupby("run")["lpips"].mean()["sr2-bicubic"]
+
+
+def test_lpips_column_for_manifests(weights_file, tmp_path, capsys):
+    import numpy as np
+
+    from autoencoders.lpips_metric import lpips_column
+
+    rng = np.random.default_rng(0)
+    a = (rng.random((3, 32, 32, 3)) * 255).astype(np.uint8)
+    values = lpips_column(a, a[::-1].copy(), weights_file, batch_size=2)
+    assert values.shape == (3,) and values[1] == pytest.approx(0, abs=1e-6) and values[0] > 0
+    assert lpips_column(a, a, tmp_path / "absent.pth") is None
+    assert "lpips column left out (VGG-16 weights not found" in capsys.readouterr().out

@@ -1,0 +1,56 @@
+"""`percept superres` and `percept style` end to end through the dispatcher (tiny settings)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import vgg16
+
+
+def percept(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "percept", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_superres_train_and_export(tmp_path):
+    r = percept("superres", "train", "--out", str(tmp_path), "--epochs", "1", "--channels", "8", "--blocks", "0",
+                "--train-images", "8", "--eval-images", "4", "--scale", "2", "--crop", "32", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    m = pd.read_csv(tmp_path / "superres" / "sr2-mse-s0" / "metrics.csv")
+    assert list(m["method"]) == ["bicubic", "model"]
+    r = percept("superres", "export", "--out", str(tmp_path), "--n", "3")
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(tmp_path / "reconstructions" / "manifest.csv")
+    assert sorted(df["run"].unique()) == ["flat", "sr2-bicubic", "sr2-mse-s0"] and len(df) == 9
+    # The study takes super-resolved images like reconstructions: pixel loss against bicubic.
+    r = percept("design", "--manifest", str(tmp_path / "reconstructions" / "manifest.csv"), "--out", str(tmp_path),
+                "--kinds", "triplet", "--pairs", "bicubic:mse", "--archs", "sr", "--practice", "0", "--catch", "0")
+    assert r.returncode == 0, r.stderr
+    design = pd.read_csv(tmp_path / "study" / "design.csv")
+    trials = design[design["kind"] == "triplet"]
+    assert set(trials["arch"]) == {"sr"} and set(trials["left_loss"]) | set(trials["right_loss"]) == {"bicubic", "mse"}
+    r = percept("superres", "train", "--out", str(tmp_path), "--scale", "3")
+    assert r.returncode == 2 and r.stderr.strip() == "percept superres train: error: --scale 3: choose from 2, 4, 8"
+    r = percept("superres", "train", "--out", str(tmp_path), "--loss", "mse+0.1*vgg_feat")
+    assert r.returncode == 2 and "unknown term 'vgg_feat'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_style_optimize_and_missing_weights(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "vgg16.pth"
+    torch.save(vgg16(weights=None).state_dict(), weights)
+    for name, colour in (("s.png", (200, 30, 30)), ("c.png", (20, 120, 220))):
+        Image.new("RGB", (24, 24), colour).save(tmp_path / name)
+    common = ["--style", str(tmp_path / "s.png"), "--content", str(tmp_path / "c.png"), "--style-size", "24",
+              "--out", str(tmp_path / "o"), "--steps", "2"]
+    r = percept("style", "optimize", *common, "--vgg-weights", str(weights))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o" / "c-optimized.png").is_file() and "L-BFGS" in r.stdout
+    r = percept("style", "optimize", *common, "--vgg-weights", str(tmp_path / "absent.pth"))
+    assert r.returncode == 2 and f"VGG-16 weights not found at {tmp_path / 'absent.pth'}" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
