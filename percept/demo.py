@@ -156,8 +156,10 @@ def _intact(name: str, out: Path, cfg: DemoConfig) -> bool:
 
 
 def _run_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
-    run = out / "models" / f"{name.split(' ', 1)[1]}-s{cfg.seed}"
-    record = json.loads((run / "config.json").read_text())
+    from percept.contracts.run import read_run_record
+
+    run = out / "models" / name.split(" ", 1)[1]  # step "train <arch>-<loss>-s<seed>" → its run folder
+    record = read_run_record(run)
     return record.get("status") == "finished" and (run / "checkpoint.pt").stat().st_size > 0
 
 

@@ -309,3 +309,13 @@ def test_configs_saved_before_warmup_existed_resume_as_warmup_0(images, tmp_path
     old = {k: v for k, v in asdict(cfg).items() if k != "warmup_epochs"}  # a run saved by the previous version
     assert tr._differing(old, cfg) == ""
     assert "warmup_epochs: saved 0 vs now 1" in tr._differing(old, replace(cfg, warmup_epochs=1))
+
+
+def test_the_demo_reuses_a_finished_run_and_redoes_a_damaged_one(images, tmp_path):
+    from percept import demo
+
+    run_dir = tr.train(tiny(images, tmp_path))
+    out, step = run_dir.parent.parent, f"train {run_dir.name}"  # the demo's step names carry the seed
+    assert demo._intact(step, out, demo.DemoConfig())
+    (run_dir / "config.json").write_text("{}")
+    assert not demo._intact(step, out, demo.DemoConfig())
