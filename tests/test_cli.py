@@ -71,3 +71,20 @@ def test_demo_chain_order():
     assert argv["train fc-ms_ssim-s1"][argv["train fc-ms_ssim-s1"].index("--warmup-epochs") + 1] == "1"
     assert argv["simulate"][argv["simulate"].index("--observer") + 1] == "haarpsi"
     assert argv["reconstruct"][argv["reconstruct"].index("--spares") + 1] == "4"
+
+
+@pytest.mark.slow
+def test_a_second_demo_with_the_same_settings_reuses_every_step(tmp_path):
+    """The whole chain, small: a rerun must trust nothing it cannot read back, and redo nothing it can."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "percept", "demo", "--out", str(tmp_path / "d"), "--archs", "conv",
+            "--losses", "mse,mae,ms_ssim", "--extra-runs", "conv-mse", "--seeds", "0", "--epochs", "3",
+            "--warmup-epochs", "0", "--images", "4", "--spares", "2", "--participants", "2", "--lists", "1"]
+    first = subprocess.run(argv, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(argv, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    steps = [line for line in second.stdout.splitlines() if line.startswith("demo: [")]
+    assert len(steps) == 10 and all(line.endswith("reusing finished outputs") for line in steps), steps
