@@ -105,7 +105,7 @@ def _analyze(study_dir: str | Path, *, rules: ExclusionRules | None = None, excl
     from analysis.kinds import analyze_kinds
 
     # pairs without reference, ratings and same/different, each in its own tables (trials showing degenerate runs left out)
-    other_kinds = analyze_kinds(responses, out, n_boot=n_boot, seed=seed, manifest=study.manifest)
+    other_kinds = analyze_kinds(responses, out, n_boot=n_boot, seed=seed, manifest=study.manifest, lme4=lme4)
     counts = responses["kind"].value_counts().to_dict()
     summary = {
         "study": str(Path(study_dir).resolve()),
@@ -313,7 +313,7 @@ class AnalyzeConfig:
     boot: int = field(default=200, metadata={"help": "participant-bootstrap resamples for the scale CIs"})
     bayes: bool = field(default=True, metadata={
         "help": "also fit the Bayesian mixed GLM (the cluster-robust logit is always fitted)"})
-    lme4: bool | None = field(default=None, metadata={"help": "also fit R's lme4; none: when Rscript is installed"})
+    lme4: bool | None = field(default=None, metadata={"help": "also fit R's lme4 glmer (and lmer/clmm on ratings); none: when Rscript is installed"})
     seed: int = field(default=0, metadata={"help": "seeds the bootstraps and the metric-agreement resampling"})
     premise_unit: str = field(default="image", metadata={
         "help": "unit of the premise test's paired CIs: held-out image, or source photograph",

@@ -6,7 +6,9 @@
   pairs_agreement.csv (objective metrics' agreement with the choices, when the manifest is there),
   reported separately from the triplets;
 - ratings: ratings_screening.csv (ITU-R BT.500 β2), and with screened-out participants dropped
-  ratings_mos.csv, ratings_dmos.csv, ratings_models.csv (MixedLM and OrderedModel);
+  ratings_mos.csv, ratings_dmos.csv, ratings_models.csv (MixedLM and OrderedModel, and R's lmer and
+  clmm where Rscript with lme4 and ordinal is installed), and with the manifest ratings_agreement.csv
+  (Spearman/Pearson of MOS per (image, run) with each objective metric, image-bootstrap CIs);
 - jnd: jnd.csv (proportion different, Wilson CI, d′) and jnd_per_image.csv (Holm / BH).
 with a figure each under figures/ (pairs.png, ratings_mos.png, jnd.png), and returns the summary's
 `kinds` block. `report_sections` turns those files into HTML.
@@ -23,12 +25,15 @@ from percept.contracts.tables import atomic_write_csv
 
 FIGURES = ("pairs.png", "ratings_mos.png", "jnd.png")
 FILES = ("pairs_pairwise", "pairs_scale", "pairs_models", "pairs_agreement", "ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models",
+         "ratings_agreement",
          "jnd", "jnd_per_image")
 
 
 def analyze_kinds(responses: pd.DataFrame, out: Path, *, n_boot: int = 200, seed: int = 0,
-                  manifest: pd.DataFrame | None = None) -> dict:
-    """Write the pair, rating and jnd tables present in `responses` under `out`; return the summary block."""
+                  manifest: pd.DataFrame | None = None, lme4: bool | None = None) -> dict:
+    """Write the pair, rating and jnd tables present in `responses` under `out`; return the summary block.
+
+    `lme4`: also fit R's lmer and clmm on the ratings (None: when Rscript with lme4 and ordinal is there)."""
     from analysis import agreement as ag
     from analysis import jnd as jn
     from analysis import preferences as pr
@@ -60,7 +65,13 @@ def analyze_kinds(responses: pd.DataFrame, out: Path, *, n_boot: int = 200, seed
         tables["ratings_screening"] = screen
         tables["ratings_mos"] = rt.mos_table(kept)
         tables["ratings_dmos"] = rt.dmos_table(kept, reference)
-        tables["ratings_models"] = pd.concat([rt.mixed_model(kept), rt.ordinal_model(kept)], ignore_index=True)
+        models = [rt.mixed_model(kept), rt.ordinal_model(kept)]
+        if rt.r_models_available() if lme4 is None else lme4:  # R's lmer and clmm cross-check the statsmodels fits
+            models.append(rt.r_models(kept))
+        tables["ratings_models"] = pd.concat(models, ignore_index=True)
+        block["ratings_r_models"] = bool(len(models) == 3)
+        if manifest is not None:  # which objective metric orders the images as the raters' MOS does
+            tables["ratings_agreement"] = rt.metric_agreement(kept, manifest, seed=seed)
         block["ratings_screened_out"] = screen.loc[screen["rejected"], ["participant", "reason"]].to_dict("records")
         for r in tables["ratings_mos"].itertuples():
             block["headline"].append(f"{r.arch} {r.kind}: {r.loss} MOS {r.mos:.2f} (95% CI {r.ci_low:.2f}–{r.ci_high:.2f}, "
@@ -145,10 +156,19 @@ def report_sections(adir: Path, summary: dict, table, read_csv, img) -> list[str
         body.append("<h2>Ratings (ACR / DCR)</h2><p>MOS per loss with 95% t-intervals (ITU-T P.910); DMOS from the hidden "
                     "reference (ACR catch trials showing the original); participants screened by ITU-R BT.500's β2 "
                     "procedure are left out of MOS, DMOS and models. Mixed model: crossed random intercepts for "
-                    "participant and image (statsmodels MixedLM); ordinal: cumulative logit (OrderedModel).</p>")
+                    "participant and image (statsmodels MixedLM); ordinal: cumulative logit (OrderedModel). Where R is "
+                    "installed, the same models from R cross-check them: <b>lmer</b> (lme4, REML) and <b>clmm</b> "
+                    "(ordinal, cumulative logit with crossed participant and image random intercepts); Wald z for both.</p>")
+        rm = csv["ratings_models"]
+        if rm is not None and not (rm["model"].isin(["lmer", "clmm"]).any() if "model" in rm.columns else False):
+            body.append('<p class="note">R with lme4 and ordinal was not available, so the lmer/clmm cross-check was not run.</p>')
         body.append(img(adir / "figures" / "ratings_mos.png", "MOS per loss"))
         for name in ("ratings_mos", "ratings_dmos", "ratings_screening", "ratings_models"):
             body.append(f"<h3>{name.replace('ratings_', '')}</h3>" + table(csv[name]))
+        if csv["ratings_agreement"] is not None:
+            body.append("<h3>metric agreement</h3><p>Correlation of the MOS of each (image, run) with each objective "
+                        "metric, signed so that +1 means the metric orders reconstructions as the raters did (a "
+                        "lower-is-better metric's sign is flipped); 95% CIs resample images.</p>" + table(csv["ratings_agreement"]))
     if csv["jnd"] is not None:
         body.append("<h2>Same / different (jnd)</h2><p>Proportion \u201cdifferent\u201d with Wilson 95% CIs; d′ = z(H) − z(F) "
                     "with F from catch trials showing the original twice (yes/no model, log-linear correction); per-image "

@@ -14,20 +14,35 @@
 - Linear mixed model per (kind, arch): score ~ C(loss) with crossed random intercepts for
   participant and image (statsmodels MixedLM, one group, variance components), REML.
 - Ordinal model per (kind, arch): cumulative logit of score on loss dummies (statsmodels OrderedModel).
+- Metric agreement per (kind, arch) and pooled: Spearman and Pearson correlation of the MOS per
+  (image, run) with each manifest metric, oriented so that +1 is perfect agreement (a lower-is-better
+  metric's correlation has its sign flipped), with percentile 95% CIs from resampling images.
+- R cross-checks, only where Rscript with lme4 and ordinal is installed (Debian r-cran-lme4,
+  r-cran-ordinal), as the triplets' glmer: `lmer` (lme4::lmer, the same linear mixed model, REML,
+  Wald z) and `clmm` (ordinal::clmm, the cumulative logit with crossed participant and image random
+  intercepts, Laplace, Wald z). Their terms carry MixedLM's and OrderedModel's names, row for row;
+  both parametrisations make a positive loss term a higher rating.
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from percept.contracts import InputError
 from percept.contracts import kinds as kinds_c
 
 RATING_COLUMNS = ["participant", "image_id", "kind", "arch", "loss", "run", "score", "simulated"]
 MOS_COLUMNS = ["kind", "arch", "loss", "n", "n_participants", "mos", "sd", "ci_low", "ci_high"]
 DMOS_COLUMNS = ["arch", "loss", "n", "n_participants", "dmos", "sd", "ci_low", "ci_high"]
 SCREEN_COLUMNS = ["participant", "n", "p", "q", "ratio", "asymmetry", "rejected", "reason"]
+AGREEMENT_COLUMNS = ["kind", "arch", "metric", "higher_is_better", "n_units", "n_images", "spearman", "spearman_low",
+                     "spearman_high", "pearson", "pearson_low", "pearson_high"]
 MODEL_COLUMNS = ["kind", "arch", "model", "term", "estimate", "se", "p", "ci_low", "ci_high", "n", "note"]
 
 
@@ -159,3 +174,170 @@ def ordinal_model(ratings: pd.DataFrame) -> pd.DataFrame:
                          "ci_high": float(ci.loc[term, 1]), "n": len(g),
                          "note": f"log cumulative odds of a higher rating vs {losses[0]}; no random effects"})
     return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+
+
+R_PACKAGES = ("lme4", "ordinal")
+
+
+def r_models_available() -> bool:
+    """Whether Rscript with lme4 and ordinal can be called (R is an optional, Debian-installed extra)."""
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return False
+    test = " && ".join(f"requireNamespace('{p}', quietly = TRUE)" for p in R_PACKAGES)
+    proc = subprocess.run([rscript, "-e", f"quit(status = !({test}))"], capture_output=True, timeout=120)
+    return proc.returncode == 0
+
+
+# One R run fits every (kind, arch) group: g is the group, loss a factor whose first level is the reference
+# (levels L000, L001, ... stand for the sorted loss names; participants and images are integer codes, so no
+# name is ever quoted into R). A group whose fit fails gets a row with its message instead of stopping the
+# others; R's warnings (singular fit, convergence) go into the note.
+_R_SCRIPT = r"""
+args <- commandArgs(TRUE)
+d <- read.csv(args[1], colClasses = c(g = "integer", score = "integer", participant = "character",
+                                       image_id = "character", loss = "character"))
+out <- list()
+for (k in sort(unique(d$g))) {
+  s <- d[d$g == k, ]
+  s$loss <- factor(s$loss, levels = sort(unique(s$loss)))
+  s$participant <- factor(s$participant); s$image_id <- factor(s$image_id)
+  for (model in c("lmer", "clmm")) {
+    msgs <- character(0)
+    res <- tryCatch(withCallingHandlers({
+      if (model == "lmer") {
+        m <- lme4::lmer(score ~ loss + (1 | participant) + (1 | image_id), data = s, REML = TRUE)
+        co <- summary(m)$coefficients
+        v <- as.data.frame(lme4::VarCorr(m))
+        sds <- sprintf("sd participant=%.4g image=%.4g residual=%.4g", v$sdcor[v$grp == "participant"],
+                       v$sdcor[v$grp == "image_id"], v$sdcor[v$grp == "Residual"])
+        data.frame(term = rownames(co), estimate = co[, 1], se = co[, 2], stringsAsFactors = FALSE)
+      } else {
+        s$y <- factor(s$score, levels = sort(unique(s$score)), ordered = TRUE)
+        m <- ordinal::clmm(y ~ loss + (1 | participant) + (1 | image_id), data = s, link = "logit")
+        co <- summary(m)$coefficients
+        keep <- grepl("^loss", rownames(co))
+        vc <- ordinal::VarCorr(m)
+        sds <- sprintf("sd participant=%.4g image=%.4g", attr(vc$participant, "stddev"), attr(vc$image_id, "stddev"))
+        data.frame(term = rownames(co)[keep], estimate = co[keep, 1], se = co[keep, 2], stringsAsFactors = FALSE)
+      }
+    }, warning = function(w) { msgs <<- c(msgs, conditionMessage(w)); invokeRestart("muffleWarning") }),
+    error = function(e) { msgs <<- c(msgs, paste("failed:", conditionMessage(e))); NULL })
+    if (is.null(res)) { res <- data.frame(term = NA, estimate = NA, se = NA); sds <- "" }
+    res$g <- k; res$model <- model
+    res$note <- paste(c(sds, msgs), collapse = "; ")
+    out[[length(out) + 1]] <- res
+  }
+}
+write.csv(do.call(rbind, out), args[2], row.names = FALSE)
+"""
+
+
+def r_models(ratings: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """lme4::lmer and ordinal::clmm with crossed participant and image intercepts per (kind, arch), through Rscript."""
+    from scipy import stats
+
+    groups = [(kind, arch, g) for (kind, arch), g in ratings.groupby(["kind", "arch"], sort=True)
+              if g["loss"].nunique() >= 2 and g["score"].nunique() >= 2 and len(g) >= 10]  # as MixedLM/OrderedModel
+    if not groups:
+        return pd.DataFrame(columns=MODEL_COLUMNS)
+    parts = []
+    for k, (_, _, g) in enumerate(groups):
+        losses = sorted(g["loss"].unique())
+        code = {loss: f"L{i:03d}" for i, loss in enumerate(losses)}  # zero-padded: R's sort keeps L000 the reference
+        parts.append(pd.DataFrame({"g": k, "score": g["score"].astype(int).to_numpy(),
+                                   "participant": pd.factorize(g["participant"])[0],  # codes: no name reaches R
+                                   "image_id": pd.factorize(g["image_id"])[0],
+                                   "loss": g["loss"].map(code).to_numpy()}))
+    with tempfile.TemporaryDirectory() as tmp:
+        data, script, result = Path(tmp) / "ratings.csv", Path(tmp) / "fit.R", Path(tmp) / "fits.csv"
+        pd.concat(parts, ignore_index=True).to_csv(data, index=False)
+        script.write_text(_R_SCRIPT)
+        try:
+            proc = subprocess.run([shutil.which("Rscript") or "Rscript", str(script), str(data), str(result)],
+                                  capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise InputError(f"Rscript lmer/clmm on the ratings could not run: {str(exc).splitlines()[0]}") from None
+        if proc.returncode != 0 or not result.exists():
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            raise InputError(f"Rscript lmer/clmm on the ratings failed (exit {proc.returncode}): {last}")
+        fits = pd.read_csv(result, keep_default_na=False, na_values=["NA"])
+    z = stats.norm.ppf(1 - alpha / 2)
+    rows = []
+    for f in fits.itertuples(index=False):
+        kind, arch, g = groups[int(f.g)]
+        losses = sorted(g["loss"].unique())
+        term = str(f.term) if pd.notna(f.term) else ""
+        if term.startswith("loss"):  # R's lossL3 → the loss name, as MixedLM ("C(loss)[T.x]") and OrderedModel ("x") call it
+            name = losses[int(term[len("lossL"):])]
+            term = f"C(loss)[T.{name}]" if f.model == "lmer" else name
+        elif term == "(Intercept)":
+            term = "Intercept"
+        elif term:
+            raise InputError(f"Rscript {f.model}: unexpected term {term!r} in its output")
+        est, se = float(f.estimate), float(f.se)
+        how = ("REML, Wald z (lme4 gives no df)" if f.model == "lmer"
+               else "log cumulative odds of a higher rating, Laplace, Wald z")
+        rows.append({"kind": kind, "arch": arch, "model": f.model, "term": term, "estimate": est, "se": se,
+                     "p": float(2 * stats.norm.sf(abs(est / se))) if se > 0 else float("nan"),
+                     "ci_low": est - z * se, "ci_high": est + z * se, "n": len(g),
+                     "note": f"R {f.model}, crossed random intercepts participant+image; reference loss {losses[0]}; {how}"
+                             + (f"; {f.note}" if f.note else "")})
+    return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+
+
+def metric_agreement(ratings: pd.DataFrame, manifest: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Spearman and Pearson of per-(image, run) MOS with each manifest metric, oriented, image-bootstrap 95% CIs."""
+    from scipy import stats
+
+    from analysis.agreement import metric_directions
+
+    if ratings.empty:
+        return pd.DataFrame(columns=AGREEMENT_COLUMNS)
+    directions = metric_directions(manifest)
+    metrics = manifest.set_index(["image_id", "run"])[list(directions)].apply(pd.to_numeric, errors="coerce")
+    metrics = metrics[~metrics.index.duplicated()]
+    mos = ratings.groupby(["kind", "arch", "image_id", "run"], sort=True)["score"].mean().reset_index()
+    groups = [((kind, arch), g) for (kind, arch), g in mos.groupby(["kind", "arch"], sort=True)]
+    for kind, g in mos.groupby("kind", sort=True):
+        if g["arch"].nunique() > 1:
+            groups.append(((kind, "all"), g))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (kind, arch), g in groups:
+        g = g[pd.MultiIndex.from_arrays([g["image_id"], g["run"]]).isin(metrics.index)]
+        images = np.unique(g["image_id"])
+        if len(g) < 3 or len(images) < 2:
+            continue
+        members = [np.flatnonzero(g["image_id"].to_numpy() == im) for im in images]
+        # Each resample draws images with replacement and keeps all their (image, run) units.
+        boots = [np.concatenate([members[j] for j in rng.integers(0, len(images), len(images))]) for _ in range(n_boot)]
+        y = g["score"].to_numpy(float)
+        for metric, higher in directions.items():
+            x = metrics.loc[list(zip(g["image_id"], g["run"])), metric].to_numpy(float)
+            ok = np.isfinite(x)
+            sign = 1.0 if higher else -1.0
+            row = {"kind": kind, "arch": arch, "metric": metric, "higher_is_better": bool(higher), "n_units": int(ok.sum()),
+                   "n_images": len(images)}
+            for name, corr in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
+                const = ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0
+                row[name] = np.nan if const else sign * float(corr(x[ok], y[ok])[0])
+                vals = [_corr(x[i], y[i], name == "spearman") for i in (b[ok[b]] for b in boots)]
+                vals = [v for v in vals if np.isfinite(v)]
+                # a resample of constant values has no correlation: too many of those and the CI is not given
+                lo, hi = np.percentile(vals, [2.5, 97.5]) if len(vals) >= 0.9 * n_boot and not const else (np.nan, np.nan)
+                lo, hi = (lo, hi) if sign > 0 else (-hi, -lo)  # the CI of the flipped correlation
+                row[f"{name}_low"], row[f"{name}_high"] = float(lo), float(hi)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+def _corr(x: np.ndarray, y: np.ndarray, ranks: bool) -> float:
+    """Pearson correlation (of midranks when `ranks`: Spearman's rho, as scipy), NaN when either side is constant."""
+    from scipy.stats import rankdata
+
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    if ranks:
+        x, y = rankdata(x), rankdata(y)
+    return float(np.corrcoef(x, y)[0, 1])

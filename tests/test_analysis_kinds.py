@@ -94,6 +94,123 @@ def test_mixed_model_keeps_about_five_percent_false_positives_on_null_data():
     assert rate <= 0.15, rate  # 40 null datasets: 5% expected, 0.15 is beyond the binomial 99th percentile
 
 
+def _ordinal_ratings(rng, effects, n_participants=16, n_images=12, sd_p=0.7, sd_i=0.7, cuts=(-2.0, -0.7, 0.7, 2.0)):
+    """Ratings from a cumulative logit with crossed random intercepts: clmm's own model, so `effects` is its truth."""
+    bp, bi = rng.normal(0, sd_p, n_participants), rng.normal(0, sd_i, n_images)
+    rows = []
+    for p in range(n_participants):
+        for i in range(n_images):
+            for loss, effect in effects.items():
+                latent = bp[p] + bi[i] + effect + rng.logistic(0, 1)
+                rows.append({"participant": f"p{p}", "image_id": f"i{i}", "kind": "rating", "arch": "conv", "loss": loss,
+                             "run": f"conv-{loss}-s0", "score": 1 + int(np.sum(latent > np.array(cuts))), "simulated": 1})
+    return pd.DataFrame(rows, columns=rt.RATING_COLUMNS)
+
+
+def _responses(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Rating trials as responses rows (the columns the kinds' tables read)."""
+    return pd.DataFrame({"participant": ratings["participant"], "image_id": ratings["image_id"], "kind": ratings["kind"],
+                         "arch": ratings["arch"], "pair": "", "left_loss": ratings["loss"], "left_run": ratings["run"],
+                         "right_loss": "", "right_run": "", "answer": "", "choice": ratings["score"].astype(str),
+                         "simulated": 1})
+
+
+R_MISSING = "R with lme4 and ordinal is not installed (Debian: r-base-core r-cran-lme4 r-cran-ordinal)"
+
+
+@pytest.mark.skipif(not rt.r_models_available(), reason=R_MISSING)
+def test_lmer_agrees_with_mixedlm_on_simulated_ratings():
+    r = _ratings(np.random.default_rng(2), effect=1.0)
+    mixed = rt.mixed_model(r).set_index("term")
+    fits = rt.r_models(r)
+    lmer = fits[fits["model"] == "lmer"].set_index("term")
+    assert list(lmer.index) == list(mixed.index)  # Intercept and the loss terms, named alike
+    # The same REML model of the same data: the fixed effects agree to the optimisers' tolerance.
+    assert np.allclose(lmer["estimate"], mixed["estimate"], atol=0.01), (lmer["estimate"], mixed["estimate"])
+    assert np.allclose(lmer["se"], mixed["se"], rtol=0.05), (lmer["se"], mixed["se"])
+    # The simulated truth: ms_ssim rated higher than mae, mse not different from mae.
+    assert lmer.loc["C(loss)[T.ms_ssim]", "ci_low"] > 0 and lmer.loc["C(loss)[T.ms_ssim]", "p"] < 0.01
+    assert lmer.loc["C(loss)[T.mse]", "ci_low"] < 0 < lmer.loc["C(loss)[T.mse]", "ci_high"]
+    assert (lmer["n"] == len(r)).all() and lmer["note"].str.contains("sd participant=").all()
+
+
+@pytest.mark.skipif(not rt.r_models_available(), reason=R_MISSING)
+def test_clmm_recovers_the_simulated_truth_and_agrees_with_orderedmodel():
+    truth = {"mae": 0.0, "ms_ssim": 1.2, "mse": -0.6}
+    r = _ordinal_ratings(np.random.default_rng(7), truth)
+    fits = rt.r_models(r)
+    clmm = fits[fits["model"] == "clmm"].set_index("term")
+    ordered = rt.ordinal_model(r).set_index("term")
+    assert sorted(clmm.index) == sorted(ordered.index) == ["ms_ssim", "mse"]
+    for loss in ("ms_ssim", "mse"):
+        assert clmm.loc[loss, "ci_low"] < truth[loss] < clmm.loc[loss, "ci_high"], (loss, clmm.loc[loss])
+        assert clmm.loc[loss, "p"] < 0.01
+        # OrderedModel ignores the participant and image effects: same sign, attenuated towards 0 (population-averaged).
+        ratio = ordered.loc[loss, "estimate"] / clmm.loc[loss, "estimate"]
+        assert 0.5 < ratio <= 1.05, (loss, ratio)
+
+
+@pytest.mark.skipif(not rt.r_models_available(), reason=R_MISSING)
+def test_r_models_fit_each_kind_and_arch_and_analyze_kinds_writes_them(tmp_path):
+    from analysis.kinds import analyze_kinds
+
+    a = _ratings(np.random.default_rng(4), n_participants=6, n_images=5, effect=1.0)
+    b = a.assign(arch="fc", score=np.clip(a["score"] + (a["loss"] == "mse"), 1, 5))
+    fits = rt.r_models(pd.concat([a, b], ignore_index=True))
+    assert set(zip(fits["arch"], fits["model"])) == {(x, m) for x in ("conv", "fc") for m in ("lmer", "clmm")}
+    fc = fits[(fits["arch"] == "fc") & (fits["model"] == "lmer")].set_index("term")
+    assert fc.loc["C(loss)[T.mse]", "estimate"] > fits[(fits["arch"] == "conv") & (fits["model"] == "lmer")].set_index(
+        "term").loc["C(loss)[T.mse]", "estimate"]  # fc's mse was shifted up by one point
+    analyze_kinds(_responses(a), tmp_path, n_boot=5, lme4=True)
+    written = pd.read_csv(tmp_path / "ratings_models.csv")
+    assert set(written["model"]) == {"mixedlm", "ordered_logit", "lmer", "clmm"}
+
+
+def test_r_models_are_skipped_without_r_and_a_failing_rscript_is_one_line(monkeypatch, tmp_path):
+    from percept.contracts import InputError
+
+    monkeypatch.setattr(rt.shutil, "which", lambda name: None)
+    assert rt.r_models_available() is False
+    monkeypatch.setattr(rt.shutil, "which", lambda name: "/bin/false")  # an Rscript that fails
+    with pytest.raises(InputError, match=r"^Rscript lmer/clmm on the ratings failed \(exit 1\): no message$"):
+        rt.r_models(_ratings(np.random.default_rng(0)))
+    monkeypatch.setattr(rt.shutil, "which", lambda name: str(tmp_path / "no" / "Rscript"))  # asked for, not there
+    with pytest.raises(InputError, match=r"^Rscript lmer/clmm on the ratings could not run: .*No such file"):
+        rt.r_models(_ratings(np.random.default_rng(0)))
+    monkeypatch.setattr(rt.shutil, "which", lambda name: None)
+    from analysis.kinds import analyze_kinds
+
+    r = _ratings(np.random.default_rng(0), n_participants=4, n_images=4)
+    analyze_kinds(_responses(r), tmp_path, n_boot=5)
+    assert set(pd.read_csv(tmp_path / "ratings_models.csv")["model"]) == {"mixedlm", "ordered_logit"}
+
+
+def test_metric_agreement_equals_direct_scipy_and_is_oriented():
+    rng = np.random.default_rng(8)
+    images, runs = [f"i{i}" for i in range(12)], ["conv-mae-s0", "conv-mse-s0", "conv-ms_ssim-s0"]
+    q = pd.DataFrame([(im, run, rng.normal()) for im in images for run in runs], columns=["image_id", "run", "q"])
+    manifest = q.assign(arch="conv", loss=q["run"].str.split("-").str[1], psnr=30 + 3 * q["q"], mse=np.exp(-q["q"]),
+                        ms_ssim=-q["q"], ssim=rng.normal(size=len(q)), mae=0.1)
+    # psnr agrees, mse agrees (lower is better), ms_ssim is reversed, ssim is noise, mae is constant
+    rows = [{"participant": f"p{p}", "image_id": u.image_id, "kind": "rating", "arch": "conv", "loss": u.run.split("-")[1],
+             "run": u.run, "score": int(np.clip(np.round(3 + u.q + rng.normal(0, 0.7)), 1, 5)), "simulated": 1}
+            for p in range(8) for u in q.itertuples()]
+    ratings = pd.DataFrame(rows, columns=rt.RATING_COLUMNS)
+    table = rt.metric_agreement(ratings, manifest, n_boot=300, seed=0).set_index("metric")
+    mos = ratings.groupby(["image_id", "run"])["score"].mean().rename("mos").reset_index().merge(manifest, on=["image_id", "run"])
+    assert table.loc["psnr", "spearman"] == pytest.approx(stats.spearmanr(mos["psnr"], mos["mos"])[0])
+    assert table.loc["psnr", "pearson"] == pytest.approx(stats.pearsonr(mos["psnr"], mos["mos"])[0])
+    assert table.loc["mse", "spearman"] == pytest.approx(-stats.spearmanr(mos["mse"], mos["mos"])[0])  # lower is better: flipped
+    assert table.loc["mse", "spearman"] == pytest.approx(table.loc["psnr", "spearman"])  # same order of the units
+    for metric in ("psnr", "mse"):
+        row = table.loc[metric]
+        assert 0.5 < row["spearman_low"] < row["spearman"] < row["spearman_high"], row
+    assert table.loc["ms_ssim", "spearman_high"] < 0  # a metric ordering the units backwards
+    assert table.loc["ssim", "spearman_low"] < 0 < table.loc["ssim", "spearman_high"]  # noise: the CI covers 0
+    assert np.isnan(table.loc["mae", "spearman"]) and np.isnan(table.loc["mae", "pearson_low"])  # constant: no correlation
+    assert (table["n_units"].drop("mae") == 36).all() and (table["n_images"] == 12).all()
+
+
 def _jnd(rng, p_diff):
     rows = []
     for loss, prob in p_diff.items():
@@ -154,6 +271,7 @@ def test_analyze_recovers_a_known_preference_in_every_new_kind(tmp_path):
     pw = pd.read_csv(out / "pairs_pairwise.csv").iloc[0]
     assert pw["loss_a"] == "mse" and pw["ci_high"] < 0.5  # ms_ssim preferred without reference too
     assert set(pd.read_csv(out / "pairs_agreement.csv")["metric"]) >= {"mse", "ms_ssim"}
+    assert set(pd.read_csv(out / "ratings_agreement.csv")["kind"]) == {"rating", "rating_ref"}
     pm = pd.read_csv(out / "pairs_models.csv")
     assert (pm.loc[pm["estimator"] == "cluster_logit", "p"] < 0.05).all()
     j = pd.read_csv(out / "jnd.csv").set_index("loss")
@@ -162,4 +280,5 @@ def test_analyze_recovers_a_known_preference_in_every_new_kind(tmp_path):
     assert all((out / "figures" / f).is_file() for f in summary["kinds"]["figures"])
     html = report(tmp_path).read_text()
     assert "Trial kinds run: " in html and "Ratings (ACR / DCR)" in html and "Same / different" in html
+    assert "metric agreement" in html and "lmer/clmm cross-check was not run" in html  # lme4=False
     assert 'alt="MOS per loss"' in html and 'alt="proportion different"' in html

@@ -57,7 +57,7 @@ TABLES = {
     # The tables of the other trial kinds (analysis/kinds.py): readable CSVs; their numbers are checked where written.
     **{name: _table([], [], []) for name in (
         "pairs_pairwise", "pairs_scale", "pairs_models", "pairs_agreement", "ratings_mos", "ratings_dmos",
-        "ratings_screening", "ratings_models", "jnd", "jnd_per_image")},
+        "ratings_screening", "ratings_models", "ratings_agreement", "jnd", "jnd_per_image")},
     "classification_pairs": _table(["arch", "run_a", "run_b"], ["n_test", "diff"],
                                    ["accuracy_a", "accuracy_b", "p_mcnemar", "p_holm"]),
 }
