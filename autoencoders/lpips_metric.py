@@ -74,12 +74,20 @@ class LpipsVGG(nn.Module):
 
 
 def load_lpips(weights: str | Path | None = None, who: str = "lpips") -> LpipsVGG | None:
-    """An LPIPS scorer on the VGG-16 file (None: torchvision's cache), or None, said once on stdout, without weights or package."""
-    try:
-        return LpipsVGG(weights)
-    except InputError as exc:
-        print(f"{who}: lpips column left out ({exc})")
-        return None
+    """An LPIPS scorer on the VGG-16 file (None: torchvision's cache), or None, said once on stdout, without weights or package.
+
+    A file that is there but is not VGG-16 weights is an error (InputError), not a silent omission.
+    """
+    from autoencoders.perceptual import default_weights_path
+
+    path = Path(weights) if weights else default_weights_path()
+    if not path.is_file() or not lpips_available():
+        try:
+            LpipsVGG(path)  # raises the one-line reason: the file to put where, or the package to install
+        except InputError as exc:
+            print(f"{who}: lpips column left out ({exc})")
+            return None
+    return LpipsVGG(path)
 
 
 def lpips_values(metric: LpipsVGG, recon_u8, orig_u8, batch_size: int = 32):

@@ -119,6 +119,10 @@ def test_reconstruct_adds_lpips_where_weights_exist(tiny_experiment, weights_fil
         assert "lpips" not in read_manifest(manifest).columns
     said = capsys.readouterr().out
     assert said.count("lpips column left out") == 1 and f"VGG-16 weights not found at {out / 'absent.pth'}" in said
+    broken = out / "broken.pth"
+    broken.write_bytes(b"not a state dict")  # there but not weights: an error, not a silent omission
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "2", "--spares", "0", "--vgg-weights", str(broken)]) == 2
+    assert f"{broken}: not a readable VGG-16 state dict" in capsys.readouterr().err
 
 
 def test_report_says_once_that_lpips_is_absent(tiny_experiment, weights_file):
