@@ -229,7 +229,7 @@ def _codes_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
     for f in files:
         read_codes(f)
     read_pixels(out / "pixels.npz")
-    return len(files) == len(cfg.archs) * len(cfg.losses)
+    return len(files) == len(cfg.runs())  # one codes file per training: every seed and extra run
 
 
 def _design_intact(name: str, out: Path, cfg: DemoConfig) -> bool:

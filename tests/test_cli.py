@@ -95,3 +95,20 @@ def test_demo_trusts_only_finished_runs(tmp_path):
     assert demo._intact("train fc-mse-s1", tmp_path, cfg) and demo._intact("superres train ms_ssim", tmp_path, cfg)
     assert not demo._intact("train fc-mse-s0", tmp_path, cfg) and not demo._intact("superres train mse", tmp_path, cfg)
     assert not demo._intact("superres export", tmp_path, cfg)  # no manifest in runs/x/sr yet
+
+
+
+def test_demo_expects_one_codes_file_per_training(tmp_path, monkeypatch):
+    import percept.contracts.codes as codes_c
+    import percept.contracts.pixels as pixels_c
+
+    monkeypatch.setattr(codes_c, "read_codes", lambda path: None)
+    monkeypatch.setattr(pixels_c, "read_pixels", lambda path: None)
+    cfg = demo.DemoConfig()
+    (tmp_path / "codes").mkdir()
+    names = [f"{a}-{l}-s{s}" for a, l, s in cfg.runs()]
+    for name in names[:-1]:
+        (tmp_path / "codes" / f"{name}.npz").write_bytes(b"")
+    assert len(names) == 20 and not demo._intact("encode", tmp_path, cfg)
+    (tmp_path / "codes" / f"{names[-1]}.npz").write_bytes(b"")
+    assert demo._intact("encode", tmp_path, cfg)
