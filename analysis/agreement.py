@@ -8,7 +8,8 @@ and `human_pairwise` is the unbiased chance that two different judges agree, ove
 least two judgments: the ceiling to compare a metric with, so it comes first in the table.
 Rankings contribute their three implied pairwise comparisons as a separate source. Metrics are
 the contract's plus `delta_e` (lower better) and `haarpsi` (higher better) when the manifest has
-them.
+them, and the contract's optional metrics where present: `lpips` (lower better; only when the
+VGG-16 weights were there at export) and super-resolution's `psnr_y`, `ssim_y` (higher better).
 """
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from percept.contracts.manifest import HIGHER_IS_BETTER, METRICS
+from percept.contracts.manifest import HIGHER_IS_BETTER, METRICS, OPTIONAL_METRICS
 
 # Manifest metric columns newer manifests carry (INTERFACES item 2), in case the contract does not list them yet.
 EXTRA_METRICS = {"delta_e": False, "haarpsi": True}
 
 
 def metric_directions(manifest: pd.DataFrame) -> dict[str, bool]:
-    """Every metric column of the manifest → whether higher is better (contract metrics, then delta_e/haarpsi)."""
+    """Every metric column of the manifest → whether higher is better (contract metrics, delta_e/haarpsi, then lpips, psnr_y, ssim_y where present)."""
     out = {m: HIGHER_IS_BETTER[m] for m in METRICS}
     out.update({m: up for m, up in EXTRA_METRICS.items() if m in manifest.columns and m not in out})
+    out.update({m: HIGHER_IS_BETTER[m] for m in OPTIONAL_METRICS if m in manifest.columns and m not in out})
     return out
 
 # The unbiased ceiling (human_pairwise: the chance two different people agree) leads; BAPPS's p² + (1 − p)²

@@ -146,6 +146,15 @@ def _metric_section(manifest_path: Path | None, premise_rows: pd.DataFrame | Non
              "(arch <i>baseline</i>) is a patch of each image's own mean colour: a model that does not beat it is not "
              "a reconstruction.</p>",
              table(means, ["run", "arch", "loss", "n_images", "degenerate", *directions], digits=4)]
+    if "psnr_y" in directions:
+        parts.append('<p class="note">psnr_y and ssim_y: on the ITU-R BT.601 Y channel with a border of the scale '
+                     "factor in pixels cropped (the super-resolution convention); psnr, ssim and ms_ssim: on RGB over "
+                     "the whole image. The bicubic run is the baseline a super-resolution network must beat.</p>")
+    if "lpips" not in directions:
+        # Said once, here: the agreement table below simply has no lpips rows.
+        parts.append('<p class="note">LPIPS is not in this manifest: the VGG-16 weights were not present when it was '
+                     "exported (put torchvision's vgg16-397923af.pth in $TORCH_HOME/hub/checkpoints/, or pass "
+                     "--vgg-weights, and export again).</p>")
     if not (man["run"] == FLAT_RUN).any():
         parts.append('<div class="warn">The manifest has no flat-baseline rows (run <code>flat</code>, arch '
                      "<code>baseline</code>); rerun <code>percept reconstruct</code> to test models against it.</div>")

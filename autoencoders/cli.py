@@ -31,6 +31,10 @@ class ReconstructConfig:
     device: str = field(default="auto", metadata={"help": "cuda when available, else cpu", "choices": DEVICES})
     overwrite: bool = field(default=False, metadata={
         "help": "replace reconstructions even when study/design.json was built from them"})
+    vgg_weights: Path | None = field(default=None, metadata={
+        "help": "VGG-16 state dict (torchvision format) for the lpips column; none: torchvision's cache "
+                "($TORCH_HOME/hub/checkpoints/vgg16-397923af.pth); missing: the column is left out"})
+    lpips: bool = field(default=True, metadata={"help": "add an lpips column when the VGG-16 weights are present"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def run_reconstruct(cfg: ReconstructConfig) -> int:
     from autoencoders.export import reconstruct
 
     manifest = reconstruct(cfg.out, split=cfg.split, n=cfg.n, spares=cfg.spares, device=cfg.device,
-                           overwrite=cfg.overwrite)
+                           overwrite=cfg.overwrite, vgg_weights=cfg.vgg_weights, lpips=cfg.lpips)
     print(f"reconstruct: manifest → {manifest}; contact sheet → {manifest.parent / 'contact_sheet.png'}")
     return 0
 

@@ -3,7 +3,8 @@
 `reconstruct` writes, under `<out>/reconstructions/`, the originals once (`originals/<id>.png`),
 each run's reconstructions of the SAME N held-out images plus K spare ones (`<run>/<id>.png`),
 the flat baseline of each (`flat/<id>.png`, the image's own mean colour), lossless 8-bit RGB
-PNGs, and `manifest.csv` whose per-image metrics are computed on the 8-bit images actually saved.
+PNGs, and `manifest.csv` whose per-image metrics are computed on the 8-bit images actually saved
+(with an `lpips` column where the VGG-16 weights are present; left out, said once, where not).
 `encode` writes `<out>/codes/<run>.npz` for the train and held-out splits.
 """
 from __future__ import annotations
@@ -168,7 +169,8 @@ def reconstruct(out: str | Path, *, overwrite: bool = False, **options) -> Path:
 
 
 def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, n: int | None = DEFAULT_N,
-                 spares: int = DEFAULT_SPARES, device: str = "auto", batch_size: int = 64) -> Path:
+                 spares: int = DEFAULT_SPARES, device: str = "auto", batch_size: int = 64,
+                 vgg_weights: str | Path | None = None, lpips: bool = True) -> Path:
     """Reconstruct n images of `split` (default: the runs' held-out split) with every finished run; return manifest.csv.
 
     The n main images are spread evenly over the split (all of it when n is None or ≥ its size), so
@@ -176,7 +178,8 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
     further images of the split, spread over the rest, are exported with `use = spare` for practice
     trials. Every image also gets a flat-baseline row (run "flat"). A run is marked `degenerate`
     when its config.json guard says so or it does not beat the flat baseline on its own metric
-    (mean over all exported images).
+    (mean over all exported images). With `lpips` and the VGG-16 weights (`vgg_weights`, or
+    torchvision's cache) every row gets LPIPS; without them the column is left out, said once.
     """
     import pandas as pd
 
@@ -213,6 +216,11 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
     labels = [int(dataset.labels[i]) for i in indices]
     stems = safe_names(ids)
     dev = resolve_device(device)
+    lpips_metric = None
+    if lpips:
+        from autoencoders.lpips_metric import load_lpips
+
+        lpips_metric = load_lpips(vgg_weights, "reconstruct")
 
     # recon_dir starts empty (the caller swaps it in), so stale images of removed runs never linger.
     for stem, img in zip(stems, originals_u8):
@@ -221,7 +229,12 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
     def scored(recon_u8: np.ndarray) -> dict[str, np.ndarray]:
         # Metrics on the quantised images actually saved, so the manifest matches the files.
         metrics = image_metrics(to_float(recon_u8.transpose(0, 3, 1, 2)), originals, data_range=1.0)
-        return {**{k: v.double().numpy() for k, v in metrics.items()}, **colour_metrics(recon_u8, originals_u8)}
+        scores = {**{k: v.double().numpy() for k, v in metrics.items()}, **colour_metrics(recon_u8, originals_u8)}
+        if lpips_metric is not None:
+            from autoencoders.lpips_metric import lpips_values
+
+            scores["lpips"] = lpips_values(lpips_metric, recon_u8, originals_u8)
+        return scores
 
     flat_u8 = flat_baseline(originals_u8)
     flat_metrics = scored(flat_u8)
@@ -241,7 +254,8 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
                          int(bool(reasons))))
         print(f"reconstruct {name}: {count} images, mean ms_ssim {float(metrics['ms_ssim'].mean()):.3f}, "
               f"psnr {float(metrics['psnr'].mean()):.2f} dB, delta_e {float(metrics['delta_e'].mean()):.2f}, "
-              f"haarpsi {float(metrics['haarpsi'].mean()):.3f}")
+              f"haarpsi {float(metrics['haarpsi'].mean()):.3f}"
+              + (f", lpips {float(metrics['lpips'].mean()):.3f}" if "lpips" in metrics else ""))
     print(f"reconstruct flat baseline: mean ms_ssim {float(flat_metrics['ms_ssim'].mean()):.3f}, "
           f"psnr {float(flat_metrics['psnr'].mean()):.2f} dB")
 

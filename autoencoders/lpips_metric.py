@@ -73,18 +73,33 @@ class LpipsVGG(nn.Module):
             return self.model(x.float(), y.float(), normalize=True).flatten()
 
 
-def lpips_column(recon_u8, orig_u8, weights: str | Path | None = None, batch_size: int = 32):
-    """Per-image LPIPS of 8-bit (N,H,W,3) images for a manifest column, or None (said once) without weights or package.
+def load_lpips(weights: str | Path | None = None, who: str = "lpips") -> LpipsVGG | None:
+    """An LPIPS scorer on the VGG-16 file (None: torchvision's cache), or None, said once on stdout, without weights or package.
 
-    For `percept reconstruct`: add the column only when this returns values, as the super-resolution export does.
+    A file that is there but is not VGG-16 weights is an error (InputError), not a silent omission.
     """
+    from autoencoders.perceptual import default_weights_path
+
+    path = Path(weights) if weights else default_weights_path()
+    if not path.is_file() or not lpips_available():
+        try:
+            LpipsVGG(path)  # raises the one-line reason: the file to put where, or the package to install
+        except InputError as exc:
+            print(f"{who}: lpips column left out ({exc})")
+            return None
+    return LpipsVGG(path)
+
+
+def lpips_values(metric: LpipsVGG, recon_u8, orig_u8, batch_size: int = 32):
+    """Per-image LPIPS (float64 (N,)) of 8-bit (N,H,W,3) reconstructions against their originals."""
     import numpy as np
 
-    try:
-        metric = LpipsVGG(weights)
-    except InputError as exc:
-        print(f"lpips column left out ({exc})")
-        return None
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).float() / 255.0  # noqa: E731
     out = [metric(to_t(recon_u8[i:i + batch_size]), to_t(orig_u8[i:i + batch_size])) for i in range(0, len(recon_u8), batch_size)]
     return torch.cat(out).double().numpy()
+
+
+def lpips_column(recon_u8, orig_u8, weights: str | Path | None = None, batch_size: int = 32):
+    """Per-image LPIPS of 8-bit (N,H,W,3) images for a manifest column, or None (said once) without weights or package."""
+    metric = load_lpips(weights)
+    return None if metric is None else lpips_values(metric, recon_u8, orig_u8, batch_size)

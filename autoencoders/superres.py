@@ -237,15 +237,10 @@ def _lpips_or_none(cfg: SRConfig | SRExportConfig, device):
     """An LPIPS scorer on our VGG-16 weights, or None (said once) when weights or the package are missing."""
     if not cfg.lpips:
         return None
-    try:
-        from autoencoders.lpips_metric import LpipsVGG
-    except ImportError:
-        return None
-    try:
-        return LpipsVGG(cfg.vgg_weights or None).to(device)
-    except InputError as exc:
-        print(f"superres: LPIPS left out ({exc})")
-        return None
+    from autoencoders.lpips_metric import load_lpips
+
+    metric = load_lpips(cfg.vgg_weights or None, "superres")  # the same rule as percept reconstruct
+    return None if metric is None else metric.to(device)
 
 
 def evaluate_sr(model, hr_all: Tensor, scale: int, batch_size: int, device, lpips_fn=None) -> dict[str, float]:

@@ -1,8 +1,12 @@
 """`percept demo`: the whole chain on the photos bundled with scikit-image, small and seeded.
 
 train (fc, conv, vae × mse, mae, ms_ssim, and fc × ssim; two seeds each) → reconstruct + encode → design → simulated observers
-→ analyze + classify → report. A second run with the same settings reuses every finished step;
-with other settings (or --fresh) it says so and starts over, so old and new outputs never mix.
+→ analyze + classify → report. Then the super-resolution stage in its own experiment folder
+`<out>/sr` (its own reconstructions/manifest.csv, study and report; the autoencoders' are never
+touched): `superres train` with mse and with ms_ssim at ×4 → `superres export` (those two and
+bicubic) → design → simulated observers → analyze → report. A second run with the same settings
+reuses every finished step; with other settings (or --fresh) it says so and starts over, so old
+and new outputs never mix.
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ from percept.contracts import InputError
 from percept.contracts.tables import atomic_write_json
 
 STATE_FILE = "demo.json"
+SR_DIR = "sr"  # the super-resolution stage's experiment folder inside the demo's
+SR_LOSSES = ("mse", "ms_ssim")  # pixel vs MS-SSIM; the export adds bicubic as the baseline run
+SR_PREFIX = "superres "  # step names of the super-resolution stage
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class DemoConfig:
     observer: str = "haarpsi"  # judge by HaarPSI, a colour-aware metric no model is trained on (not circular)
     noise: float = 0.5  # observer noise (SD on the decision scale)
     lists: int = 2  # participant lists that together cover every image × pair
+    superres: bool = True  # the ×4 super-resolution stage (pixel vs MS-SSIM vs bicubic) in <out>/sr: ~30 s
+    sr_epochs: int = 3  # super-resolution training epochs on 48 px crops (autoencoders.superres.DEMO_SETTINGS)
 
     def runs(self) -> list[tuple[str, str, int]]:
         """(arch, loss, seed) of every training, seeds outermost so a cut-short demo has whole seeds."""
@@ -83,6 +92,35 @@ def steps(cfg: DemoConfig, out: Path) -> list[tuple[str, str, list[str]]]:
         ("analyze", "analysis.cli", ["analyze", "--study", str(study)]),
         ("classify", "analysis.cli", ["classify", "--codes", str(out / "codes")]),
         ("report", "analysis.cli", ["report", "--out", str(out)]),
+    ]
+    if cfg.superres:
+        chain += sr_steps(cfg, out / SR_DIR)
+    return chain
+
+
+def sr_steps(cfg: DemoConfig, sr: Path) -> list[tuple[str, str, list[str]]]:
+    """The super-resolution stage in the experiment folder `sr`: two trainings, export, design, simulate, analyze, report."""
+    from autoencoders.superres import DEMO_SETTINGS  # the settings measured for this stage (docs/perceptual.md)
+
+    settings = {**DEMO_SETTINGS, "epochs": cfg.sr_epochs}
+    flags = [x for k, v in settings.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    chain = [(f"{SR_PREFIX}train {loss}", "autoencoders.cli",
+              ["superres", "train", "--data", "photos", "--loss", loss, *flags, "--seed", str(cfg.seeds[0]),
+               "--out", str(sr), "--resume"]) for loss in SR_LOSSES]
+    study = sr / "study"
+    losses = (*SR_LOSSES, "bicubic")
+    chain += [
+        (f"{SR_PREFIX}export", "autoencoders.cli", ["superres", "export", "--out", str(sr), "--n", str(cfg.images)]),
+        # Every pair of the three and their ranking; no practice: the export has no spare images.
+        (f"{SR_PREFIX}design", "study.cli", ["design", "--manifest", str(sr / "reconstructions" / "manifest.csv"),
+                                             "--out", str(sr), "--lists", str(cfg.lists), "--seed", str(cfg.seed),
+                                             "--pairs", ",".join(f"{a}:{b}" for i, a in enumerate(losses) for b in losses[i + 1:]),
+                                             "--ranking-losses", ",".join(losses), "--practice", "0"]),
+        (f"{SR_PREFIX}simulate", "study.cli", ["simulate", "--design", str(study / "design.csv"),
+                                               "--participants", str(cfg.participants), "--observer", cfg.observer,
+                                               "--noise", str(cfg.noise), "--seed", str(cfg.seed)]),
+        (f"{SR_PREFIX}analyze", "analysis.cli", ["analyze", "--study", str(study)]),
+        (f"{SR_PREFIX}report", "analysis.cli", ["report", "--out", str(sr)]),
     ]
     return chain
 
@@ -143,8 +181,13 @@ def _intact(name: str, out: Path, cfg: DemoConfig) -> bool:
     checks = {"reconstruct": _recon_intact, "encode": _codes_intact, "design": _design_intact,
               "simulate": _responses_intact, "analyze": _analysis_intact, "classify": _classify_intact,
               "report": _report_intact}
+    train_check = _run_intact
+    if name.startswith(SR_PREFIX):  # the same checks, in the super-resolution experiment folder
+        name, out, train_check = name[len(SR_PREFIX):], out / SR_DIR, _sr_run_intact
+        checks = {"export": _recon_intact, "design": _design_intact, "simulate": _responses_intact,
+                  "analyze": _analysis_intact, "report": _report_intact}
     if name.startswith("train "):
-        check = _run_intact
+        check = train_check
     elif name in checks:
         check = checks[name]
     else:
@@ -156,10 +199,19 @@ def _intact(name: str, out: Path, cfg: DemoConfig) -> bool:
 
 
 def _run_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
-    from percept.contracts.run import read_run_record
+    return _finished(out / "models" / name.split(" ", 1)[1])  # "train fc-mse-s0" → models/fc-mse-s0
 
-    run = out / "models" / name.split(" ", 1)[1]  # step "train <arch>-<loss>-s<seed>" → its run folder
-    record = read_run_record(run)
+
+def _sr_run_intact(name: str, sr: Path, cfg: DemoConfig) -> bool:
+    from percept.contracts.run import sr_run_name
+
+    from autoencoders.superres import DEMO_SETTINGS
+
+    return _finished(sr / "superres" / sr_run_name(DEMO_SETTINGS["scale"], name.split(" ", 1)[1], cfg.seeds[0]))
+
+
+def _finished(run: Path) -> bool:
+    record = json.loads((run / "config.json").read_text())
     return record.get("status") == "finished" and (run / "checkpoint.pt").stat().st_size > 0
 
 
@@ -177,7 +229,7 @@ def _codes_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
     for f in files:
         read_codes(f)
     read_pixels(out / "pixels.npz")
-    return len(files) == len(cfg.runs())  # one codes file per training
+    return len(files) == len(cfg.runs())  # one codes file per training: every seed and extra run
 
 
 def _design_intact(name: str, out: Path, cfg: DemoConfig) -> bool:
@@ -259,6 +311,9 @@ def _print_summary(out: Path, report: Path, state: dict) -> None:
         for line in read_summary(out)["headline"]:
             print(f"  {line}")
     print(f"demo: report: {report.resolve()}")
+    sr_report = out / SR_DIR / "analysis" / "report.html"
+    if sr_report.is_file():
+        print(f"demo: super-resolution report: {sr_report.resolve()}")
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,10 @@ def test_agreement_formula_on_a_hand_example():
     assert table.loc["ssim", "human_ceiling"] == pytest.approx((0.75 ** 2 + 0.25 ** 2 + 0.5) / 2)
     # unbiased pairwise agreement: i: (3·2 + 0)/(4·3) = 0.5; j: 0/(2·1) = 0
     assert table.loc["ssim", "human_pairwise"] == pytest.approx(0.25)
+    assert "lpips" not in table.index  # no lpips column (no VGG-16 weights at export): no row
+    # lpips, lower is better: i says b closer -> 0.75; j says a closer -> 0.5
+    table = ag.agreement_table(judgments, manifest.assign(lpips=[0.4, 0.2, 0.1, 0.3]), "triplet", n_boot=50)
+    assert table.set_index("metric").loc["lpips", "agreement"] == pytest.approx((0.75 + 0.5) / 2)
 
 
 def test_metric_observer_agrees_perfectly_with_its_metric(tmp_path):

@@ -66,11 +66,52 @@ def test_demo_chain_order():
     names = [name for name, _, _ in chain]
     grid = [f"{a}-{l}" for a in ("fc", "conv", "vae") for l in ("mse", "mae", "ms_ssim")] + ["fc-ssim"]
     assert names[:20] == [f"train {run}-s{s}" for s in (0, 1) for run in grid]  # two seeds, fc-ssim for Snell's triplets
-    assert names[20:] == ["reconstruct", "encode", "design", "simulate", "analyze", "classify", "report"]
+    assert names[20:27] == ["reconstruct", "encode", "design", "simulate", "analyze", "classify", "report"]
+    # then super-resolution in its own experiment folder runs/x/sr, through the same commands
+    assert names[27:] == ["superres train mse", "superres train ms_ssim", "superres export", "superres design",
+                          "superres simulate", "superres analyze", "superres report"]
     argv = dict((name, argv) for name, _, argv in chain)
     assert argv["train fc-ms_ssim-s1"][argv["train fc-ms_ssim-s1"].index("--warmup-epochs") + 1] == "1"
     assert argv["simulate"][argv["simulate"].index("--observer") + 1] == "haarpsi"
     assert argv["reconstruct"][argv["reconstruct"].index("--spares") + 1] == "4"
+    value = lambda step, flag: argv[step][argv[step].index(flag) + 1]  # noqa: E731
+    assert argv["superres train ms_ssim"][:2] == ["superres", "train"] and value("superres train ms_ssim", "--scale") == "4"
+    assert value("superres train mse", "--out") == value("superres export", "--out") == str(demo.Path("runs/x/sr"))
+    assert value("superres design", "--manifest") == str(demo.Path("runs/x/sr/reconstructions/manifest.csv"))
+    assert set(value("superres design", "--pairs").split(",")) == {"mse:ms_ssim", "mse:bicubic", "ms_ssim:bicubic"}
+    assert value("superres simulate", "--observer") == "haarpsi" and value("superres report", "--out") == str(demo.Path("runs/x/sr"))
+    assert "superres" not in " ".join(n for n, _, _ in demo.steps(demo.DemoConfig(superres=False), demo.Path("runs/x")))
+
+
+def test_demo_trusts_only_finished_runs(tmp_path):
+    cfg = demo.DemoConfig()
+    for run in (tmp_path / "models" / "fc-mse-s1", tmp_path / "sr" / "superres" / "sr4-ms_ssim-s0"):
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"status": "running"}))
+        (run / "checkpoint.pt").write_bytes(b"weights")
+    assert not demo._intact("train fc-mse-s1", tmp_path, cfg) and not demo._intact("superres train ms_ssim", tmp_path, cfg)
+    for run in (tmp_path / "models" / "fc-mse-s1", tmp_path / "sr" / "superres" / "sr4-ms_ssim-s0"):
+        (run / "config.json").write_text(json.dumps({"status": "finished"}))
+    assert demo._intact("train fc-mse-s1", tmp_path, cfg) and demo._intact("superres train ms_ssim", tmp_path, cfg)
+    assert not demo._intact("train fc-mse-s0", tmp_path, cfg) and not demo._intact("superres train mse", tmp_path, cfg)
+    assert not demo._intact("superres export", tmp_path, cfg)  # no manifest in runs/x/sr yet
+
+
+
+def test_demo_expects_one_codes_file_per_training(tmp_path, monkeypatch):
+    import percept.contracts.codes as codes_c
+    import percept.contracts.pixels as pixels_c
+
+    monkeypatch.setattr(codes_c, "read_codes", lambda path: None)
+    monkeypatch.setattr(pixels_c, "read_pixels", lambda path: None)
+    cfg = demo.DemoConfig()
+    (tmp_path / "codes").mkdir()
+    names = [f"{a}-{l}-s{s}" for a, l, s in cfg.runs()]
+    for name in names[:-1]:
+        (tmp_path / "codes" / f"{name}.npz").write_bytes(b"")
+    assert len(names) == 20 and not demo._intact("encode", tmp_path, cfg)
+    (tmp_path / "codes" / f"{names[-1]}.npz").write_bytes(b"")
+    assert demo._intact("encode", tmp_path, cfg)
 
 
 @pytest.mark.slow
@@ -81,7 +122,7 @@ def test_a_second_demo_with_the_same_settings_reuses_every_step(tmp_path):
 
     argv = [sys.executable, "-m", "percept", "demo", "--out", str(tmp_path / "d"), "--archs", "conv",
             "--losses", "mse,mae,ms_ssim", "--extra-runs", "conv-mse", "--seeds", "0", "--epochs", "3",
-            "--warmup-epochs", "0", "--images", "4", "--spares", "2", "--participants", "2", "--lists", "1"]
+            "--warmup-epochs", "0", "--images", "4", "--spares", "2", "--participants", "2", "--lists", "1", "--no-superres"]
     first = subprocess.run(argv, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     second = subprocess.run(argv, capture_output=True, text=True)

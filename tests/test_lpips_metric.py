@@ -72,3 +72,67 @@ def test_lpips_column_for_manifests(weights_file, tmp_path, capsys):
     assert values.shape == (3,) and values[1] == pytest.approx(0, abs=1e-6) and values[0] > 0
     assert lpips_column(a, a, tmp_path / "absent.pth") is None
     assert "lpips column left out (VGG-16 weights not found" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def tiny_experiment(tmp_path_factory):
+    """One tiny fc run on a folder of 32×32 images, trained through the CLI."""
+    import numpy as np
+    from PIL import Image
+
+    from percept import cli
+
+    root = tmp_path_factory.mktemp("recon_lpips")
+    images = root / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(23):  # file-name hashing puts 3 of these 23 names into the test split
+        img = np.kron(rng.random((4, 4, 3)), np.ones((8, 8, 1)))
+        Image.fromarray((img * 255).astype(np.uint8)).save(images / f"p{i:02d}.png")
+    out = root / "exp"
+    assert cli.main(["train", "--data", f"folder:{images}", "--image-size", "32", "--arch", "fc", "--loss", "mse",
+                     "--width", "0.05", "--code-size", "6", "--batch-size", "4", "--epochs", "1", "--out", str(out),
+                     "--no-progress"]) == 0
+    return out
+
+
+def test_reconstruct_adds_lpips_where_weights_exist(tiny_experiment, weights_file, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from percept import cli
+    from percept.contracts.manifest import read_manifest
+
+    out = tiny_experiment
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "2", "--spares", "0", "--vgg-weights", str(weights_file)]) == 0
+    manifest = out / "reconstructions" / "manifest.csv"
+    df = read_manifest(manifest, check_files=True)
+    assert df["lpips"].notna().all() and (df["lpips"] >= 0).all() and set(df["run"]) == {"fc-mse-s0", "flat"}
+    # the values are LPIPS of the 8-bit files people see, recomputed here from the PNGs
+    load = lambda rel: torch.from_numpy(np.array(Image.open(manifest.parent / rel))).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    metric = LpipsVGG(weights_file)
+    for row in df.itertuples():
+        assert float(metric(load(row.recon_path), load(row.original_path))) == pytest.approx(row.lpips, abs=1e-5)
+    capsys.readouterr()
+    for flags in (["--vgg-weights", str(out / "absent.pth")], ["--vgg-weights", str(weights_file), "--no-lpips"]):
+        assert cli.main(["reconstruct", "--out", str(out), "--n", "2", "--spares", "0", *flags]) == 0
+        assert "lpips" not in read_manifest(manifest).columns
+    said = capsys.readouterr().out
+    assert said.count("lpips column left out") == 1 and f"VGG-16 weights not found at {out / 'absent.pth'}" in said
+    broken = out / "broken.pth"
+    broken.write_bytes(b"not a state dict")  # there but not weights: an error, not a silent omission
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "2", "--spares", "0", "--vgg-weights", str(broken)]) == 2
+    assert f"{broken}: not a readable VGG-16 state dict" in capsys.readouterr().err
+
+
+def test_report_says_once_that_lpips_is_absent(tiny_experiment, weights_file):
+    from analysis.report import _metric_section
+    from percept import cli
+
+    out = tiny_experiment
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "2", "--spares", "0", "--no-lpips"]) == 0
+    without = _metric_section(out / "reconstructions" / "manifest.csv", None)
+    assert without.count("LPIPS is not in this manifest") == 1 and "<th class=\"\">lpips</th>" not in without
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "2", "--spares", "0", "--vgg-weights", str(weights_file)]) == 0
+    with_it = _metric_section(out / "reconstructions" / "manifest.csv", None)
+    assert "LPIPS is not in this manifest" not in with_it and "<th class=\"\">lpips</th>" in with_it

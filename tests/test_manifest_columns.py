@@ -79,3 +79,32 @@ def test_trained_on_maps_losses_to_the_metrics_they_optimise():
     assert not any(manifest_c.trained_on(loss, m) for loss in ("mse", "mae", "ssim", "ms_ssim", "mix", "vgg", "flat")
                    for m in ("haarpsi", "delta_e"))
     assert manifest_c.ALL_METRICS == manifest_c.METRICS + ("delta_e", "haarpsi")
+
+
+def test_optional_metrics_are_validated_where_present_and_never_filled_in(tmp_path):
+    rows = _rows()
+    df = manifest_c.read_manifest(manifest_c.write_manifest(rows, tmp_path / "m.csv"))
+    assert not set(manifest_c.OPTIONAL_METRICS) & set(df.columns)  # absent: "not computed", not NaN
+    rows["seed"] = 0
+    rows["lpips"], rows["psnr_y"], rows["ssim_y"] = 0.25, float("inf"), 0.5
+    df = manifest_c.read_manifest(manifest_c.write_manifest(rows, tmp_path / "m.csv"))
+    assert list(df.columns[17:21]) == ["lpips", "psnr_y", "ssim_y", "seed"] and df["lpips"].dtype == "float64"
+    assert df["psnr_y"].eq(float("inf")).all()  # a perfect reconstruction, as psnr allows
+    assert not manifest_c.HIGHER_IS_BETTER["lpips"] and manifest_c.HIGHER_IS_BETTER["ssim_y"]
+    rows["lpips"] = float("nan")  # all empty: left out on writing, as for delta_e
+    assert "lpips" not in manifest_c.read_manifest(manifest_c.write_manifest(rows, tmp_path / "m.csv")).columns
+
+
+@pytest.mark.parametrize("col, value, message", [
+    ("lpips", -0.1, "column 'lpips': '-0.1' is not a finite number in \\[0, inf\\]"),
+    ("lpips", "inf", "column 'lpips': 'inf'"),
+    ("lpips", "", "column 'lpips': ''"),
+    ("ssim_y", 1.5, "column 'ssim_y': '1.5' is not a finite number in \\[-1, 1\\]"),
+    ("psnr_y", "x", "column 'psnr_y': 'x' is not a number"),
+])
+def test_bad_optional_metric_names_row_and_column(tmp_path, col, value, message):
+    rows = _rows().astype(object)
+    rows[col] = pd.Series([0.5] * len(rows), dtype=object)
+    rows.loc[3, col] = value
+    with pytest.raises(ContractError, match=f"m\\.csv: row 5, {message}"):
+        manifest_c.read_manifest(_write_raw(rows, tmp_path / "m.csv"))

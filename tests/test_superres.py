@@ -161,3 +161,26 @@ def test_demo_stage_rerun_is_a_no_op(tmp_path, monkeypatch):
     import pandas as pd
 
     assert sorted(pd.read_csv(manifest)["run"].unique()) == ["flat", "sr2-bicubic", "sr2-ms_ssim-s0", "sr2-mse-s0"]
+
+
+@pytest.mark.slow
+def test_demo_stage_through_the_commands_reaches_a_report(tmp_path, monkeypatch, capsys):
+    """The demo's super-resolution steps, run through the real CLI entry points, in their own experiment folder."""
+    from percept import demo
+
+    monkeypatch.setattr(superres, "DEMO_SETTINGS", {"scale": 2, "channels": 4, "blocks": 0, "crop": 16,
+                                                     "batch_size": 8, "lr": 5e-4, "eval_images": 2, "train_images": 8})
+    cfg = demo.DemoConfig(images=4, participants=2, sr_epochs=1)
+    for name, module, argv in demo.sr_steps(cfg, tmp_path / demo.SR_DIR):
+        demo._call(module, argv)
+        assert demo._intact(name, tmp_path, cfg), name
+    assert not (tmp_path / "reconstructions").exists()  # the autoencoders' export is not touched
+    sr = tmp_path / demo.SR_DIR
+    import pandas as pd
+
+    design = pd.read_csv(sr / "study" / "design.csv")
+    shown = set(design["left_loss"].dropna()) | set(design["right_loss"].dropna())
+    assert {"mse", "ms_ssim", "bicubic"} <= shown and (design["block"] == "main").all()
+    page = (sr / "analysis" / "report.html").read_text()
+    for text in ("sr2-bicubic", "sr2-mse-s0", "sr2-ms_ssim-s0", "psnr_y", "ssim_y", "BT.601", "LPIPS is not in this manifest"):
+        assert text in page, text

@@ -5,7 +5,9 @@ trained runs, every image has a row of the flat baseline (`run = "flat"`, `arch 
 `loss = "flat"`: a patch of the image's own per-channel mean colour), which designs never show.
 
 The columns after COLUMNS (OPTIONAL_COLUMNS) were added later; a manifest without them still
-reads, with `delta_e` and `haarpsi` NaN, `degenerate` 0 and `use` "main".
+reads, with `delta_e` and `haarpsi` NaN, `degenerate` 0 and `use` "main". The metric columns of
+OPTIONAL_METRICS are written only when they could be computed (`lpips` needs the VGG-16 weights;
+`psnr_y`, `ssim_y` are super-resolution's) and stay absent, not filled, when missing.
 """
 from __future__ import annotations
 
@@ -40,12 +42,21 @@ OPTIONAL_COLUMNS = (
     "degenerate",  # 1: the run's guard says degenerate, or it does not beat the flat baseline on its own metric
     "use",  # main (for main trials) | spare (held-out extras, reserved for practice trials)
 )
+# Metric columns present only where they could be computed: validated where present, never filled in.
+OPTIONAL_METRICS = (
+    "lpips",  # LPIPS v0.1 VGG (Zhang et al. 2018) on the VGG-16 weights, ≥ 0, lower is better; absent without weights
+    "psnr_y",  # super-resolution: PSNR on the BT.601 Y channel, border of `scale` px cropped, higher is better
+    "ssim_y",  # super-resolution: SSIM on that Y channel, in [-1, 1], higher is better
+)
+# (low, high, infinity allowed) of each optional metric; psnr_y is +inf for a perfect reconstruction, as psnr is.
+_OPTIONAL_RANGES = {"lpips": (0.0, float("inf"), False), "psnr_y": (float("-inf"), float("inf"), True),
+                    "ssim_y": (-1.0, 1.0, False)}
 METRICS = ("mse", "mae", "psnr", "ssim", "ms_ssim")  # always present
 EXTRA_METRICS = ("delta_e", "haarpsi")  # present in manifests written since the flat baseline was added
 ALL_METRICS = METRICS + EXTRA_METRICS
 # For each metric, whether a higher value means a closer reconstruction.
 HIGHER_IS_BETTER = {"mse": False, "mae": False, "psnr": True, "ssim": True, "ms_ssim": True,
-                    "delta_e": False, "haarpsi": True}
+                    "delta_e": False, "haarpsi": True, "lpips": False, "psnr_y": True, "ssim_y": True}
 USES = ("main", "spare")
 # The flat baseline's rows.
 FLAT_RUN, BASELINE_ARCH, FLAT_LOSS = "flat", "baseline", "flat"
@@ -67,8 +78,9 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
         raise ContractError(f"{path}: manifest to write lacks column(s) {', '.join(missing)}")
     # A metric column that is empty throughout was filled in by read_manifest for an older manifest: leave it out,
     # so reading and writing back an older manifest round-trips instead of writing empty cells the reader refuses.
-    optional = [c for c in OPTIONAL_COLUMNS if c in df.columns and not (c in EXTRA_METRICS and df[c].isna().all())]
-    extra = [c for c in df.columns if c not in COLUMNS and c not in OPTIONAL_COLUMNS]
+    optional = [c for c in OPTIONAL_COLUMNS + OPTIONAL_METRICS
+                if c in df.columns and not (c in EXTRA_METRICS + OPTIONAL_METRICS and df[c].isna().all())]
+    extra = [c for c in df.columns if c not in COLUMNS + OPTIONAL_COLUMNS + OPTIONAL_METRICS]
     return atomic_write_csv(df[list(COLUMNS) + optional + extra], path)
 
 
@@ -126,6 +138,19 @@ def _optional_columns(df: pd.DataFrame, path: Path) -> None:
             i = _first_bad(bad)
             raise ContractError(f"{path}: row {i + 2}, column '{col}': {df[col].iloc[i]!r} is not a finite number in "
                                 f"[{low:g}, {high:g}]")
+        df[col] = values.astype("float64")
+    for col in OPTIONAL_METRICS:  # left absent when missing: a reader tells "not computed" from a value
+        if col not in df.columns:
+            continue
+        low, high, infinite = _OPTIONAL_RANGES[col]
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() | ~values.between(low, high)
+        if not infinite:
+            bad |= values.isin([float("inf"), float("-inf")])
+        if bad.any():
+            i = _first_bad(bad)
+            raise ContractError(f"{path}: row {i + 2}, column '{col}': {df[col].iloc[i]!r} is not a "
+                                f"{'' if infinite else 'finite '}number in [{low:g}, {high:g}]")
         df[col] = values.astype("float64")
     if "degenerate" in df.columns:
         bad = ~df["degenerate"].isin(["0", "1"])
