@@ -310,12 +310,9 @@ def load_transformer(run_dir: str | Path, device="cpu") -> nn.Module:
     state = load_checkpoint(path, map_location=device)
     if state.get("kind") != CHECKPOINT_KIND:
         raise InputError(f"{path}: not a style-transfer checkpoint")
-    model = build_transformer()
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit the transformation network ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    from autoencoders.train import load_weights
+
+    return load_weights(build_transformer(), state, path, "the transformation network", device)
 
 
 # --------------------------------------------------------------------------------------------

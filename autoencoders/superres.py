@@ -94,30 +94,15 @@ class SRConfig:
 
 def validate_sr(cfg: SRConfig) -> SRConfig:
     """Check names and ranges early with one line naming the field."""
-    from autoencoders.data import SPLITS, parse_source
-    from autoencoders.losses import LOSS_NAMES
+    from autoencoders import train as T
 
     if cfg.scale not in SCALES:
         raise InputError(f"--scale {cfg.scale}: choose from {', '.join(map(str, SCALES))}")
-    if cfg.loss not in LOSS_NAMES:
-        from autoencoders.loss_spec import parse_loss_spec
-
-        parse_loss_spec(cfg.loss, flag="--loss")
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device {cfg.device!r}; choose from auto, cpu, cuda")
-    kind, _ = parse_source(cfg.data)
-    for name in ("train_split", "eval_split"):
-        if getattr(cfg, name) not in SPLITS[kind]:
-            raise InputError(f"{name} {getattr(cfg, name)!r} is not a split of {kind}; choose from {', '.join(SPLITS[kind])}")
-    for name in ("epochs", "batch_size", "channels", "eval_images", "image_size"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(cfg, name)}")
+    T.check_common(cfg, ("epochs", "batch_size", "channels", "eval_images", "image_size"))
     if cfg.blocks < 0 or cfg.train_images < 0 or cfg.seed < 0:
         raise InputError("--blocks, --train-images and --seed must be ≥ 0")
     if cfg.image_size % cfg.scale or cfg.image_size // cfg.scale < 4:
         raise InputError(f"--image-size {cfg.image_size} must be a multiple of --scale {cfg.scale} giving at least 4 px")
-    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise InputError(f"--lr must be a positive number, got {cfg.lr}")
     if cfg.crop and (cfg.crop % cfg.scale or not cfg.scale * 4 <= cfg.crop <= cfg.image_size):
         raise InputError(f"--crop {cfg.crop} must be a multiple of --scale {cfg.scale} between {4 * cfg.scale} and --image-size {cfg.image_size}")
     return cfg
@@ -347,7 +332,7 @@ def train_sr(config: SRConfig) -> Path:
 
     while epoch < cfg.epochs:
         model.train()
-        t0, total, seen = time.perf_counter(), 0.0, 0
+        total, seen = 0.0, 0
         for batch_index, (hr, _, idx) in enumerate(T._progress(loader, cfg, epoch)):
             hr = hr.to(device, non_blocking=True)
             if cfg.crop and cfg.crop < hr.shape[-1]:
@@ -368,7 +353,6 @@ def train_sr(config: SRConfig) -> Path:
             step += 1
             total += float(loss.detach()) * len(hr)
             seen += len(hr)
-        seconds = time.perf_counter() - t0
         epoch += 1
         row = {"epoch": epoch, "split": cfg.eval_split, "method": "model",
                **evaluate_sr(model, hr_eval, cfg.scale, cfg.batch_size, device, lpips_fn)}
@@ -393,6 +377,7 @@ def train_sr(config: SRConfig) -> Path:
 
 def load_srnet(run_dir: str | Path, device="cpu") -> nn.Module:
     """Rebuild a run's SR network from its checkpoint, in eval mode."""
+    from autoencoders import train as T
     from autoencoders.train import load_checkpoint
 
     path = Path(run_dir) / "checkpoint.pt"
@@ -401,11 +386,7 @@ def load_srnet(run_dir: str | Path, device="cpu") -> nn.Module:
         raise InputError(f"{path}: not a super-resolution checkpoint")
     spec = state["model_spec"]
     model = build_srnet(spec["scale"], spec["channels"], spec["blocks"], spec["bicubic_skip"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit the SR network ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return T.load_weights(model, state, path, "the SR network", device)
 
 
 # --------------------------------------------------------------------------------------------

@@ -117,14 +117,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return values.get("train", values)
 
 
-def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check names and ranges early, with one line naming the field and the valid options."""
+def check_common(cfg, at_least_one: tuple[str, ...]) -> None:
+    """The checks every trainer's config shares (loss, device, splits, sizes ≥ 1, lr), each one line naming the field."""
     from autoencoders.data import SPLITS, parse_source
     from autoencoders.losses import LOSS_NAMES
-    from autoencoders.models import ARCHS
 
-    if cfg.arch not in ARCHS:
-        raise InputError(f"--arch {cfg.arch!r} is not an architecture; choose from {', '.join(ARCHS)}")
     if cfg.loss not in LOSS_NAMES:
         from autoencoders.loss_spec import parse_loss_spec
 
@@ -135,11 +132,22 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("train_split", "eval_split"):
         if getattr(cfg, name) not in SPLITS[kind]:
             raise InputError(f"{name} {getattr(cfg, name)!r} is not a split of {kind}; choose from {', '.join(SPLITS[kind])}")
-    for name in ("epochs", "batch_size", "code_size", "eval_images", "image_size"):
+    for name in at_least_one:
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(cfg, name)}")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise InputError(f"--lr must be a positive number, got {cfg.lr}")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check names and ranges early, with one line naming the field and the valid options."""
+    from autoencoders.data import SPLITS, parse_source
+    from autoencoders.losses import LOSS_NAMES
+    from autoencoders.models import ARCHS
+
+    if cfg.arch not in ARCHS:
+        raise InputError(f"--arch {cfg.arch!r} is not an architecture; choose from {', '.join(ARCHS)}")
+    check_common(cfg, ("epochs", "batch_size", "code_size", "eval_images", "image_size"))
     if not (cfg.width > 0 and math.isfinite(cfg.width)):
         raise InputError(f"--width must be a positive number, got {cfg.width}")
     if cfg.beta < 0:
@@ -226,10 +234,15 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Autoe
     # Checkpoints from before LeakyReLU carry no activation: they were trained with ReLU.
     model = build_model(spec["arch"], spec["image_size"], spec["code_size"], width=spec["width"],
                         activation=spec.get("activation", "relu"))
+    return load_weights(model, state, path, f"a {spec['arch']} model", device)
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path, what: str, device="cpu") -> torch.nn.Module:
+    """Load a checkpoint's weights strictly (every tensor must match) into `model`, in eval mode; a misfit is one line."""
     try:
-        model.load_state_dict(state["model"])  # strict: every tensor must match
+        model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit a {spec['arch']} model ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: weights do not fit {what} ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval()
 
 
