@@ -431,18 +431,6 @@ def finished_sr_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
     return runs
 
 
-def colour_metrics(recon_u8: np.ndarray, orig_u8: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image mean CIEDE2000 and HaarPSI of 8-bit (N,H,W,3) images, as the manifest's delta_e / haarpsi columns."""
-    import piq
-    import torch
-    from skimage.color import deltaE_ciede2000, rgb2lab
-
-    delta_e = np.array([float(deltaE_ciede2000(rgb2lab(r), rgb2lab(o)).mean()) for r, o in zip(recon_u8, orig_u8)])
-    to_t = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)  # noqa: E731
-    haar = piq.haarpsi(to_t(recon_u8), to_t(orig_u8), data_range=1.0, reduction="none").numpy().astype(float)
-    return {"delta_e": delta_e, "haarpsi": haar}
-
-
 def _refuse_foreign_export(recon_dir: Path) -> None:
     """Never replace an autoencoder export: super-resolution gets its own experiment folder."""
     import pandas as pd
@@ -471,7 +459,7 @@ def export_sr(config: SRExportConfig) -> Path:
     import torch
 
     from autoencoders.data import load_dataset, to_float, to_uint8
-    from autoencoders.export import _batched, contact_sheet, safe_names, save_png
+    from autoencoders.export import _batched, colour_metrics, contact_sheet, safe_names, save_png
     from autoencoders.train import resolve_device
     from percept.contracts.manifest import write_manifest
     from percept.contracts.run import loss_name
