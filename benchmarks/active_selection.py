@@ -29,7 +29,7 @@ random effects, and its pseudo-true value would shift with the allocation).
 each checkpoint; the target is the balanced design's width at the full budget; a policy's judgments are read
 off its curve by log–log interpolation (extrapolated with width ∝ N^−½ when it does not reach the target, marked
 "≥"). Coverage: share of all loss effects' 95% CIs holding the truth at the full budget; bias: mean of
-(estimate − truth), with its Monte Carlo SE.
+(estimate − truth)·sign(truth), i.e. > 0 when effects come out larger than they are, with its Monte Carlo SE.
 """
 from __future__ import annotations
 
@@ -292,7 +292,7 @@ def replicate(sc: Scenario, policy: str, rep: int, checkpoints: list[int], args)
         for key, (est, lo, hi) in fit.items():
             rows.append({"policy": policy, "rep": rep, "participants": n_p,
                          "judgments": sum(1 for d in data if d[0] < n_p), "effect": key, "width": hi - lo,
-                         "covered": lo <= eff[key] <= hi, "error": est - eff[key], "one_way": fallbacks > 0})
+                         "covered": lo <= eff[key] <= hi, "error": (est - eff[key]) * np.sign(eff[key]), "one_way": fallbacks > 0})
     return rows
 
 
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{int(n_bal / a.participants)} trials; target: balanced mean CI width {target:.3f} at {n_bal:.0f} judgments")
             print(f"best fixed allocation over pairs (Fisher information, no random effects): {oracle_ratio(sc) - 1:+.0%} "
                   f"judgments vs balanced")
-            print("| policy | judgments to target | vs balanced | coverage at full budget | bias (MC SE) | mean width at full |")
+            print("| policy | judgments to target | vs balanced | coverage at full budget | bias away from 0 (MC SE) | mean width at full |")
             print("|---|--:|--:|--:|--:|--:|")
             for pol in POLICIES:
                 c = curve.loc[pol]
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             for eff, r in per.iterrows():
                 cells = "  ".join(f"{pol}: {r[('width', pol)]:.3f}/{r[('cov', pol)]:.2f}/{r[('bias', pol)]:+.3f}"
                                   for pol in POLICIES)
-                print(f"  {eff[0]} {eff[1]:<16} {cells}")
+                print(f"  {eff[0] + ' ' + eff[1]:<22} {cells}")
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
     return 0
 

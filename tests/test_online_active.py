@@ -1,6 +1,8 @@
 """The active pair-selection policy (study/online/active.py): contract with the server, and that it picks informatively."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,10 @@ def test_a_batch_spreads_over_pairs_and_images():
     pairs = [pool[i]["pair"] for i in got]
     assert sorted(pairs) == sorted([f"{a}:{b}" for a, b in PAIRS] * 2)  # two of each pair, not six of one
     assert len({comparison(pool[i]) for i in got}) == 6
+    # without the participant discount the posterior update alone spreads the batch (every seed, not by luck of ties)
+    for seed in range(6):
+        got = ActivePolicy(pool, seed=seed, sd_participant=0.0).choose([], set(), 6)
+        assert sorted(Counter(pool[i]["pair"] for i in got).values()) == [2, 2, 2]
 
 
 def test_picks_the_uncompared_pair_and_the_fresh_image():

@@ -63,9 +63,9 @@ class ActivePolicy:
         """Index the pool into groups (kind, arch), pairs and comparisons (pair, image); refuse rows that are not pairwise."""
         if objective not in OBJECTIVES:
             raise InputError(f"active policy: objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
-        for name, val in (("sd_image", sd_image), ("sd_participant", sd_participant), ("prior_sd", prior_sd)):
-            if not (np.isfinite(val) and val >= 0) or (name == "prior_sd" and val == 0):
-                raise InputError(f"active policy: {name} must be a finite number > 0 (≥ 0 for SDs), got {val}")
+        for name, val, low in (("sd_image", sd_image, 0.0), ("sd_participant", sd_participant, 0.0), ("prior_sd", prior_sd, 1e-9)):
+            if not (np.isfinite(val) and val >= low):
+                raise InputError(f"active policy: {name} must be a finite number ≥ {low:g}, got {val}")
         if not 0.0 <= lapse < 1.0:
             raise InputError(f"active policy: lapse must be in [0, 1), got {lapse}")
         if not pool:
@@ -209,35 +209,38 @@ class ActivePolicy:
         _, cov, w, cell_n, cell_left = self.posterior(answered)
         used = np.zeros(self.pool_size, dtype=bool)
         used[list(seen)] = True
-        left = np.array([sum(not used[r] for r in rows) for rows in self.cell_rows])  # rows still available
+        left = np.bincount(self.row_cell[~used], minlength=self.n_cells)  # rows still available per comparison
         had = np.bincount(self.row_cell[used], minlength=self.n_cells) > 0  # comparisons this participant had
-        n_pp = np.bincount(self.cell_pair[had], minlength=self.n_pairs).astype(float)  # their judgments per pair
-        wc = w[self.cell_pair]
+        n_pp = np.bincount(self.cell_pair[had], minlength=self.n_pairs).astype(float)  # their comparisons per pair
         picks: list[int] = []
         for _ in range(min(int(n), int(left.sum()))):
-            v = np.einsum("pi,ij,pj->p", self.X, cov, self.X)  # posterior variance of each pair's difference
-            a_img, a_part = wc * self.c_image, wc * self.c_part
-            n_part = n_pp[self.cell_pair]
-            delta = (wc / ((1 + cell_n * a_img) * (1 + (cell_n + 1) * a_img))
-                     / ((1 + n_part * a_part) * (1 + (n_part + 1) * a_part)))
-            if self.objective == "eig":
-                gain = 0.5 * np.log1p(delta * v[self.cell_pair])
-            else:
-                sx = self.X @ cov @ self.X.T  # covariances of the pair differences
-                gain = delta * np.sum(sx ** 2, axis=0)[self.cell_pair] / (1 + delta * v[self.cell_pair])
-            score = np.where(left > 0, gain - FALLBACK * had, -np.inf)
-            c = self._best(score)
+            gain, delta = self._gains(cov, w[self.cell_pair], cell_n, n_pp[self.cell_pair])
+            c = self._best(np.where(left > 0, gain - FALLBACK * had, -np.inf))
             row = self._row_of(c, used, cell_left[c] * 2 <= cell_n[c])
             picks.append(row)
             used[row], left[c], had[c] = True, left[c] - 1, True
+            # the rank-one update of having observed comparison c (outcome-free in the linearised model)
             x = self.X[self.cell_pair[c]]
-            sx_c = cov @ x
-            d = delta[c]
-            cov = cov - np.outer(sx_c, sx_c) * (d / (1.0 + d * (x @ sx_c)))
+            sx = cov @ x
+            cov = cov - np.outer(sx, sx) * (delta[c] / (1.0 + delta[c] * (x @ sx)))
             cell_n[c] += 1
             cell_left[c] += self.row_left[row]
             n_pp[self.cell_pair[c]] += 1
         return picks
+
+    def _gains(self, cov: np.ndarray, wc: np.ndarray, cell_n: np.ndarray, n_part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(gain, effective information Δ) of one more judgment of each comparison."""
+        a_img, a_part = wc * self.c_image, wc * self.c_part
+        # the increment of n·w / (1 + n·w·c) from n to n + 1, for the image and for this participant's effect
+        delta = (wc / ((1 + cell_n * a_img) * (1 + (cell_n + 1) * a_img))
+                 / ((1 + n_part * a_part) * (1 + (n_part + 1) * a_part)))
+        sxx = self.X @ cov @ self.X.T  # covariances of the pairs' differences
+        v = np.diag(sxx)[self.cell_pair]
+        if self.objective == "eig":
+            return 0.5 * np.log1p(delta * v), delta
+        if self.objective == "variance":
+            return delta * np.sum(sxx ** 2, axis=0)[self.cell_pair] / (1 + delta * v), delta
+        raise InputError(f"active policy: objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
 
     def _best(self, score: np.ndarray) -> int:
         """The comparison with the highest score; ties to the seeded order."""
