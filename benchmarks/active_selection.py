@@ -328,6 +328,55 @@ def timing(args) -> str:
             f"with {len(answered)} answers: {ms:.1f} ms per call (mean of {calls})")
 
 
+def report(df, name: str, sc: Scenario, a) -> None:
+    """Print one scenario's table: judgments to the balanced width, coverage and bias, with bootstrap 95% intervals."""
+    reps = np.arange(a.reps)
+    # per policy, replication and checkpoint: the mean CI width over the loss effects
+    width = {pol: g.groupby(["rep", "participants"])["width"].mean().unstack().to_numpy()
+             for pol, g in df.groupby("policy")}
+    judgments = df[df["policy"] == "balanced"].groupby("participants")["judgments"].mean().to_numpy()
+    final = df[df["participants"] == df["participants"].max()]
+    cov = {pol: g.groupby("rep")["covered"].mean().to_numpy() for pol, g in final.groupby("policy")}
+    bias = {pol: g.groupby("rep")["error"].mean().to_numpy() for pol, g in final.groupby("policy")}
+
+    def ratios(sel: np.ndarray) -> dict[str, tuple[float, bool]]:
+        target = width["balanced"][sel].mean(axis=0)[-1]
+        return {pol: needed(judgments, width[pol][sel].mean(axis=0), target) for pol in POLICIES}
+
+    point = ratios(reps)
+    rng = np.random.default_rng(a.seed)
+    draws = [rng.choice(reps, len(reps)) for _ in range(a.boot)]  # replications resampled, policies kept paired
+    boot = [ratios(d) for d in draws]
+    n_bal = judgments[-1]
+    print(f"\nscenario {name} ({sc.note}; {sc.images} images, sd_image {sc.sd_image}, sd_participant "
+          f"{sc.sd_participant}, lapse {sc.lapse}); {a.reps} replications, {a.participants} participants × "
+          f"{int(n_bal / a.participants)} trials; target: balanced mean CI width {width['balanced'].mean(axis=0)[-1]:.3f} "
+          f"at {n_bal:.0f} judgments; [bootstrap 95% over replications]")
+    print(f"best fixed allocation over pairs (Fisher information, no random effects): {oracle_ratio(sc) - 1:+.0%} "
+          f"judgments vs balanced")
+    print("| policy | judgments to target | vs balanced | coverage at full budget | bias away from 0 | mean width at full |")
+    print("|---|--:|--:|--:|--:|--:|")
+    for pol in POLICIES:
+        n_need, reached = point[pol]
+        lo, hi = np.percentile([b[pol][0] / n_bal - 1 for b in boot], [2.5, 97.5])
+        c_lo, c_hi = np.percentile([cov[pol][d].mean() for d in draws], [2.5, 97.5])
+        b_lo, b_hi = np.percentile([bias[pol][d].mean() for d in draws], [2.5, 97.5])
+        print(f"| {pol} | {'' if reached else '≥ '}{n_need:.0f} | {n_need / n_bal - 1:+.0%} [{lo:+.0%}, {hi:+.0%}] | "
+              f"{cov[pol].mean():.3f} [{c_lo:.3f}, {c_hi:.3f}] | {bias[pol].mean():+.3f} [{b_lo:+.3f}, {b_hi:+.3f}] | "
+              f"{width[pol][:, -1].mean():.3f} |")
+    print("\nmean CI width by judgments (" + ", ".join(f"{int(j)}" for j in judgments) + "):")
+    for pol in POLICIES:
+        print(f"  {pol:<9} " + " ".join(f"{w:.3f}" for w in width[pol].mean(axis=0)))
+    print(f"two-way cluster variance not positive, one-way used: {final['one_way'].mean():.1%} of final fits; "
+          f"all checkpoints {df['one_way'].mean():.1%}")
+    per = final.groupby(["policy", "effect"]).agg(width=("width", "mean"), cov=("covered", "mean"),
+                                                   bias=("error", "mean")).unstack("policy")
+    print("per effect at the full budget (mean CI width / coverage / bias away from 0):")
+    for eff, r in per.iterrows():
+        cells = "  ".join(f"{pol}: {r[('width', pol)]:.3f}/{r[('cov', pol)]:.2f}/{r[('bias', pol)]:+.3f}" for pol in POLICIES)
+        print(f"  {eff[0] + ' ' + eff[1]:<22} {cells}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print, per scenario, judgments to the balanced design's CI width, coverage and bias of every policy."""
     from threadpoolctl import threadpool_limits
@@ -340,8 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="trials chosen per request (the server's default)")
     p.add_argument("--concurrent", type=int, default=5, help="participants answering at the same time")
     p.add_argument("--timing-answers", type=int, default=10000)
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the replications")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    unknown = [n for n in a.scenarios.split(",") if n not in SCENARIOS]
+    if unknown:
+        p.error(f"--scenarios: {unknown[0]!r} is not one of {', '.join(SCENARIOS)}")
     import pandas as pd
 
     t_start = time.perf_counter()
@@ -354,40 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in a.scenarios.split(","):
             sc = SCENARIOS[name]
             rows = [r for pol in POLICIES for rep in range(a.reps) for r in replicate(sc, pol, rep, checkpoints, a)]
-            df = pd.DataFrame(rows)
-            curve = df.groupby(["policy", "participants"]).agg(judgments=("judgments", "mean"), width=("width", "mean"))
-            target = float(curve.loc[("balanced", a.participants), "width"])
-            n_bal = float(curve.loc[("balanced", a.participants), "judgments"])
-            final = df[df["participants"] == a.participants]
-            print(f"\nscenario {name} ({sc.note}; {sc.images} images, sd_image {sc.sd_image}, sd_participant "
-                  f"{sc.sd_participant}, lapse {sc.lapse}); {a.reps} replications, {a.participants} participants × "
-                  f"{int(n_bal / a.participants)} trials; target: balanced mean CI width {target:.3f} at {n_bal:.0f} judgments")
-            print(f"best fixed allocation over pairs (Fisher information, no random effects): {oracle_ratio(sc) - 1:+.0%} "
-                  f"judgments vs balanced")
-            print("| policy | judgments to target | vs balanced | coverage at full budget | bias away from 0 (MC SE) | mean width at full |")
-            print("|---|--:|--:|--:|--:|--:|")
-            for pol in POLICIES:
-                c = curve.loc[pol]
-                n_need, reached = needed(c["judgments"].to_numpy(), c["width"].to_numpy(), target)
-                f = final[final["policy"] == pol]
-                cov, k = f["covered"].mean(), len(f)
-                err = f["error"].to_numpy()
-                print(f"| {pol} | {'' if reached else '≥ '}{n_need:.0f} | {n_need / n_bal - 1:+.0%} | "
-                      f"{cov:.3f} ± {np.sqrt(cov * (1 - cov) / k):.3f} | {err.mean():+.4f} ({err.std() / np.sqrt(len(err)):.4f}) | "
-                      f"{f['width'].mean():.3f} |")
-            widths = curve["width"].unstack("participants")
-            print("\nmean CI width by judgments (" + ", ".join(f"{int(j)}" for j in curve.loc["balanced", "judgments"]) + "):")
-            for pol in POLICIES:
-                print(f"  {pol:<9} " + " ".join(f"{w:.3f}" for w in widths.loc[pol]))
-            print(f"two-way cluster variance not positive, one-way used: {final['one_way'].mean():.1%} of final fits; "
-                  f"all checkpoints {df['one_way'].mean():.1%}")
-            per = final.groupby(["policy", "effect"]).agg(width=("width", "mean"), cov=("covered", "mean"),
-                                                           bias=("error", "mean")).unstack("policy")
-            print("\nper effect at the full budget (mean CI width / coverage / bias):")
-            for eff, r in per.iterrows():
-                cells = "  ".join(f"{pol}: {r[('width', pol)]:.3f}/{r[('cov', pol)]:.2f}/{r[('bias', pol)]:+.3f}"
-                                  for pol in POLICIES)
-                print(f"  {eff[0] + ' ' + eff[1]:<22} {cells}")
+            report(pd.DataFrame(rows), name, sc, a)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
     return 0
 

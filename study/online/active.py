@@ -21,10 +21,11 @@ Each call (nothing is carried between calls, so the choice depends only on seed 
 3. picks n rows greedily: the expected information gain of one judgment on pair x with effective information
    Δ is ½·log(1 + Δ·xᵀΣx) (the mutual information of outcome and scores in the linearised model); after each
    pick Σ gets the rank-one update of having observed it (outcome-free in this model, so no refit per item)
-   and the counts grow, which is what spreads a batch over pairs and images. The log-det objective is
-   submodular, so the greedy batch is within (1 − 1/e) of the best batch of that size. ASAP builds a batch
-   from a minimum spanning tree instead; the greedy update needs no tree and keeps every pick's gain exact
-   under the model.
+   and the counts grow, which is what spreads a batch over pairs and images. In a linear-Gaussian model the
+   log-det gain of a set is monotone submodular, so greedy picks come within (1 − 1/e) of the best batch of
+   that size (Krause & Guestrin); the count discounts are an approximation on top. ASAP builds a batch from a
+   minimum spanning tree instead; the greedy update needs no tree. ASAP's gain is the exact expectation under
+   the probit likelihood; here it is the linearised one (the same to first order, and vectorised over pairs).
 
 `objective="variance"` replaces the gain by the drop in the summed posterior variance of the design's pair
 differences (A-optimality; what a "CI width on each loss effect" target asks for) with the same batch update.
