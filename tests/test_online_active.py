@@ -141,3 +141,13 @@ def test_a_simulated_active_study_recovers_the_order_of_the_losses():
     assert abs((post["ms_ssim"][0] - post["mse"][0]) - 1.2) < 3 * (post["ms_ssim"][1] + post["mse"][1])
     counts = {f"{a}:{b}": sum(r["pair"] == f"{a}:{b}" for r, _ in answered) for a, b in PAIRS}
     assert min(counts.values()) > 0.15 * len(answered)  # every pair keeps being asked
+
+
+def test_triplet_and_pair_kinds_are_separate_scales():
+    pool = pool_of(4) + [row(a, b, f"img{m}", left, kind="pair") for a, b in PAIRS for m in range(4) for left in (True, False)]
+    pol = ActivePolicy(pool, seed=0)
+    assert pol.n_pairs == 6 and {name[0] for name in pol.param_names} == {"triplet", "pair"}
+    # many triplet answers tell nothing about the no-reference question: the next pick is a pair trial
+    trip = [r for r in pool if r["kind"] == "triplet"]
+    answered = [(trip[k % len(trip)], trip[k % len(trip)]["left_run"]) for k in range(120)]
+    assert {pool[i]["kind"] for i in pol.choose(answered, set(), 3)} == {"pair"}
