@@ -183,7 +183,7 @@ def inspect_run(cfg, failures: dict | None = None) -> RunState:
     elif record["status"] == "failed":
         out.state, out.note = "failed", str(record.get("error", ""))
     else:
-        out.state = "stopped" if out.epochs_done else "pending"  # killed: resumes from its last checkpoint
+        out.state = "stopped"  # killed (nobody holds its lock): resumes from its last checkpoint
     if out.state in ("pending", "stopped") and failures and cfg.run_name in failures:
         out.state, out.note = "failed", failures[cfg.run_name]
     return out
@@ -277,7 +277,7 @@ def overview(configs: list, jobs: int = 1, failures: dict | None = None) -> tupl
         if s.epoch_seconds:
             per_arch.setdefault(c.arch, []).append(s.epoch_seconds)
     anywhere = [v for vs in per_arch.values() for v in vs]
-    rows = [f"{'run':<28} {'state':<8} {'epochs':>9} {'img/s':>9} {'time left':>10}  note"]
+    rows = [f"{'run':<32} {'state':<8} {'epochs':>9} {'img/s':>9} {'time left':>10}  note"]
     total, unknown = 0.0, 0
     for c, s in zip(configs, states):
         left = None
@@ -289,7 +289,7 @@ def overview(configs: list, jobs: int = 1, failures: dict | None = None) -> tupl
             else:
                 unknown += 1
         speed = f"{s.images_per_s:,.0f}" if s.images_per_s else "-"
-        rows.append(f"{s.name:<28} {s.state:<8} {f'{s.epochs_done}/{s.epochs}':>9} {speed:>9} "
+        rows.append(f"{s.name:<32} {s.state:<8} {f'{s.epochs_done}/{s.epochs}':>9} {speed:>9} "
                     f"{_duration(left) if left is not None else '-':>10}  {s.note[:160]}")
     counts = {k: sum(s.state == k for s in states) for k in STATES}
     head = f"{len(states)} runs: " + ", ".join(f"{counts[k]} {k}" for k in STATES)
