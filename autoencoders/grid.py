@@ -184,7 +184,8 @@ def inspect_run(cfg, failures: dict | None = None) -> RunState:
         out.state, out.note = "failed", str(record.get("error", ""))
     else:
         out.state = "stopped"  # killed (nobody holds its lock): resumes from its last checkpoint
-    if out.state in ("pending", "stopped") and failures and cfg.run_name in failures:
+    # The grid's own verdicts: failures before any record (e.g. out of memory), finished runs it cannot use
+    if out.state in ("pending", "stopped", "done") and failures and cfg.run_name in failures:
         out.state, out.note = "failed", failures[cfg.run_name]
     return out
 
@@ -458,10 +459,14 @@ def train_runs(grid: GridConfig, configs: list, state: dict, report: Callable[[s
         threads = grid.threads_per_job or max(1, (os.cpu_count() or 1) // grid.jobs)
         gpus = _gpu_slots() if any(c.device != "cpu" for c in todo) else []
         report(f"grid: {len(todo)} run(s), {grid.jobs} at once, {threads} thread(s) each; logs in {out / LOGS}")
-        with ThreadPoolExecutor(grid.jobs) as pool:
+        pool = ThreadPoolExecutor(grid.jobs)
+        try:
             futures = [pool.submit(_train_subprocess, cfg, threads, i, gpus) for i, cfg in enumerate(todo)]
             for future in as_completed(futures):
                 finish(future.result())
+        finally:
+            # Ctrl-C (which the running jobs get too) must not start the queued ones
+            pool.shutdown(wait=True, cancel_futures=True)
     return outcomes
 
 

@@ -158,3 +158,16 @@ def test_a_real_grid_resumes_a_killed_run_goes_on_after_a_failure_and_exports(tm
     assert status.returncode == 0 and "2 runs: 1 done, 0 running, 1 failed, 0 stopped, 0 pending" in status.stdout
     row = next(line for line in status.stdout.splitlines() if line.startswith(ok + " "))
     assert row.split()[1:3] == ["done", "2/2"] and float(row.split()[3].replace(",", "")) > 0  # images/s
+
+
+def test_a_run_in_training_is_seen_by_its_lock_and_not_trained_twice(tmp_path, capsys):
+    _, (run,) = configs("--archs", "conv", "--losses", "mse", "--out", str(tmp_path))
+    assert grid.lock_holder(run.run_dir) is None and grid.inspect_run(run).state == "pending"
+    with grid.run_lock(run):
+        assert grid.lock_holder(run.run_dir) == f"pid {os.getpid()}"
+        assert grid.inspect_run(run).state == "running"
+        # a second trainer of the same run, here `percept train`, is refused at once in one line
+        assert ae_cli.main(["train", "--arch", "conv", "--loss", "mse", "--out", str(tmp_path), "--resume"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "another percept command is writing here" in err and f"pid {os.getpid()}" in err
+    assert grid.lock_holder(run.run_dir) is None and not run.run_dir.exists()
