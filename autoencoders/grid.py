@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -396,21 +397,32 @@ def _gpu_slots() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
-def _train_subprocess(cfg, threads: int, slot: int, gpus: list[str]) -> Outcome:
-    """Train one run as a `percept train` process with `threads` threads (its lock taken there); log in grid/logs/."""
+def _train_subprocess(cfg, threads: int, gpus: queue.Queue | None) -> Outcome:
+    """Train one run as a `percept train` process with `threads` threads (its lock taken there); log in grid/logs/.
+
+    `gpus` holds the free GPU ids: the job takes one for its whole run and gives it back, so no two share one.
+    """
     log = Path(cfg.out) / LOGS / f"{cfg.run_name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    gpu = gpus.get() if gpus is not None else None
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     t0 = time.perf_counter()
-    with open(log, "ab") as fh:
-        code = subprocess.run([sys.executable, "-m", "autoencoders", "train", *train_flags(cfg)], env=env,
-                              stdout=fh, stderr=subprocess.STDOUT).returncode
+    try:
+        with open(log, "ab") as fh:
+            start = fh.tell()  # earlier attempts stay in the log; this one's lines start here
+            code = subprocess.run([sys.executable, "-m", "autoencoders", "train", *train_flags(cfg)], env=env,
+                                  stdout=fh, stderr=subprocess.STDOUT).returncode
+    finally:
+        if gpu is not None:
+            gpus.put(gpu)
     seconds = time.perf_counter() - t0
     if code == 0:
         return Outcome(cfg.run_name, "trained", seconds=seconds)
-    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    with open(log, "rb") as fh:
+        fh.seek(start)
+        lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("percept train: error:")]
     last = errors[-1].removeprefix("percept train: error: ") if errors else (lines[-1] if lines else "")
     why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -457,11 +469,17 @@ def train_runs(grid: GridConfig, configs: list, state: dict, report: Callable[[s
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         threads = grid.threads_per_job or max(1, (os.cpu_count() or 1) // grid.jobs)
-        gpus = _gpu_slots() if any(c.device != "cpu" for c in todo) else []
-        report(f"grid: {len(todo)} run(s), {grid.jobs} at once, {threads} thread(s) each; logs in {out / LOGS}")
+        slots = _gpu_slots() if any(c.device != "cpu" for c in todo) else []
+        gpus = None
+        if slots:  # each GPU as often as jobs need: 4 jobs on 2 GPUs put 2 on each
+            gpus = queue.Queue()
+            for k in range(grid.jobs):
+                gpus.put(slots[k % len(slots)])
+        report(f"grid: {len(todo)} run(s), {grid.jobs} at once, {threads} thread(s) each"
+               f"{f', GPUs {sorted(set(slots))}' if slots else ''}; logs in {out / LOGS}")
         pool = ThreadPoolExecutor(grid.jobs)
         try:
-            futures = [pool.submit(_train_subprocess, cfg, threads, i, gpus) for i, cfg in enumerate(todo)]
+            futures = [pool.submit(_train_subprocess, cfg, threads, gpus) for cfg in todo]
             for future in as_completed(futures):
                 finish(future.result())
         finally:
