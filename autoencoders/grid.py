@@ -295,6 +295,9 @@ def overview(configs: list, jobs: int = 1, failures: dict | None = None) -> tupl
                     f"{_duration(left) if left is not None else '-':>10}  {s.note[:160]}")
     counts = {k: sum(s.state == k for s in states) for k in STATES}
     head = f"{len(states)} runs: " + ", ".join(f"{counts[k]} {k}" for k in STATES)
+    speeds = [s.images_per_s for s in states if s.state == "running" and s.images_per_s]
+    if speeds:
+        head += f"; {sum(speeds):,.0f} images/s in training (last epoch of each running run)"
     left_runs = sum(s.state in ("running", "stopped", "pending") for s in states)
     if unknown and unknown == left_runs:
         est = "time left: not known until a first epoch has been measured"

@@ -122,8 +122,11 @@ def test_a_real_grid_resumes_a_killed_run_goes_on_after_a_failure_and_exports(tm
     finally:
         proc.kill()
         proc.communicate()
-    states, _ = grid.overview(runs)
+    states, lines = grid.overview(runs)
     assert states[0].state == "stopped" and states[0].epochs_done == 1 and states[1].state == "pending"
+    # time left from the measured epoch: the stopped run's one epoch to go, and the other run's two at that pace
+    seconds = states[0].epoch_seconds
+    assert seconds > 0 and lines[-1].startswith(f"time left ≈ {grid._duration(3 * seconds)} (estimated"), lines
     killed_at = states[0].epochs_done
 
     # 2. two jobs (one `percept train` process each): the killed run resumes, the other fails, exports follow
