@@ -389,9 +389,9 @@ def resolve(command: Command, argv: Sequence[str]) -> dict[str, Any]:
         from percept.contracts.tables import read_toml
 
         present = read_toml(config)
-        tables = [(name, read_config_table(config, name)) for name in command.also_tables if name in present]
-        for name, table in [*tables, (command.name, read_config_table(config, command.name))]:
-            label = name.replace(" ", ".")
+        tables = [(other, read_config_table(config, other)) for other in command.also_tables if other in present]
+        for table_name, table in [*tables, (command.name, read_config_table(config, command.name))]:
+            label = table_name.replace(" ", ".")
             unknown = [key for key in table if key.replace("-", "_") not in specs]
             if unknown:
                 raise InputError(f"--config {config}: [{label}] has unknown key(s) {', '.join(unknown)}; "
