@@ -10,7 +10,8 @@
   from the lock, not from a guess. Failures without a run record (e.g. out of memory) are kept in
   `<out>/grid/state.json`, with what the last reconstruct and encode covered.
 - `--jobs N` trains N runs at once, each a `percept train` process with N-th of the cores
-  (OMP/MKL threads), logging to `<out>/grid/logs/<run>.log`; on several GPUs job k sees GPU k mod n.
+  (OMP/MKL threads), logging to `<out>/grid/logs/<run>.log`; on several GPUs the jobs share them
+  out evenly, each holding one (CUDA_VISIBLE_DEVICES) for its whole run.
 """
 from __future__ import annotations
 
