@@ -45,7 +45,7 @@ class GridConfig:
     seeds: tuple[int, ...] = (0,)  # one training per model; more seeds show the spread
     extra_runs: tuple[str, ...] = ()  # further <arch>-<loss> pairs, e.g. fc-ssim (Snell's fc triplets)
     jobs: int = 1  # runs trained at once; >1 starts one `percept train` process per run
-    threads_per_job: int = 0  # torch threads of each job with --jobs > 1; 0 = cores / jobs
+    threads_per_job: int = 0  # torch threads of each job with --jobs > 1; 0 = the cores this process may use / jobs
     dry_run: bool = False  # list the runs and what would happen to each; train nothing
     status: bool = False  # print the overview of the grid's runs (done, running, failed, ...) and stop
     reconstruct: bool = True  # afterwards `percept reconstruct` over the finished runs
@@ -472,7 +472,9 @@ def train_runs(grid: GridConfig, configs: list, state: dict, report: Callable[[s
     else:
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        threads = grid.threads_per_job or max(1, (os.cpu_count() or 1) // grid.jobs)
+        # the cores this process may use (a SLURM or taskset allocation), not all of the machine's
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = grid.threads_per_job or max(1, cores // grid.jobs)
         slots = _gpu_slots() if any(c.device != "cpu" for c in todo) else []
         gpus = None
         if slots:  # each GPU as often as jobs need: 4 jobs on 2 GPUs put 2 on each
