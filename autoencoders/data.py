@@ -168,9 +168,21 @@ def verify_stl10(root: str | Path, split: str = "train+unlabeled") -> None:
 
 
 def _md5(path: Path) -> str:
+    """The file's MD5, computed once per process for the same file, size and modification time.
+
+    A grid trains many runs in one process, each loading train+unlabeled: hashing its 2.8 GB
+    again for every run would add seconds per run; a changed file changes size or mtime.
+    """
     from percept.contracts.provenance import file_hash
 
-    return file_hash(path, "md5")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _MD5_SEEN:
+        _MD5_SEEN[key] = file_hash(path, "md5")
+    return _MD5_SEEN[key]
+
+
+_MD5_SEEN: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) → MD5, filled by _md5
 
 
 def _missing_message(root: str | Path, missing: list[Path]) -> str:

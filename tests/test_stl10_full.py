@@ -113,3 +113,17 @@ def test_stacked_splits_index_like_one_array(tmp_path):
         ds.images[7]
     with pytest.raises(IndexError):
         ds.images[[0, 9]]
+
+
+def test_checksums_are_computed_once_per_file_version(tmp_path):
+    from percept.contracts.provenance import file_hash
+
+    folder = data.write_stl10_fixture(tmp_path, {"test_X.bin": np.zeros((2, 3, 96, 96), np.uint8)}, {"test_y.bin": [0, 1]})
+    path = folder / "test_X.bin"
+    first = data._md5(path)
+    assert first == file_hash(path, "md5") and data._md5(path) == first
+    st = path.stat()
+    with open(path, "r+b") as fh:  # the same size and inode, other bytes: a new modification time tells
+        fh.write(b"\x01")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert data._md5(path) == file_hash(path, "md5") != first
