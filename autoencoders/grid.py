@@ -559,6 +559,18 @@ def export_runs(grid: GridConfig, train_cfg, state: dict, report: Callable[[str]
 # The command
 
 
+def _preflight(cfg) -> None:
+    """What every run would fail on alike, said once before any training: no such device, missing STL-10 files."""
+    from autoencoders.data import _missing_message, parse_source, stl10_missing
+    from autoencoders.train import resolve_device
+
+    resolve_device(cfg.device)
+    if parse_source(cfg.data)[0] == "stl10" and not cfg.download:
+        missing = [p for split in (cfg.train_split, cfg.eval_split) for p in stl10_missing(cfg.data_root, split)]
+        if missing:
+            raise InputError(_missing_message(cfg.data_root, list(dict.fromkeys(missing))))
+
+
 def run_grid(grid: GridConfig, make: Callable[..., object]) -> int:
     """`percept grid`: 0 when every run finished and the exports ran; 1 with a summary when anything failed."""
     configs = run_configs(grid, make)
@@ -572,6 +584,7 @@ def run_grid(grid: GridConfig, make: Callable[..., object]) -> int:
                   f"{len(configs)} run(s) into {out / 'models'} (done ones are skipped after a full check), then "
                   f"{' and '.join(n for n, on in (('reconstruct', grid.reconstruct), ('encode', grid.encode)) if on) or 'no export'}")
         return 0
+    _preflight(configs[0])
     state["config"] = {"grid": json.loads(json.dumps(asdict(grid))), "train": json.loads(json.dumps(asdict(configs[0])))}
     write_state(out, state)
     outcomes = train_runs(grid, configs, state)

@@ -78,6 +78,15 @@ def test_a_bad_axis_value_is_one_line_before_anything_trains(tmp_path, capsys):
     assert not (tmp_path / "models").exists()
 
 
+def test_missing_stl10_files_are_one_line_before_any_run(tmp_path, capsys):
+    argv = ["grid", "--config", str(REPO / "configs" / "paper.toml"), "--out", str(tmp_path / "exp"),
+            "--data-root", str(tmp_path / "data")]
+    assert ae_cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unlabeled_X.bin" in err and "test_X.bin" in err and "--download" in err
+    assert not (tmp_path / "exp" / "models").exists() and not (tmp_path / "exp" / "grid").exists()
+
+
 def test_train_flags_rebuild_the_same_config():
     _, runs = configs("--config", str(REPO / "configs" / "photos_small.toml"), "--loss-options", '{"alpha": 0.5}',
                       "--lr", "0.0003", "--no-verify")
