@@ -170,6 +170,12 @@ def test_a_real_grid_resumes_a_killed_run_goes_on_after_a_failure_and_exports(tm
     assert status.returncode == 0 and "2 runs: 1 done, 0 running, 1 failed, 0 stopped, 0 pending" in status.stdout
     row = next(line for line in status.stdout.splitlines() if line.startswith(ok + " "))
     assert row.split()[1:3] == ["done", "2/2"] and float(row.split()[3].replace(",", "")) > 0  # images/s
+    # the same run asked for with other settings is reported and kept, never trained over
+    import dataclasses
+
+    assert grid._verdict(runs[0]) == "done"
+    other = grid._verdict(dataclasses.replace(runs[0], lr=0.01))
+    assert "finished with other settings (lr: saved 0.001 vs now 0.01); it is kept" in other
 
 
 def test_a_run_in_training_is_seen_by_its_lock_and_not_trained_twice(tmp_path, capsys):
