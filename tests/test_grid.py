@@ -164,7 +164,7 @@ def test_a_real_grid_resumes_a_killed_run_goes_on_after_a_failure_and_exports(tm
     assert third.returncode == 1, third.stderr
     assert "grid: 1 finished run(s) skipped" in third.stdout and f"train {ok}: epoch" not in third.stdout
     assert "reconstruct: " in third.stdout and "already covers these 1 run(s); kept" in third.stdout
-    assert f"FAILED: VGG-16 weights not found" in third.stdout
+    assert "FAILED: VGG-16 weights not found" in third.stdout
     assert (out / "models" / ok / "checkpoint.pt").stat().st_mtime_ns == checkpoint
     status = subprocess.run(cmd + ["--status"], env=env, capture_output=True, text=True)
     assert status.returncode == 0 and "2 runs: 1 done, 0 running, 1 failed, 0 stopped, 0 pending" in status.stdout
