@@ -1,4 +1,4 @@
-"""`percept train | reconstruct | encode | superres ACTION | style ACTION` (also `python -m autoencoders ...`).
+"""`percept train | grid | reconstruct | encode | superres ACTION | style ACTION` (also `python -m autoencoders ...`).
 
 Each command is (config dataclass, run function); `percept.commands` makes the flags, reads
 `--config` and prints expected failures as one line. TrainConfig lives with the training loop.
@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoencoders.export import DEFAULT_N, DEFAULT_SPARES
+from autoencoders.grid import GridConfig
 # superres and style import only numpy and the contracts at module level; torch when an action runs
 from autoencoders.style import StyleApplyConfig, StyleOptimizeConfig, StyleTrainConfig
 from autoencoders.superres import SRConfig, SRExportConfig
@@ -49,11 +50,19 @@ class EncodeConfig:
 
 def run_train(cfg: TrainConfig) -> int:
     """Train one run (validated first, so a bad name is one line before any data is read)."""
-    from autoencoders.train import train, validate
+    from autoencoders.grid import train_locked
+    from autoencoders.train import validate
 
-    run_dir = train(validate(cfg))
+    run_dir = train_locked(validate(cfg))  # the run's lock tells `percept grid --status` it is running
     print(f"train: finished → {run_dir}")
     return 0
+
+
+def run_grid(grid: GridConfig, make) -> int:
+    """Train the grid's runs with the shared settings `make` (a partial TrainConfig), then reconstruct and encode."""
+    from autoencoders.grid import run_grid as go
+
+    return go(grid, make)
 
 
 def run_reconstruct(cfg: ReconstructConfig) -> int:
@@ -107,6 +116,13 @@ PERCEPTUAL_COMMANDS = (
 COMMANDS = (
     Command("train", (TrainConfig,), run_train,
             description="Writes <out>/models/<arch>-<loss>-s<seed>/ (config.json, checkpoint.pt, metrics.csv)."),
+    # TrainConfig's fields are the grid's shared settings ([train] of the same --config, then [grid], then flags);
+    # arch, loss and seed come from the grid, and every run resumes and is never overwritten.
+    Command("grid", (GridConfig, TrainConfig), run_grid, later={TrainConfig: ("arch", "loss", "seed", "resume", "overwrite")},
+            also_tables=("train",),
+            description="Trains <out>/models/<arch>-<loss>-s<seed>/ for every arch × loss × seed (finished runs skipped, "
+                        "killed ones resumed, failed ones reported), then reconstructs and encodes the finished runs. "
+                        "Shared settings: the [train] table of --config, then [grid], then flags."),
     Command("reconstruct", (ReconstructConfig,), run_reconstruct,
             description="Writes <out>/reconstructions/{manifest.csv, originals/, <run>/, contact_sheet.png}."),
     Command("encode", (EncodeConfig,), run_encode, description="Writes <out>/codes/<run>.npz (VAE: posterior means)."),
@@ -114,5 +130,5 @@ COMMANDS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `train`, `reconstruct`, `encode`, `superres ACTION` or `style ACTION`; argv starts with the command name."""
+    """Run `train`, `grid`, `reconstruct`, `encode`, `superres ACTION` or `style ACTION`; argv starts with the command name."""
     return commands.main(COMMANDS, argv, package="autoencoders")

@@ -41,6 +41,7 @@ from percept.contracts import InputError
 # Every command of the suite: name -> (module whose COMMANDS declares it, one line for `percept --help`).
 REGISTRY: dict[str, tuple[str, str]] = {
     "train": ("autoencoders.cli", "train an autoencoder (arch × loss × seed)"),
+    "grid": ("autoencoders.cli", "train a grid of runs (archs × losses × seeds, shared settings), then reconstruct + encode"),
     "reconstruct": ("autoencoders.cli", "export reconstructions of held-out images + manifest.csv + contact sheet"),
     "encode": ("autoencoders.cli", "export latent codes of train and held-out images"),
     "superres": ("autoencoders.cli", "super-resolution: train (×2/×4/×8); export to the manifest with a bicubic baseline"),
@@ -95,6 +96,9 @@ class Command:
     later: dict[type, tuple[str, ...]] = field(default_factory=dict)
     parse: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=dict)
+    # Other tables of the same --config file this command also reads, below its own table in precedence
+    # (`percept grid` reads [train], so one file gives `percept train` and the grid the same settings).
+    also_tables: tuple[str, ...] = ()
 
     @property
     def prog(self) -> str:
@@ -382,15 +386,20 @@ def resolve(command: Command, argv: Sequence[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     config = given.pop("config", None)
     if config is not None:
-        table = read_config_table(config, command.name)
-        unknown = [key for key in table if key.replace("-", "_") not in specs]
-        if unknown:
-            raise InputError(f"--config {config}: [{command.table}] has unknown key(s) {', '.join(unknown)}; "
-                             f"valid keys: {', '.join(specs)}")
-        for key, raw in table.items():
-            name = key.replace("-", "_")
-            where = f"--config {config}: [{command.table}] {key}"
-            values[name] = _value(command, specs[name], raw, where, text=isinstance(raw, str) and name in command.parse)
+        from percept.contracts.tables import read_toml
+
+        present = read_toml(config)
+        tables = [(other, read_config_table(config, other)) for other in command.also_tables if other in present]
+        for table_name, table in [*tables, (command.name, read_config_table(config, command.name))]:
+            label = table_name.replace(" ", ".")
+            unknown = [key for key in table if key.replace("-", "_") not in specs]
+            if unknown:
+                raise InputError(f"--config {config}: [{label}] has unknown key(s) {', '.join(unknown)}; "
+                                 f"valid keys: {', '.join(specs)}")
+            for key, raw in table.items():
+                name = key.replace("-", "_")
+                where = f"--config {config}: [{label}] {key}"
+                values[name] = _value(command, specs[name], raw, where, text=isinstance(raw, str) and name in command.parse)
     for name, raw in given.items():
         cls, f, hint = specs[name]
         values[name] = _value(command, specs[name], raw, flag_name(f, command), text=not isinstance(raw, bool))

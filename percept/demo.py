@@ -52,15 +52,10 @@ class DemoConfig:
     sr_epochs: int = 3  # super-resolution training epochs on 48 px crops (autoencoders.superres.DEMO_SETTINGS)
 
     def runs(self) -> list[tuple[str, str, int]]:
-        """(arch, loss, seed) of every training, seeds outermost so a cut-short demo has whole seeds."""
-        pairs = [(a, l) for a in self.archs for l in self.losses]
-        for extra in self.extra_runs:
-            arch, _, loss = extra.partition("-")
-            if not loss:
-                raise InputError(f"demo extra run {extra!r} is not '<arch>-<loss>'")
-            if (arch, loss) not in pairs:
-                pairs.append((arch, loss))
-        return [(a, l, s) for s in self.seeds for a, l in pairs]
+        """(arch, loss, seed) of every training, seeds outermost so a cut-short demo has whole seeds (as `percept grid`)."""
+        from autoencoders.grid import expand
+
+        return expand(self.archs, self.losses, self.seeds, self.extra_runs)
 
 
 def _call(module: str, argv: list[str]) -> None:
@@ -74,12 +69,12 @@ def steps(cfg: DemoConfig, out: Path) -> list[tuple[str, str, list[str]]]:
     """The chain as (name, module, argv) in order; names key the state file."""
     chain = []
     for arch, loss, seed in cfg.runs():
+        # Each training is a one-run `percept grid`: a finished run is checked and skipped, a killed one
+        # resumes from its last checkpoint, and `percept grid --status` sees the one in training.
         chain.append((f"train {arch}-{loss}-s{seed}", "autoencoders.cli", [
-            "train", "--data", "photos", "--arch", arch, "--loss", loss, "--epochs", str(cfg.epochs),
-            "--warmup-epochs", str(cfg.warmup_epochs), "--batch-size", str(cfg.batch_size),
-            "--width", str(cfg.width), "--seed", str(seed), "--out", str(out),
-            # a demo killed mid-training continues from the run's last checkpoint
-            "--resume"]))
+            "grid", "--data", "photos", "--archs", arch, "--losses", loss, "--seeds", str(seed),
+            "--epochs", str(cfg.epochs), "--warmup-epochs", str(cfg.warmup_epochs), "--batch-size", str(cfg.batch_size),
+            "--width", str(cfg.width), "--out", str(out), "--no-reconstruct", "--no-encode"]))
     study = out / "study"
     chain += [
         ("reconstruct", "autoencoders.cli", ["reconstruct", "--out", str(out), "--split", "test", "--n", str(cfg.images),
