@@ -25,6 +25,11 @@ def engine_url(database: str | None, online_dir: Path) -> str:
     """The SQLAlchemy URL: the given one (postgresql:// goes through psycopg 3), else study.sqlite."""
     if database is None:
         return f"sqlite:///{(online_dir / 'study.sqlite').resolve()}"
+    return normalize(database)
+
+
+def normalize(database: str) -> str:
+    """A database URL with its driver named: postgresql:// goes through psycopg 3; anything else is refused."""
     for prefix in ("postgresql://", "postgres://"):
         if database.startswith(prefix):
             return "postgresql+psycopg://" + database[len(prefix):]
@@ -36,6 +41,8 @@ def engine_url(database: str | None, online_dir: Path) -> str:
 def make_engine(url: str):
     """An engine with SQLite's durability and locking settings (WAL, synchronous=FULL, busy timeout)."""
     import sqlalchemy as sa
+
+    url = normalize(url)
 
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
