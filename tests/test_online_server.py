@@ -435,3 +435,53 @@ def test_concurrent_participants_small_load(exp, database_url):
     assert result.finished == 12 and sum(result.per_list.values()) == 12
     assert max(result.per_list.values()) - min(result.per_list.values()) <= 1
     assert result.answers > 0 and result.p95_ms > 0
+
+
+def test_schema_version_and_a_newer_database_refused(exp, database_url):
+    import sqlalchemy as sa
+
+    from percept.contracts import InputError
+    from study.online import schema
+    from study.online.store import make_engine
+
+    bg, app = served(exp, database_url)
+    store = app.app.state.percept.store
+    assert store.version == schema.VERSION
+    with store.write() as conn:
+        _, t = schema.tables()
+        assert conn.execute(sa.select(t["schema_version"].c.version)).scalars().all() == list(range(1, schema.VERSION + 1))
+        conn.execute(sa.insert(t["schema_version"]).values(version=schema.VERSION + 1, applied=0.0, note="from the future"))
+    store.close()
+    with pytest.raises(InputError, match="newer than this percept"):
+        schema.migrate(make_engine(database_url))
+
+
+def test_percept_serve_process_holds_the_study_and_export_errors_are_one_line(exp, capsys):
+    """`percept serve` as a process: it answers on loopback, `percept design` is refused meanwhile, bad flags are one line."""
+    import os
+    import re
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    assert study_cli.main(["serve", "--design", str(design_path(exp)), "--database", "mysql://x@y/z"]) == 2
+    assert "is not a sqlite:/// or postgresql:// URL" in capsys.readouterr().err
+    assert study_cli.main(["export-online", "--design", str(design_path(exp))]) == 2
+    assert "no online database here" in capsys.readouterr().err
+    proc = subprocess.Popen([sys.executable, "-m", "percept", "serve", "--design", str(design_path(exp)), "--port", "0"],
+                            cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stderr:
+            found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "percept serve printed no address"
+        assert httpx.get(url + "/api/study").json()["n_lists"] == 2
+        r = subprocess.run([sys.executable, "-m", "percept", "design", "--out", str(exp), "--overwrite"], cwd=REPO, env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "percept serve" in r.stderr  # the running server's study is not swapped
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert (design_path(exp).parent / "online" / "study.sqlite").is_file()
