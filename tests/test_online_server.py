@@ -251,6 +251,14 @@ def test_rate_limit(exp, database_url):
         codes = [c.get(f"/api/sessions/{s['session']}/trials", headers={security.TOKEN_HEADER: s["token"]}).status_code
                  for _ in range(5)]
         assert codes[:3] == [200] * 3 and codes[3:] == [429, 429]
+        # made-up tokens do not buy fresh budgets: they count against the address
+    bg, app = served(exp, database_url, ip_rate_limit=4, rate_limit=100)
+    with bg as url, httpx.Client(base_url=url) as c:
+        s = start(c, "hugo")
+        codes = [c.get(f"/api/sessions/{s['session']}/trials", headers={security.TOKEN_HEADER: f"{k:064x}"}).status_code
+                 for k in range(5)]
+        assert codes[:3] == [401] * 3 and codes[-1] == 429
+        assert c.get(f"/api/sessions/{s['session']}/trials", headers={security.TOKEN_HEADER: s["token"]}).status_code == 200
 
 
 def test_platform_ids_are_stored_only_as_keyed_hashes(exp, database_url):

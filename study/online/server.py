@@ -229,7 +229,7 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     app.mount("/vendor", StaticFiles(directory=VENDOR, check_dir=False), name="vendor")
-    return security.Guard(app, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit)
+    return security.Guard(app, key=key, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit)
 
 
 def _platform(params: dict[str, str], participant: str | None, required: str) -> tuple[str, str, dict]:
@@ -249,7 +249,8 @@ def _platform(params: dict[str, str], participant: str | None, required: str) ->
     elif not names:
         platform, raw = "direct", participant if participant is not None else secrets.token_hex(12)
     else:
-        raise HTTPException(422, f"platform: {sorted(names)} are neither Prolific's {list(PROLIFIC)} nor MTurk's {list(MTURK)}")
+        shown = [k[:32] for k in sorted(names)]
+        raise HTTPException(422, f"platform: {shown} are neither Prolific's {list(PROLIFIC)} nor MTurk's {list(MTURK)}")
     if participant is not None and names:
         raise HTTPException(422, "give either participant or the platform's parameters, not both")
     if required != "any" and platform != required:
