@@ -365,6 +365,15 @@ def test_active_policy_hook_fills_main_trials_in_batches(exp, database_url):
         assert calls[-1][0] == len(chosen)  # the second participant's choice saw the first one's answers
         r = c.post(f"/api/sessions/{s['session']}/complete", headers={security.TOKEN_HEADER: s["token"]})
         assert r.status_code == 200 and len(r.json()["code"]) == 10 and r.json()["redirect"] is None
+    state.store.close()
+    # rows of several lists in one session still make a valid response file, with each row's own (list, trial)
+    from study.online.export import export_online
+
+    paths, empty = export_online(design_path(exp), database_url)
+    assert len(paths) == 1 and empty == 1
+    df, rec = responses_c.read_session_files(paths[0])
+    assert rec["policy"] == "active" and len(df) == s["n_trials"]
+    assert {(int(r.list_id), int(r.trial)) for r in df.itertuples()} == {(p["list_id"], p["trial"]) for p in final}
 
 
 def test_serve_answer_export_analyze(exp, database_url, capsys):
@@ -493,3 +502,7 @@ def test_percept_serve_process_holds_the_study_and_export_errors_are_one_line(ex
         proc.terminate()
         proc.wait(timeout=30)
     assert (design_path(exp).parent / "online" / "study.sqlite").is_file()
+    assert study_cli.main(["export-online", "--design", str(design_path(exp)), "--database",
+                           "postgresql://nobody:hunter2@127.0.0.1:1/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:1/x" in err and "hunter2" not in err  # no password in messages

@@ -100,7 +100,12 @@ class Store:
 
         self.sa = sa
         self.engine = make_engine(url)
-        self.version = schema.migrate(self.engine)
+        try:
+            self.version = schema.migrate(self.engine)
+        except sa.exc.DBAPIError as exc:  # unreachable server, wrong password, unwritable file: one line
+            where = self.engine.url.render_as_string(hide_password=True)
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            raise InputError(f"--database {where}: {first}") from None
         _, self.t = schema.tables()
         self.design = design
         self.policy = policy
