@@ -513,3 +513,38 @@ def test_percept_serve_process_holds_the_study_and_export_errors_are_one_line(ex
                            "postgresql://nobody:hunter2@127.0.0.1:1/x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "127.0.0.1:1/x" in err and "hunter2" not in err  # no password in messages
+
+
+def test_concurrent_starts_and_answers_race_safely(exp, database_url):
+    """The same start or answer sent at once from many connections: one session, one row; new ones in balance."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bg, app = served(exp, database_url, ip_rate_limit=10_000)
+    rows = rows_of(exp)
+    with bg as url:
+        def start_one(name):
+            with httpx.Client(base_url=url) as c:
+                return start(c, name)
+
+        with ThreadPoolExecutor(12) as pool:
+            same = list(pool.map(start_one, ["twin"] * 12))
+            assert len({s["session"] for s in same}) == 1 and len({s["token"] for s in same}) == 1
+            fresh = list(pool.map(start_one, [f"crowd{k}" for k in range(19)]))
+            counts = pd.Series([s["list_id"] for s in same[:1] + fresh]).value_counts()
+            assert sorted(counts) == [10, 10]  # 20 sessions, every one placed on the emptier list
+            s = same[0]
+            row = rows[(s["list_id"], 0)]
+
+            def put_one(keys):
+                with httpx.Client(base_url=url) as c:
+                    r = put(c, s, 0, keys, rt=1.5, onset=2.0)
+                    return r.status_code, r.json()
+
+            got = list(pool.map(put_one, [["left"]] * 6 + [["right"]] * 6))
+    codes = [code for code, _ in got]
+    winner = {code_body[1]["choice"] for code_body in got if code_body[0] == 200}
+    assert len(winner) == 1 and set(codes) <= {200, 409}  # every request of the stored answer 200, the other 409
+    stored = app.app.state.percept.store.answered(s["session"])
+    assert list(stored) == [0] and stored[0]["choice"] in (row["left_run"], row["right_run"])
+    side = "left" if stored[0]["choice"] == row["left_run"] else "right"
+    assert codes == [200 if keys == [side] else 409 for keys in [["left"]] * 6 + [["right"]] * 6]
