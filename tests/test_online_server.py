@@ -548,3 +548,34 @@ def test_concurrent_starts_and_answers_race_safely(exp, database_url):
     assert list(stored) == [0] and stored[0]["choice"] in (row["left_run"], row["right_run"])
     side = "left" if stored[0]["choice"] == row["left_run"] else "right"
     assert codes == [200 if keys == [side] else 409 for keys in [["left"]] * 6 + [["right"]] * 6]
+
+
+def test_a_misbehaving_policy_leaves_the_session_intact(exp, database_url):
+    """A policy answering with repeats or seen rows is refused (500) and the open slots stay open."""
+
+    class Repeats:
+        def __init__(self, pool, seed):
+            self.pool = pool
+
+        mode = "repeat"
+
+        def choose(self, answered, seen, n):
+            if self.mode == "raise":
+                raise ValueError("a policy's own bug")
+            return [0] * n
+
+    bg, app = served(exp, database_url, policy="active", batch=2, policy_factory=Repeats)
+    store = app.app.state.percept.store
+    with bg as url, httpx.Client(base_url=url) as c:
+        s = start(c, "kim")
+        before = store.positions(s["session"])
+        first_open = min(p["position"] for p in before if p["pending"])
+        r = c.get(f"/api/sessions/{s['session']}/trials", params={"from": first_open},
+                  headers={security.TOKEN_HEADER: s["token"]})
+        assert r.status_code == 500
+        assert store.positions(s["session"]) == before
+        assert put(c, s, first_open, ["left"]).status_code == 404  # an open slot cannot be answered
+        Repeats.mode = "raise"  # a policy raising is the same clean refusal
+        r = c.get(f"/api/sessions/{s['session']}/trials", params={"from": first_open},
+                  headers={security.TOKEN_HEADER: s["token"]})
+        assert r.status_code == 500 and "nothing was changed" in r.json()["detail"]

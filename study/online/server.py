@@ -16,6 +16,7 @@ Pages: / (static/index.html), /static/... (the client), /vendor/... (study/onlin
 """
 
 import secrets
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from percept.contracts import InputError
 from percept.contracts import kinds as kinds_c
 from percept.contracts import responses as responses_c
 from study.online import security
-from study.online.assign import ServedDesign, load_policy
+from study.online.assign import PolicyError, ServedDesign, load_policy
 from study.online.config import ServeConfig
 from study.online.store import Store, engine_url
 
@@ -45,6 +46,10 @@ class App:
     """What the routes share: config, design, key, store, stimulus ids."""
 
     def __init__(self, cfg: ServeConfig, design_path: str | Path, *, policy_factory=None):
+        import pandas as pd
+
+        from percept.contracts.design import image_paths
+
         cfg.validate()
         self.cfg = cfg
         self.design = ServedDesign.load(design_path)
@@ -62,9 +67,6 @@ class App:
         self.store = Store(engine_url(cfg.database, folder), self.design, policy=cfg.policy,
                            abandon_after=cfg.abandon_after, policy_obj=policy_obj, batch=cfg.batch)
         base = self.design.path.resolve().parent
-        from percept.contracts.design import image_paths
-        import pandas as pd
-
         rels = image_paths(pd.DataFrame(list(self.design.rows.values())))
         self.stimulus_url = {rel: f"/stimuli/{security.stimulus_id(self.key, rel)}.png" for rel in rels}
         self.stimulus_file = {security.stimulus_id(self.key, rel): base / rel for rel in rels}
@@ -81,7 +83,10 @@ class _Serialized:
     def choose(self, answered, seen, n):
         """The wrapped policy's choice, under a lock."""
         with self.lock:
-            return self.policy.choose(answered, seen, n)
+            try:
+                return self.policy.choose(answered, seen, n)
+            except Exception as exc:  # whatever a policy raises, the request fails cleanly and the session is kept
+                raise PolicyError(f"active policy failed: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _one_line(exc) -> str:
@@ -173,7 +178,11 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
     @app.get("/api/sessions/{sid}/trials")
     def trials(sid: str = Sid, start: int = Query(default=0, alias="from", ge=0, le=100_000), token: str | None = Token) -> dict:
         row = session_of(sid, token)
-        fixed = store.fixed_from(sid, start)
+        try:
+            fixed = store.fixed_from(sid, start)
+        except PolicyError as exc:  # the session is untouched; the client retries
+            print(f"serve: {exc}", file=sys.stderr, flush=True)
+            raise HTTPException(500, "the trial chooser failed; nothing was changed; try again") from None
         first = _first_of_kind(store.positions(sid), design)
         return {"trials": [_trial(state, r, r["position"] in first) for r in fixed], "n_trials": row["n_trials"]}
 
