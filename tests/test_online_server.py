@@ -475,6 +475,11 @@ def test_schema_version_and_a_newer_database_refused(exp, database_url):
         _, t = schema.tables()
         assert conn.execute(sa.select(t["schema_version"].c.version)).scalars().all() == list(range(1, schema.VERSION + 1))
         conn.execute(sa.insert(t["schema_version"]).values(version=schema.VERSION + 1, applied=0.0, note="from the future"))
+    if database_url.startswith("sqlite"):  # durability settings of every pooled connection
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
     store.close()
     with pytest.raises(InputError, match="newer than this percept"):
         schema.migrate(make_engine(database_url))
