@@ -440,6 +440,18 @@ def test_lab_files_without_mode_read_as_lab(tmp_path):
     with pytest.raises(responses_c.ContractError, match="column 'mode': 'web'"):
         responses_c.read_responses(online)
 
+    from study import responses as log
+
+    new = tmp_path / "p3-1.csv"
+    with log.ResponseLog(new) as out:  # the lab writer: mode=lab in new files
+        out.append({**row, "participant": "p3"})
+    assert new.read_text().splitlines()[0] == ",".join(responses_c.LAB_COLUMNS)
+    assert list(responses_c.read_responses(new)["mode"]) == ["lab"]
+    with log.ResponseLog(old) as out:  # a file begun before `mode` is resumed in its own columns
+        out.append({**row, "trial": "1"})
+    assert old.read_text().splitlines()[0] == ",".join(responses_c.COLUMNS)
+    assert list(log.read_answered(old)["mode"]) == ["lab", "lab"]
+
 
 def test_concurrent_participants_small_load(exp, database_url):
     """12 participants at once, some leaving midway, every request retried once: one row per trial, lists balanced."""
