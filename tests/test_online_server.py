@@ -596,3 +596,28 @@ def test_a_misbehaving_policy_leaves_the_session_intact(exp, database_url):
         r = c.get(f"/api/sessions/{s['session']}/trials", params={"from": first_open},
                   headers={security.TOKEN_HEADER: s["token"]})
         assert r.status_code == 500 and "nothing was changed" in r.json()["detail"]
+
+
+def test_a_database_busy_past_its_timeout_is_503_and_stores_nothing(exp, tmp_path, monkeypatch):
+    """Another process holding SQLite's write lock: the answer is refused with 503 (retry later), not stored twice."""
+    import sqlite3
+
+    from study.online import store as store_m
+
+    monkeypatch.setattr(store_m, "BUSY_TIMEOUT_S", 0.3)
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    bg, app = served(exp, url)
+    rows = rows_of(exp)
+    with bg as base, httpx.Client(base_url=base) as c:
+        s = start(c, "lena")
+        keys = keys_for(rows[(s["list_id"], 0)], random.Random(0))
+        other = sqlite3.connect(tmp_path / "busy.sqlite", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a writer that does not let go
+        try:
+            r = put(c, s, 0, keys)
+            assert r.status_code == 503 and r.headers["retry-after"] == "2"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert put(c, s, 0, keys).status_code == 200  # the client's retry goes through, once
+        assert list(app.app.state.percept.store.answered(s["session"])) == [0]

@@ -147,6 +147,15 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
     async def _invalid(request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _one_line(exc)}, status_code=422)
 
+    from sqlalchemy.exc import OperationalError
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError):
+        # A database busy past its timeout or briefly unreachable: nothing was stored, so a retry is safe.
+        print(f"serve: database: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}", file=sys.stderr, flush=True)
+        return JSONResponse({"detail": "the database is busy; nothing was stored; try again"}, status_code=503,
+                            headers={"retry-after": "2"})
+
     def session_of(sid: str, token: str | None) -> dict:
         if not security.token_ok(key, sid, token):
             raise HTTPException(401, "missing or wrong session token")
