@@ -1,7 +1,7 @@
 """The online study's web server: a FastAPI app over the Store, served by uvicorn (`percept serve`).
 
 JSON API (all under /api; the session token in header X-Session-Token; bodies ≤ 16 KiB else 413;
-429 past the rate limit; every refusal is {"detail": one line}):
+429 past the rate limit; 503 + Retry-After while the database is busy; every refusal is {"detail": one line}):
   GET  /api/study                          → title, n_lists, min_width, min_height, platform, timing
   POST /api/sessions                       → session, token, list_id, n_trials, next_trial, completed
        (idempotent on the participant: the same one gets the same session and token back)
