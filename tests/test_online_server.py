@@ -621,3 +621,26 @@ def test_a_database_busy_past_its_timeout_is_503_and_stores_nothing(exp, tmp_pat
             other.close()
         assert put(c, s, 0, keys).status_code == 200  # the client's retry goes through, once
         assert list(app.app.state.percept.store.answered(s["session"])) == [0]
+
+
+def test_two_designs_share_a_database_without_mixing(exp, exp_template, tmp_path, database_url):
+    """Sessions are keyed by the design's hash: another design's sessions neither fill its lists nor get exported."""
+    from study.online.export import export_online
+
+    other = tmp_path / "other"
+    shutil.copytree(exp_template, other)
+    assert study_cli.main(["design", "--out", str(other), "--lists", "1", "--practice", "1", "--catch", "0.2",
+                           "--kinds", "triplet,ranking", "--pairs", "mse:ms_ssim", "--seed", "9", "--overwrite"]) == 0
+    bg, app = served(exp, database_url)
+    with bg as url, httpx.Client(base_url=url) as c:
+        firsts = [start(c, name) for name in ("x1", "x2", "x3")]
+        take_part(c, firsts[0], rows_of(exp), random.Random(5), stop_after=2)
+    app.app.state.percept.store.close()
+    bg, app_b = served(other, database_url)
+    with bg as url, httpx.Client(base_url=url) as c:
+        s = start(c, "x1")
+        assert s["list_id"] == 0 and s["session"] != firsts[0]["session"]  # list 1 if design A's places counted
+    assert len(app_b.app.state.percept.store.sessions()) == 1
+    app_b.app.state.percept.store.close()
+    paths, empty = export_online(design_path(other), database_url)
+    assert paths == [] and empty == 1  # design A's answered session is not design B's
