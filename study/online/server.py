@@ -11,7 +11,7 @@ JSON API (all under /api; the session token in header X-Session-Token; bodies â‰
        the same payload again 200, a different one 409; keys the kind refuses 422
   POST /api/sessions/{sid}/complete        â†’ code, redirect once every trial is stored and the catch rule holds;
        else 409 {"missing"} or 403 {"reason"}
-Pages: / (static/index.html), /static/... (the client), /vendor/... (study/online/node_modules),
+Pages: / (static/index.html), /static/... (the client), /vendor/jspsych/... (study/online/node_modules/jspsych),
 /stimuli/<id>.png (only images the design names, under opaque ids).
 """
 
@@ -246,7 +246,8 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
         return FileResponse(page, media_type="text/html", headers={"cache-control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
-    app.mount("/vendor", StaticFiles(directory=VENDOR, check_dir=False), name="vendor")
+    # jsPsych only: nothing else npm installed (its package files, other modules) is served
+    app.mount("/vendor/jspsych", StaticFiles(directory=VENDOR / "jspsych", check_dir=False), name="vendor")
     return security.Guard(app, key=key, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit)
 
 
