@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := xvfb xauth xdotool libjack-jackd2-0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libgl1 libglu1-mesa libegl1 libxkbcommon-x11-0 libasound2 libportaudio2 libsndfile1 fonts-dejavu-core r-base-core r-cran-lme4 r-cran-ordinal
+DEBS := xvfb xauth xdotool libjack-jackd2-0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libgl1 libglu1-mesa libegl1 libxkbcommon-x11-0 libasound2 libportaudio2 libsndfile1 fonts-dejavu-core r-base-core r-cran-lme4 r-cran-ordinal postgresql
 XVFB := xvfb-run -a -s "-screen 0 1280x800x24"
 OUT ?= runs/demo
 
@@ -11,7 +11,8 @@ OUT ?= runs/demo
 
 setup: debs $(STAMP)
 
-# Debian packages the GUI tests and PsychoPy need, and R with lme4 and ordinal for the mixed-model cross-checks;
+# Debian packages the GUI tests and PsychoPy need, R with lme4 and ordinal for the mixed-model cross-checks, and
+# PostgreSQL for the online server's tests (a throw-away cluster per run);
 # installed only when root and only if missing.
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -68,7 +68,8 @@ def human_file(study: Path, pid: str = "P01") -> Path:
     """A person's response file: copy a simulated one and mark it (and its record) as not simulated."""
     src = sorted((study / "responses").glob("sim*.csv"))[0]
     dst = study / "responses" / f"{pid}-1.csv"
-    text = src.read_text().replace(",1\n", ",0\n").replace(src.stem.split("-")[0] + ",", pid + ",")
+    # `simulated` is the last contract column; lab files now end each row with mode=lab after it
+    text = src.read_text().replace(",1,lab\n", ",0,lab\n").replace(",1\n", ",0\n").replace(src.stem.split("-")[0] + ",", pid + ",")
     dst.write_text(text)
     rec = json.loads(src.with_suffix(".json").read_text())
     rec.update(participant=pid, simulated=False, observer=None)
