@@ -48,6 +48,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "design": ("study.cli", "build trial lists (triplet, ranking, catch, practice) from a manifest"),
     "run": ("study.cli", "run one participant in the PsychoPy experiment"),
     "simulate": ("study.cli", "write responses of scripted observers (marked simulated)"),
+    "serve": ("study.cli", "serve the study to participants' browsers (online; SQLite or PostgreSQL)"),
+    "export-online": ("study.cli", "write the online sessions as response files (mode=online)"),
     "analyze": ("analysis.cli", "preference statistics, rankings, scaling, metric agreement"),
     "classify": ("analysis.cli", "linear classification of latent codes"),
     "power": ("analysis.cli", "power by simulation from a fitted study"),

@@ -1,4 +1,5 @@
-"""`percept design|run|simulate` (also `python -m study ...`): trial lists, one participant, simulated observers.
+"""`percept design|run|simulate|serve|export-online` (also `python -m study ...`): trial lists, one participant,
+simulated observers, the online study's server and its export.
 
 Each command is (config dataclasses, run function); `percept.commands` makes the flags, reads
 `--config` and prints expected failures as one line. `--out` is the experiment folder runs/EXP.
@@ -15,6 +16,7 @@ from percept.contracts import InputError
 from study.design import DesignConfig
 from study.experiment import RunConfig
 from study.observers import ObserverConfig
+from study.online.config import ExportConfig, ServeConfig
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,25 @@ def run_simulate(target: StudyTarget, sim: SimulateConfig, cfg: ObserverConfig) 
     return 0
 
 
+def run_serve(target: StudyTarget, cfg: ServeConfig) -> int:
+    """Serve the design to browsers until Ctrl-C."""
+    from study.online.server import serve
+
+    serve(cfg, target.design_csv())
+    return 0
+
+
+def run_export_online(target: StudyTarget, cfg: ExportConfig) -> int:
+    """Write the online sessions as response files (mode=online)."""
+    from study.online.export import export_online
+
+    paths, empty = export_online(target.design_csv(), cfg.database)
+    folder = target.design_csv().resolve().parent / "responses"
+    print(f"export-online: {len(paths)} session(s) with answers → {folder}"
+          + (f"; {empty} session(s) without answers skipped" if empty else ""))
+    return 0
+
+
 COMMANDS = (
     Command("design", (DesignPaths, DesignConfig), run_design, parse={name: str for name in PLAN_FIELDS},
             later={DesignConfig: ("arch_kinds", "arch_pairs", "arch_ranking_losses")},
@@ -118,9 +139,13 @@ COMMANDS = (
             description="Opens the PsychoPy window; resumes an unfinished session."),
     Command("simulate", (StudyTarget, SimulateConfig, ObserverConfig), run_simulate,
             description="Writes <out>/study/responses/simNN-1.csv (+ .json session record)."),
+    Command("serve", (StudyTarget, ServeConfig), run_serve,
+            description="Serves the design to participants' browsers (FastAPI on uvicorn; state in <study>/online/)."),
+    Command("export-online", (StudyTarget, ExportConfig), run_export_online,
+            description="Writes the online sessions to <study>/responses/ as response files with mode=online."),
 )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`percept design|run|simulate ...` (argv starts with the command); bad input → one line, exit 2."""
+    """`percept design|run|simulate|serve|export-online ...` (argv starts with the command); bad input → one line, exit 2."""
     return commands.main(COMMANDS, argv, package="study")

@@ -59,8 +59,8 @@ def read_answered(path: str | Path) -> pd.DataFrame:
     if not text.strip():
         return pd.DataFrame(columns=list(responses_c.COLUMNS))
     header = text.splitlines()[0].split(",")
-    if header != list(responses_c.COLUMNS):
-        raise ContractError(f"{path}: header is not the response contract's columns ({','.join(responses_c.COLUMNS)})")
+    if header not in (list(responses_c.LAB_COLUMNS), list(responses_c.COLUMNS)):  # files from before `mode` resume too
+        raise ContractError(f"{path}: header is not the response contract's columns ({','.join(responses_c.LAB_COLUMNS)})")
     if len(text.splitlines()) == 1:
         return pd.DataFrame(columns=list(responses_c.COLUMNS))
     return responses_c.read_responses(path)
@@ -95,9 +95,13 @@ class ResponseLog:
         if existed:
             repair_tail(self.path)
             existed = self.path.stat().st_size > 0
+        # A file begun before the `mode` column keeps its header: every row of a file has the same fields.
+        self.columns = responses_c.LAB_COLUMNS
+        if existed and self.path.read_text().split("\n", 1)[0] == ",".join(responses_c.COLUMNS):
+            self.columns = responses_c.COLUMNS
         self._fh = open(self.path, "a", newline="")
         if not existed:
-            self._write_line(list(responses_c.COLUMNS))
+            self._write_line(list(self.columns))
             fsync_dir(self.path.parent)
 
     def _write_line(self, values: list) -> None:
@@ -113,7 +117,7 @@ class ResponseLog:
         missing = [c for c in responses_c.COLUMNS if c not in row]
         if missing:
             raise ContractError(f"{self.path}: response row lacks {', '.join(missing)}")
-        self._write_line([_cell(row[c]) for c in responses_c.COLUMNS])
+        self._write_line([_cell(row.get(c, "lab")) if c == "mode" else _cell(row[c]) for c in self.columns])
 
     def close(self) -> None:
         """Close the file (every row is already on disk)."""
@@ -175,11 +179,15 @@ def ranking_choice(trial: pd.Series | dict, pressed: list[str]) -> tuple[str, st
 
 
 def write_rows(path: str | Path, rows: list[dict]) -> Path:
-    """Write a whole response file at once, atomically, in the same format `ResponseLog` appends."""
-    path = Path(path)
+    """Write a whole lab response file (mode=lab) at once, atomically, in the same format `ResponseLog` appends."""
+    return atomic_write(Path(path), rows_text(rows, responses_c.LAB_COLUMNS))
+
+
+def rows_text(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """A response file's text: header and rows in `columns` (a row without `mode` is a lab row)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(responses_c.COLUMNS)
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row[c]) for c in responses_c.COLUMNS])
-    return atomic_write(path, buf.getvalue())
+        writer.writerow([_cell(row.get(c, "lab")) if c == "mode" else _cell(row[c]) for c in columns])
+    return buf.getvalue()

@@ -8,6 +8,12 @@ session clock's start to the stimulus flip, rt from that flip to the (last) key 
 `wallclock` is the ISO 8601 time of the answer with its UTC offset. `simulated` is 1 for rows
 written by a scripted observer, 0 for people.
 
+Optional columns (a file may lack them; readers fill them in): `mode` is `lab` (a PsychoPy session or a
+simulated observer; a file without the column reads as lab) or `online` (a browser session served by
+`percept serve`, exported by `percept export-online`). Online rows also carry `client_time` (the
+browser's ISO 8601 time of the answer) and `server_time` (when the server stored it); `wallclock` is the
+server's time there, the client's clock being anyone's guess. Lab rows leave both empty.
+
 The session record `<participant>-<session>.json` is written (`write_session`) and read
 (`read_session`) here too. A response file must agree with its name and its record: one
 participant and session per file, equal to the name's and the record's, and `simulated` equal
@@ -38,11 +44,19 @@ COLUMNS = (
     "key", "choice", "rt", "onset", "wallclock", "simulated",
 )
 
+MODES = ("lab", "online")
+# Optional columns, in the order writers put them after COLUMNS; LAB_COLUMNS is what the lab writer writes.
+OPTIONAL_COLUMNS = ("mode", "client_time", "server_time")
+LAB_COLUMNS = COLUMNS + ("mode",)
+ONLINE_COLUMNS = COLUMNS + OPTIONAL_COLUMNS
+
 # Keys of the session record (`<participant>-<session>.json`); more may be added.
 SESSION_KEYS = (
     "participant", "session", "list_id", "design", "design_sha256", "simulated", "observer",
     "started", "ended", "completed", "n_trials", "n_answered", "versions", "window",
 )
+# More keys of an online session's record (`mode` is "online" there; a record without `mode` is lab's).
+ONLINE_SESSION_KEYS = ("mode", "dpr", "scale", "viewport", "screen", "user_agent", "platform")
 
 
 def check_id(value: str, what: str) -> str:
@@ -58,7 +72,7 @@ def response_path(responses_dir: str | Path, participant: str, session: str) -> 
 
 
 def read_responses(path: str | Path) -> pd.DataFrame:
-    """Read and validate one response file (rt/onset floats, list_id/trial/simulated ints)."""
+    """Read and validate one response file (rt/onset floats, list_id/trial/simulated ints; `mode` filled in as lab)."""
     path = Path(path)
     df = read_csv_checked(
         path,
@@ -69,6 +83,7 @@ def read_responses(path: str | Path) -> pd.DataFrame:
         allowed={"block": {"practice", "main"}, "kind": set(kinds_c.KINDS)},
         what="response",
     )
+    _check_mode(df, path)
     for col, high in (("rt", MAX_RT), ("onset", MAX_ONSET)):
         vals = df[col].to_numpy(dtype="float64")
         bad = ~(np.isfinite(vals) & (vals >= 0) & (vals <= high))
@@ -95,10 +110,11 @@ def read_responses(path: str | Path) -> pd.DataFrame:
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise ContractError(f"{path}: row {i + 2}, column 'simulated': must be 0 or 1")
-    dup = df.duplicated(["trial"])
+    # (list_id, trial): an actively assigned online session shows main trials of several lists.
+    dup = df.duplicated(["list_id", "trial"])
     if dup.any():
         i = int(dup.to_numpy().nonzero()[0][0])
-        raise ContractError(f"{path}: row {i + 2}: trial {df['trial'].iloc[i]} answered twice")
+        raise ContractError(f"{path}: row {i + 2}: trial {df['trial'].iloc[i]} of list {df['list_id'].iloc[i]} answered twice")
     for i, row in enumerate(df.itertuples(index=False)):
         spec = kinds_c.spec(row.kind, f"{path}: row {i + 2}, column 'kind'")
         shown = {slot: getattr(row, f"{slot}_run") for slot in spec.slots}
@@ -109,6 +125,26 @@ def read_responses(path: str | Path) -> pd.DataFrame:
         if why is not None:
             raise ContractError(f"{path}: row {i + 2}, column 'choice': {why}")
     return df
+
+
+def _check_mode(df: pd.DataFrame, path: Path) -> None:
+    """Fill the optional columns of an older file (mode=lab); online rows need both times, with their offsets."""
+    for col in OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = "lab" if col == "mode" else ""
+    bad = ~df["mode"].isin(MODES)
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise ContractError(f"{path}: row {i + 2}, column 'mode': {df['mode'].iloc[i]!r} is not one of {', '.join(MODES)}")
+    for col in ("client_time", "server_time"):
+        for i, (mode, text) in enumerate(zip(df["mode"], df[col])):
+            if (mode == "online" or text != "") and not _iso_with_offset(text):
+                raise ContractError(f"{path}: row {i + 2}, column '{col}': {text!r} is not an ISO 8601 time with UTC offset")
+
+
+def is_iso_time(text: object) -> bool:
+    """Whether `text` is an ISO 8601 time with its UTC offset (as every time in these files must be)."""
+    return _iso_with_offset(text)
 
 
 def _iso_with_offset(text: object) -> bool:
@@ -149,6 +185,9 @@ def check_session(rec: object, path: str | Path) -> dict:
         value = rec.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ContractError(f"{path}: key '{key}' must be an integer ≥ 0, got {value!r}")
+    mode = rec.get("mode", "lab")
+    if mode not in MODES:
+        raise ContractError(f"{path}: key 'mode' is {mode!r}, not one of {', '.join(MODES)}")
     for key in ("started", "ended"):
         value = rec.get(key)
         if value is not None and not _iso_with_offset(value):
@@ -183,6 +222,11 @@ def read_session_files(csv_path: str | Path) -> tuple[pd.DataFrame, dict | None]
             i = int(bad.to_numpy().nonzero()[0][0])
             raise ContractError(f"{csv_path}: row {i + 2}, column 'simulated': {df['simulated'].iloc[i]} but "
                                 f"{rec_path.name} says simulated {str(rec['simulated']).lower()}")
+        bad = df["mode"] != rec.get("mode", "lab")
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise ContractError(f"{csv_path}: row {i + 2}, column 'mode': {df['mode'].iloc[i]!r} but {rec_path.name} "
+                                f"says mode {rec.get('mode', 'lab')!r}")
     n = rec.get("n_answered")
     if isinstance(n, int) and n > len(df):
         raise ContractError(f"{rec_path}: key 'n_answered' is {n} but {csv_path.name} holds only {len(df)} answered trial(s)")
