@@ -14,7 +14,9 @@ const RAW_ID = /^[A-Za-z0-9_-]{1,64}$/; // what the server accepts as a particip
 const SESSION_KEY = "percept.session.v1";
 const ANON_KEY = "percept.anonymous.v1";
 const BREAK_EVERY = 30; // main trials between breaks (the lab's --break-every default)
-const PRELOAD_AHEAD = 4; // trials whose images are fetched before they are shown
+const PRELOAD_AHEAD = 4;
+const ITI_MS = 500; // blank screen before each trial (the lab's --iti default)
+const REDIRECT_MS = 2000; // the completion code stays on screen this long before the redirect // trials whose images are fetched before they are shown
 const PLATFORM_KEYS = {
   prolific: ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"],
   mturk: ["workerId", "assignmentId", "hitId"],
@@ -28,6 +30,7 @@ export function identity(params, stored) {
   let name = "any";
   if (params.get("PROLIFIC_PID") !== null) {
     platform = pick(PLATFORM_KEYS.prolific);
+    if (Object.keys(platform).length !== 3) return { problem: "The Prolific link lacks STUDY_ID or SESSION_ID." };
     participant = params.get("PROLIFIC_PID");
     name = "prolific";
   } else if (params.get("workerId") !== null || params.get("assignmentId") !== null) {
@@ -37,6 +40,7 @@ export function identity(params, stored) {
     if (params.get("assignmentId") === "ASSIGNMENT_ID_NOT_AVAILABLE") {
       return { problem: "This is a preview. Accept the HIT to take part." };
     }
+    if (Object.keys(platform).length !== 3) return { problem: "The MTurk link lacks workerId, assignmentId or hitId." };
   } else if (params.get("participant") !== null) {
     participant = params.get("participant");
   }
@@ -137,14 +141,15 @@ class Study {
   /** POST /api/sessions (idempotent): the session, its list and where to resume. */
   async start(status) {
     const body = {
-      participant: this.ident.participant, platform: this.ident.platform,
+      // The server takes either a platform's parameters or a participant, never both.
+      participant: this.ident.name === "any" ? this.ident.participant : null, platform: this.ident.platform,
       client: {
         user_agent: navigator.userAgent, screen_w: screen.width, screen_h: screen.height,
         viewport_w: innerWidth, viewport_h: innerHeight, dpr: devicePixelRatio,
       },
     };
     const res = await callRetrying("POST", "/api/sessions", { body }, { onWait: (n) => status(`Connecting to the study server (attempt ${n + 1})…`) });
-    if (res.status !== 200) throw new Error(`The study could not start: ${detail(res)}`);
+    if (res.status !== 200 && res.status !== 201) throw new Error(`The study could not start: ${detail(res)}`);
     this.session = res.data;
     localStorage.setItem(SESSION_KEY, JSON.stringify({ participant: this.ident.participant, session: this.sid, token: this.token }));
     if (this.ident.anonymous) localStorage.setItem(ANON_KEY, this.ident.participant);
@@ -363,7 +368,7 @@ class Study {
     if (r.code !== undefined) {
       const paragraphs = ["Thank you! You have finished and all your answers are saved.", `Your completion code: ${r.code}`];
       if (r.redirect) paragraphs.push("You are being taken back to the study platform…");
-      return { name: "done", title: "Thank you", paragraphs, link: r.redirect };
+      return { name: "done", title: "Thank you", paragraphs, link: r.redirect, linkText: "Continue to the study platform", redirectMs: REDIRECT_MS };
     }
     if (r.reason) return { name: "refused", title: "Thank you", paragraphs: ["We cannot give you a completion code.", r.reason] };
     return { name: "error", title: "Something went wrong", paragraphs: [r.error || "The study ended unexpectedly.", "Your answers so far are kept; reload the page to try again."] };
@@ -372,7 +377,7 @@ class Study {
 
 /** One primary button and the Space key continuing a text screen. */
 function go(label) {
-  return { buttons: [{ label, value: "go" }], keys: { space: "go" }, paragraphsAfter: ["Press Space or click the button."] };
+  return { buttons: [{ label, value: "go" }], keys: { space: "go" }, note: "Press Space or click the button." };
 }
 
 /** A screen outside jsPsych (before it starts or after a fatal error). */
@@ -409,6 +414,7 @@ async function main() {
 
   const S = new Study(study, ident, stage, outbox);
   window.perceptStudy = S; // for the browser tests and for debugging from the console
+  document.getElementById("jspsych-target").replaceChildren(); // jsPsych adds its own wrapper
   const jsPsych = window.jsPsychModule.initJsPsych({ display_element: "jspsych-target" });
   const { TextScreenPlugin: Text, StepPlugin: Step } = uiPlugins();
   const Trial = trialPlugin(stage, clock);
@@ -439,10 +445,13 @@ async function main() {
     };
   }, { on_finish: (d) => { S.checkOk = d.value === "ok"; } });
 
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 400)); // the resize after a mode change
+  const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const settle = () => wait(400); // the resize after a mode change
   const enterFullscreen = () => {
     if (!document.fullscreenEnabled || document.fullscreenElement) return settle();
-    return document.documentElement.requestFullscreen({ navigationUI: "hide" }).then(settle, settle);
+    // Some browsers never settle the request (refused without an error): go on after a while.
+    const asked = document.documentElement.requestFullscreen({ navigationUI: "hide" }).then(settle, settle);
+    return Promise.race([asked, wait(2000)]);
   };
   const fullscreen = text(() => ({
     name: "fullscreen", title: "Full screen",
@@ -477,7 +486,7 @@ async function main() {
       step("prepare", (status) => S.prepare(status)),
       notes,
       { timeline: [guard], conditional_function: () => Boolean(S.current) && !S.displayOk(), loop_function: () => !S.displayOk() },
-      when(() => Boolean(S.current), { type: Trial, item: () => S.current, on_finish: (d) => S.answer(d) }),
+      when(() => Boolean(S.current), { type: Trial, item: () => S.current, iti: ITI_MS, on_finish: (d) => S.answer(d) }),
     ],
     conditional_function: () => S.hasMore(),
     loop_function: () => S.hasMore(),
@@ -486,19 +495,19 @@ async function main() {
     timeline: [
       step("start", async (status) => { await S.start(status); }),
       when(() => S.resuming && S.hasMore(), text(() => S.welcomeBack())),
-      { timeline: [check], loop_function: () => !S.checkOk },
-      when(() => document.fullscreenEnabled, fullscreen),
-      fitStep,
-      { timeline: [tooSmall, fitStep], conditional_function: () => !S.fitOk, loop_function: () => !S.fitOk },
-      step("check-saved", () => S.postCheck()),
+      {
+        timeline: [
+          { timeline: [check], loop_function: () => !S.checkOk },
+          when(() => document.fullscreenEnabled, fullscreen),
+          fitStep,
+          { timeline: [tooSmall, fitStep], conditional_function: () => !S.fitOk, loop_function: () => !S.fitOk },
+          step("check-saved", () => S.postCheck()),
+        ],
+        conditional_function: () => S.hasMore(), // a finished session goes straight to its code
+      },
       when(() => !S.resuming && S.hasMore(), text(() => S.intro())),
       { timeline: [trialLoop, step("complete", (status) => S.complete(status))], loop_function: () => !S.done },
-      text(() => S.completion(), {
-        on_load: () => {
-          const r = S.result || {};
-          if (r.redirect) setTimeout(() => location.assign(r.redirect), 1500);
-        },
-      }),
+      text(() => S.completion()),
     ],
     conditional_function: () => !S.declined,
   };

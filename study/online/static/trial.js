@@ -14,6 +14,7 @@ export function keyName(event) {
   return event.key.length === 1 ? event.key.toLowerCase() : event.key.toLowerCase();
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
 
 /**
@@ -80,6 +81,8 @@ export function trialPlugin(stage, clock) {
       document.body.dataset.trial = String(item.trial);
       stage.show(true);
       try {
+        stage.clear();
+        await sleep(params.iti); // the blank screen before every trial (the lab's inter-trial interval)
         for (const frame of screen.sequence || []) {
           await stage.draw(frame.images || []);
           const t0 = await nextFrame();
@@ -172,7 +175,10 @@ export function trialPlugin(stage, clock) {
   PerceptTrialPlugin.info = {
     name: "percept-trial",
     version: "1.0.0",
-    parameters: { item: { type: ParameterType.COMPLEX, default: undefined } },
+    parameters: {
+      item: { type: ParameterType.COMPLEX, default: undefined }, // {trial, block, kind, screen} from the server
+      iti: { type: ParameterType.INT, default: 500 }, // ms of blank screen first
+    },
     data: {
       trial: { type: ParameterType.INT },
       keys: { type: ParameterType.STRING, array: true },

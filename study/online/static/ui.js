@@ -33,6 +33,7 @@ export function textContentOf(c) {
     parts.push(table);
   }
   if (c.note) parts.push(el("p", { className: "note", text: c.note }));
+  if (c.link) parts.push(el("p", {}, [el("a", { href: c.link, rel: "noreferrer", text: c.linkText || c.link })]));
   return parts;
 }
 
@@ -42,7 +43,8 @@ export function uiPlugins() {
 
   /**
    * A text screen. `content` (a function, evaluated when the screen starts) gives {name, title, paragraphs,
-   * rows, note, buttons: [{label, value, action}], keys: {key: value}, refresh: ms}. A button's `action`
+   * rows, note, link, linkText, redirectMs, buttons: [{label, value, action}], keys: {key: value}}; with
+   * `link` and `redirectMs` the page goes to the link after that long. A button's `action`
    * runs inside the click (a user gesture, as fullscreen needs) and may return a promise awaited before
    * the screen ends. Data: {value}.
    */
@@ -58,6 +60,7 @@ export function uiPlugins() {
       const row = el("div", { className: "buttons" });
       box.append(row);
       display.replaceChildren(box);
+      if (c.link && c.redirectMs !== undefined) setTimeout(() => location.assign(c.link), c.redirectMs);
       return new Promise((resolve) => {
         let over = false;
         const end = async (value, action) => {
