@@ -6,7 +6,7 @@
 import { call, callRetrying, Outbox } from "./net.js";
 import { Stage, fittingScale, loadImage, screenUrls } from "./stage.js";
 import { trialPlugin } from "./trial.js";
-import { el, textContentOf, uiPlugins } from "./ui.js";
+import { el, markScreen, textContentOf, uiPlugins } from "./ui.js";
 
 const T0 = performance.now();
 const clock = (stamp) => (stamp - T0) / 1000; // s since the page loaded: the answers' `onset`
@@ -156,7 +156,8 @@ class Study {
     this.nTrials = this.session.n_trials;
     // Answers still in this page's outbox count as given: they are sent before the completion.
     const pending = new Set(this.outbox.pending(this.sid));
-    for (let t = 0; t < this.session.next_trial; t += 1) this.answered.add(t);
+    const next = this.session.next_trial ?? this.nTrials; // null: every trial is stored
+    for (let t = 0; t < next; t += 1) this.answered.add(t);
     for (const t of pending) this.answered.add(t);
     if (this.session.completed) {
       this.done = false; // the completion step below asks for the code again
@@ -382,7 +383,7 @@ function go(label) {
 
 /** A screen outside jsPsych (before it starts or after a fatal error). */
 function plainScreen(content) {
-  document.body.dataset.screen = content.name || "message";
+  markScreen(content.name || "message");
   const target = document.getElementById("jspsych-target");
   target.replaceChildren(el("div", { className: "screen" }, textContentOf(content)));
 }

@@ -88,9 +88,13 @@ export class Stage {
   }
 
   observed(entry) {
+    const w = Math.round(entry.contentRect.width * this.dpr);
+    const h = Math.round(entry.contentRect.height * this.dpr);
     const box = entry.devicePixelContentBoxSize && entry.devicePixelContentBoxSize[0];
-    if (box) this.resize(box.inlineSize, box.blockSize);
-    else this.resize(Math.round(entry.contentRect.width * this.dpr), Math.round(entry.contentRect.height * this.dpr));
+    // The exact device-pixel box, unless it disagrees with the pixel ratio: Chromium's device-scale
+    // emulation (DevTools, Playwright) reports it unscaled while it renders scaled.
+    if (box && Math.abs(box.inlineSize - w) <= 1 && Math.abs(box.blockSize - h) <= 1) this.resize(box.inlineSize, box.blockSize);
+    else this.resize(w, h);
   }
 
   resize(w, h) {

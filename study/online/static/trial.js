@@ -4,7 +4,7 @@
 // for ranking. It returns the presses in order; the server computes the choice with the kind's `press`.
 // All text is set with textContent.
 
-import { el } from "./ui.js";
+import { el, markScreen } from "./ui.js";
 
 const KEY_NAMES = { ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down", Backspace: "backspace", " ": "space" };
 
@@ -77,8 +77,8 @@ export function trialPlugin(stage, clock) {
     async trial(display, params) {
       const item = params.item;
       const screen = item.screen;
-      document.body.dataset.screen = "trial";
       document.body.dataset.trial = String(item.trial);
+      markScreen("trial");
       stage.show(true);
       try {
         stage.clear();

@@ -2,6 +2,15 @@
 // plugin for text screens (title, paragraphs, a table of checks, buttons, keys) and one that runs an
 // async step while showing what it is doing. Nothing here (or anywhere in the client) assigns HTML.
 
+let shown = 0;
+
+/** Name the screen now showing (body data-screen) and count screens (data-step), for tests and debugging. */
+export function markScreen(name) {
+  shown += 1;
+  document.body.dataset.screen = name;
+  document.body.dataset.step = String(shown);
+}
+
 /** An element with properties (`text` → textContent) and children. */
 export function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -55,7 +64,7 @@ export function uiPlugins() {
 
     trial(display, params) {
       const c = params.content || {};
-      document.body.dataset.screen = c.name || "text";
+      markScreen(c.name || "text");
       const box = el("div", { className: "screen" }, textContentOf(c));
       const row = el("div", { className: "buttons" });
       box.append(row);
@@ -111,7 +120,7 @@ export function uiPlugins() {
     }
 
     async trial(display, params) {
-      document.body.dataset.screen = params.name || "step";
+      markScreen(params.name || "step");
       const msg = el("p", { className: "status" });
       const box = el("div", { className: "screen" }, [msg]);
       display.replaceChildren(box);

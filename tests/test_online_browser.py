@@ -1,0 +1,395 @@
+"""The online study's browser client in Debian's headless Chromium (Playwright), against the real server
+(`percept serve`, uvicorn on loopback) over a tiny design built by `study.design.build_design`:
+- the happy path through consent, checks, full screen, instructions, practice and every kind to the code,
+  the presses stored as the kinds' `press` makes them (ranking with an undo; rating by a click);
+- a reload mid-study resumes at the next unanswered trial: every trial shown once, one row per trial;
+- the first answers lost at the network layer (route abort) are retried: one row per trial;
+- device scale factors 1, 1.25, 1.5 and 2: the stimulus pixels on screen equal a nearest-neighbour
+  upscale of the PNG by the chosen integer k (screenshot in device pixels, compared exactly);
+- hostile participant IDs from the URL are shown as text, never as HTML.
+Skipped (with the reason) only where /usr/bin/chromium, Playwright or the npm client are missing."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from study import trials as kinds
+from study.design import DesignConfig, build_design
+from test_study_support import REPO, make_manifest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+JSPSYCH = REPO / "study" / "online" / "node_modules" / "jspsych" / "dist" / "index.browser.min.js"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1100, "height": 760}  # CSS px: above the server's default minimum of 1024 × 700
+TIMEOUT = 30_000  # ms for any one screen to appear
+KEY_NAMES = {"left": "ArrowLeft", "right": "ArrowRight", "backspace": "Backspace"}
+
+
+def _missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (Debian package chromium; `make setup` installs it as root)"
+    if not JSPSYCH.exists():
+        return f"{JSPSYCH.relative_to(REPO)} is missing: run `make setup` (npm ci in study/online; needs node/npm)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    return None
+
+
+if _missing():
+    pytest.skip(_missing(), allow_module_level=True)
+
+
+# --- the study: a tiny design and the real server ------------------------------------------------
+class Server:
+    """`percept serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, design: Path, *extra: str):
+        self.design = design
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        self.log = open(design.parent / f"serve-{self.port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "percept", "serve", "--design", str(design), "--port", str(self.port),
+                                      "--redirect-url", f"{self.url}/done?cc={{code}}", *extra],
+                                     cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/study", timeout=2) as r:
+                    self.study = json.loads(r.read())
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"percept serve did not start: {(design.parent / f'serve-{self.port}.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+    def database(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.design.parent / 'online' / 'study.sqlite'}?mode=ro", uri=True)
+
+    def positions(self, sid: str) -> pd.DataFrame:
+        """The session's trials: position → design row (from the database and design.csv)."""
+        with self.database() as db:
+            pos = pd.read_sql_query("SELECT position, list_id, trial FROM session_trials WHERE session = ? ORDER BY position", db, params=(sid,))
+        design = pd.read_csv(self.design, dtype=str, keep_default_na=False)
+        design[["list_id", "trial"]] = design[["list_id", "trial"]].astype(int)
+        return pos.merge(design, on=["list_id", "trial"], how="left", validate="one_to_one").set_index("position")
+
+    def answers(self, sid: str) -> pd.DataFrame:
+        with self.database() as db:
+            return pd.read_sql_query("SELECT * FROM answers WHERE session = ? ORDER BY position", db, params=(sid,))
+
+    def export(self, sid: str) -> pd.DataFrame:
+        """`percept export-online`, then this session's response CSV."""
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        r = subprocess.run([sys.executable, "-m", "percept", "export-online", "--design", str(self.design)],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        found = list((self.design.parent / "responses").glob(f"*-{sid}.csv"))
+        assert len(found) == 1, found
+        return pd.read_csv(found[0], dtype=str, keep_default_na=False)
+
+
+def _design(root: Path, kinds_shown: tuple[str, ...], images: int, practice: int) -> Path:
+    manifest = make_manifest(root, n_images=3, spares=1)
+    return build_design(manifest, root, DesignConfig(kinds=kinds_shown, pairs=(("mse", "ms_ssim"),),
+                                                     ranking_losses=("mse", "mae", "ms_ssim"), images=images, lists=1,
+                                                     practice=practice, catch=0.25, seed=1, mirror=False, jnd_ms=(150, 50, 150)))
+
+
+@pytest.fixture(scope="module")
+def every_kind(tmp_path_factory):
+    """22 trials: a practice triplet, triplets, rankings, ratings, jnd, and their catch trials."""
+    server = Server(_design(tmp_path_factory.mktemp("online-all"), ("triplet", "ranking", "rating", "jnd"), 2, 1))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A few triplets and rankings with their catch trials, for the reload and network tests."""
+    server = Server(_design(tmp_path_factory.mktemp("online-small"), ("triplet", "ranking"), 2, 1))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page_factory(browser):
+    contexts = []
+
+    def make(scale: float = 1.0):
+        ctx = browser.new_context(device_scale_factor=scale, viewport=VIEWPORT)
+        ctx.set_default_timeout(TIMEOUT)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+# --- driving the page -----------------------------------------------------------------------------
+def _state(page) -> dict:
+    return page.evaluate("""() => ({screen: document.body.dataset.screen || '', step: document.body.dataset.step || '0',
+        ready: Boolean(document.querySelector('.trial-overlay.ready')), trial: document.body.dataset.trial})""")
+
+
+def _wait_change(page, step: str) -> None:
+    page.wait_for_function("s => (document.body.dataset.step || '0') !== s", arg=step, timeout=TIMEOUT)
+
+
+def _presses(row: pd.Series, n: int) -> list[tuple[str, str]]:
+    """What the participant does on trial position n: [(how, key name)], catch trials answered right."""
+    kind = row["kind"]
+    if kind in ("catch", "pair_catch"):
+        return [("key", row["answer"])]
+    if kind in ("triplet", "pair"):
+        return [("key", "left" if n % 2 else "right")]
+    if kind == "ranking":
+        return [("key", "3"), ("key", "backspace"), ("key", "2"), ("key", "3")] if n % 2 else [("key", "1"), ("key", "3")]
+    if kind in ("rating_catch", "rating_ref_catch"):
+        return [("click", row["answer"])]
+    if kind in ("rating", "rating_ref"):
+        return [("click" if n % 2 else "key", str(1 + n % 5))]
+    if kind == "jnd_catch":
+        return [("key", "s" if row["answer"] == "same" else "d")]
+    if kind == "jnd":
+        return [("key", "s" if n % 2 else "d")]
+    raise AssertionError(f"no answer rule for kind {kind}")
+
+
+def _answer(page, presses: list[tuple[str, str]]) -> None:
+    for how, key in presses:
+        if how == "click":
+            page.click(f".answer-button[data-key='{key}']")
+        else:
+            page.keyboard.press(KEY_NAMES.get(key, key))
+
+
+def run_study(page, server: Server, *, stop_after: int | None = None, shown: list | None = None, on_trial=None) -> str:
+    """Click through every screen and answer trials until the completion screen (its name is returned) or
+    until `stop_after` trials were answered in this call ('stopped'). Trial positions shown go to `shown`."""
+    rows = None
+    answered = 0
+    shown = shown if shown is not None else []
+    while True:
+        st = _state(page)
+        screen = st["screen"]
+        if screen in ("done", "refused", "error", "bad-link", "declined"):
+            return screen
+        if screen == "trial" and st["ready"]:
+            if rows is None:
+                rows = server.positions(page.evaluate("perceptStudy.sid"))
+            n = int(st["trial"])
+            shown.append(n)
+            if on_trial is not None:
+                on_trial(page, n)
+            _answer(page, _presses(rows.loc[n], n))
+            answered += 1
+            if stop_after is not None and answered >= stop_after:
+                return "stopped"
+            _wait_change(page, st["step"])
+            continue
+        if screen == "consent":
+            page.click("button[data-value='yes']")
+        elif screen == "check":
+            page.click("button[data-value='ok']")
+        elif screen in ("fullscreen", "too-small", "guard"):
+            page.click("#jspsych-target button")
+        elif screen in ("intro", "instructions", "practice-done", "welcome-back", "break"):
+            page.keyboard.press("Space")
+        else:  # loading, steps and the trial's blank interval: wait for the next screen
+            page.wait_for_function("s => (document.body.dataset.step || '0') !== s || document.querySelector('.trial-overlay.ready')",
+                                   arg=st["step"], timeout=TIMEOUT)
+            continue
+        _wait_change(page, st["step"])
+
+
+def _expected(row: pd.Series, presses: list[tuple[str, str]]) -> tuple[str, str]:
+    """(key, choice) the kind's own `press` makes of these presses (what the server must store)."""
+    kind = kinds.get(row["kind"])
+    trial = row.to_dict()
+    pressed: list[str] = []
+    out = None
+    for _, key in presses:
+        out = kind.press(trial, pressed, key) or out
+    assert out is not None
+    return out
+
+
+def _one_row_per_trial(server: Server, sid: str) -> pd.DataFrame:
+    rows = server.positions(sid)
+    answers = server.answers(sid)
+    assert sorted(answers["position"]) == list(range(len(rows)))  # every trial once: no gap, no duplicate
+    csv = server.export(sid)
+    assert len(csv) == len(rows) and set(csv["mode"]) == {"online"}
+    assert sorted(csv["trial"].astype(int)) == sorted(rows["trial"])
+    return csv
+
+
+# --- tests ----------------------------------------------------------------------------------------
+def test_happy_path_every_kind_to_the_completion_code(every_kind, page_factory):
+    page = page_factory()
+    response = page.goto(f"{every_kind.url}/?participant=happy01")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    shown: list[int] = []
+    assert run_study(page, every_kind, shown=shown) == "done"
+    errors = list(page.errors)  # before the redirect to the (404) platform page
+    sid = page.evaluate("perceptStudy.sid")
+    code = page.evaluate("perceptStudy.result.code")
+    assert code and code in page.inner_text("#jspsych-target")
+    # The redirect happens only after the outbox is empty, and carries the code.
+    page.wait_for_url(f"{every_kind.url}/done?cc={code}", timeout=TIMEOUT)
+    assert page.evaluate("localStorage.getItem('percept.outbox.v1')") == "[]"
+    rows = every_kind.positions(sid)
+    assert shown == list(range(len(rows))) and len(rows) == 22
+    assert set(rows["kind"]) >= {"triplet", "ranking", "rating", "jnd", "catch", "rating_catch", "jnd_catch"}
+    csv = _one_row_per_trial(every_kind, sid).set_index("trial")
+    for n, row in rows.iterrows():
+        key, choice = _expected(row, _presses(row, n))
+        got = csv.loc[str(row["trial"])]
+        assert (got["key"], got["choice"]) == (key, choice), (n, row["kind"])
+    record = json.loads(next((every_kind.design.parent / "responses").glob(f"*-{sid}.json")).read_text())
+    assert (record["mode"], record["dpr"], record["scale"], record["viewport"]) == ("online", 1, 1, [1100, 760])
+    assert record["completed"] and not errors, errors
+
+
+def test_reload_mid_study_resumes_without_duplicates(small, page_factory):
+    page = page_factory()
+    held = []
+    # The 4th answer (position 3) never gets through before the reload: it must survive in the outbox.
+    page.route("**/api/sessions/*/answers/3", lambda route: held.append(route))
+    page.goto(f"{small.url}/?participant=reload01")
+    shown: list[int] = []
+    assert run_study(page, small, stop_after=4, shown=shown) == "stopped"
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('percept.outbox.v1') || '[]').some(e => e.trial === 3)")
+    sid = page.evaluate("perceptStudy.sid")
+    assert held and sorted(small.answers(sid)["position"]) == [0, 1, 2]
+    page.unroute("**/api/sessions/*/answers/3")
+    page.reload()
+    page.wait_for_function("() => document.body.dataset.screen === 'welcome-back'")
+    assert "4 of" in page.inner_text("#jspsych-target")
+    statuses = []
+    page.on("response", lambda r: statuses.append(r.status) if "/answers/" in r.url else None)
+    assert run_study(page, small, shown=shown) == "done"
+    rows = small.positions(sid)
+    assert shown == list(range(len(rows)))  # each trial shown once, in order, across the reload
+    assert statuses and set(statuses) == {200}
+    csv = _one_row_per_trial(small, sid).set_index("trial")
+    row3 = rows.loc[3]
+    assert (csv.loc[str(row3["trial"]), "key"], csv.loc[str(row3["trial"]), "choice"]) == _expected(row3, _presses(row3, 3))
+    assert not page.errors, page.errors
+
+
+def test_first_answers_lost_on_the_network_still_one_row_per_trial(small, page_factory):
+    page = page_factory()
+    attempts = {"n": 0, "aborted": 0}
+
+    def flaky(route):
+        attempts["n"] += 1
+        if attempts["aborted"] < 3:  # the first three PUTs never reach the server
+            attempts["aborted"] += 1
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/sessions/*/answers/*", flaky)
+    page.goto(f"{small.url}/?participant=flaky01")
+    assert run_study(page, small) == "done"
+    sid = page.evaluate("perceptStudy.sid")
+    rows = small.positions(sid)
+    assert attempts["aborted"] == 3 and attempts["n"] >= len(rows) + 3
+    csv = _one_row_per_trial(small, sid)
+    assert len(csv) == len(rows)
+    # Network errors are not console errors of the app; the failed fetches are logged by the browser only.
+    assert not [e for e in page.errors if "net::" not in e and "Failed to fetch" not in e and "Failed to load" not in e], page.errors
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.25, 1.5, 2.0])
+def test_stimulus_pixels_are_exact_integer_upscales(every_kind, page_factory, scale):
+    page = page_factory(scale)
+    page.goto(f"{every_kind.url}/?participant=pixels{int(scale * 100)}")
+    captured = {}
+
+    def grab(page, n):
+        if n != 0:
+            return
+        placed = json.loads(page.evaluate("document.getElementById('stage').dataset.placed"))
+        k = int(page.evaluate("document.getElementById('stage').dataset.scale"))
+        size = page.evaluate("[document.getElementById('stage').width, document.getElementById('stage').height]")
+        shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
+        captured.update(placed=placed, k=k, size=size, shot=shot)
+
+    assert run_study(page, every_kind, stop_after=1, on_trial=grab) == "stopped"
+    k, shot = captured["k"], captured["shot"]
+    assert k == max(1, round(scale))  # 1 CSS px per image px, rounded to whole device pixels
+    # The canvas's backing store is the viewport in device pixels, as is the screenshot.
+    assert captured["size"] == [round(VIEWPORT["width"] * scale), round(VIEWPORT["height"] * scale)] == [shot.shape[1], shot.shape[0]]
+    assert len(captured["placed"]) == 3  # the practice triplet: reference, left, right
+    for p in captured["placed"]:
+        png = Image.open(io.BytesIO(page.request.get(every_kind.url + p["path"]).body())).convert("RGB")
+        want = np.asarray(png.resize((png.width * k, png.height * k), Image.NEAREST))
+        got = shot[p["y"]:p["y"] + p["s"], p["x"]:p["x"] + p["s"]]
+        assert p["s"] == png.width * k and got.shape == want.shape
+        assert np.array_equal(got, want), f"scale {scale}: {int((got != want).any(axis=2).sum())} pixels differ in {p['slot']}"
+        # Just outside the image: the dark frame, not image pixels smeared by smoothing.
+        assert tuple(shot[p["y"] - 1, p["x"] + p["s"] // 2]) == (51, 51, 51)
+
+
+@pytest.mark.parametrize("query", ["participant=%3Cimg%20src%3Dx%20onerror%3D%22window.pwned%3D1%22%3E",
+                                   "PROLIFIC_PID=%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E&STUDY_ID=s&SESSION_ID=t"])
+def test_hostile_participant_id_is_text_never_html(every_kind, page_factory, query):
+    page = page_factory()
+    page.goto(f"{every_kind.url}/?{query}")
+    page.wait_for_function("() => document.body.dataset.screen === 'bad-link'")
+    text = page.inner_text("#jspsych-target")
+    raw = urllib.request.unquote(query.split("=", 1)[1].split("&")[0])
+    assert raw in text  # shown literally, as text
+    time.sleep(0.3)  # an onerror handler would have run by now
+    assert page.evaluate("document.querySelectorAll('img, script:not([src])').length") == 0
+    assert page.evaluate("window.pwned") is None
