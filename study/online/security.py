@@ -122,10 +122,15 @@ class RateLimiter:
 
 
 class Guard:
-    """ASGI middleware: security headers on every response, the body limit (413) and the rate limit (429)."""
+    """ASGI middleware: security headers on every response, the body limit (413) and the rate limit (429).
 
-    def __init__(self, app, *, rate_limit: int, ip_rate_limit: int, max_body: int = MAX_BODY):
+    The rate limit counts /api requests per session (those carrying the session's valid token) or else per
+    client address; behind a reverse proxy every client has the proxy's address, so raise --ip-rate-limit there.
+    """
+
+    def __init__(self, app, *, key: bytes, rate_limit: int, ip_rate_limit: int, max_body: int = MAX_BODY):
         self.app = app
+        self.key = key
         self.rate_limit = rate_limit
         self.ip_rate_limit = ip_rate_limit
         self.max_body = max_body
@@ -149,8 +154,14 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if scope["path"].startswith("/api/"):
             token = headers.get(TOKEN_HEADER.lower())
+            parts = scope["path"].split("/")  # /api/sessions/<sid>/...
+            sid = parts[3] if len(parts) > 3 and parts[2] == "sessions" else ""
             client = (scope.get("client") or ("?", 0))[0]
-            who, limit = (f"t:{token[:64]}", self.rate_limit) if token else (f"ip:{client}", self.ip_rate_limit)
+            # Only a session's real token earns its own budget: made-up tokens share their address's.
+            if token and sid and token_ok(self.key, sid, token):
+                who, limit = f"s:{sid}", self.rate_limit
+            else:
+                who, limit = f"ip:{client}", self.ip_rate_limit
             if not self.limiter.allow(who, limit):
                 await _plain(send_with_headers, 429, "too many requests; wait a minute", (b"retry-after", b"60"))
                 return

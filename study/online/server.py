@@ -229,7 +229,7 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     app.mount("/vendor", StaticFiles(directory=VENDOR, check_dir=False), name="vendor")
-    return security.Guard(app, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit)
+    return security.Guard(app, key=key, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit)
 
 
 def _platform(params: dict[str, str], participant: str | None, required: str) -> tuple[str, str, dict]:
@@ -249,7 +249,8 @@ def _platform(params: dict[str, str], participant: str | None, required: str) ->
     elif not names:
         platform, raw = "direct", participant if participant is not None else secrets.token_hex(12)
     else:
-        raise HTTPException(422, f"platform: {sorted(names)} are neither Prolific's {list(PROLIFIC)} nor MTurk's {list(MTURK)}")
+        shown = [k[:32] for k in sorted(names)]
+        raise HTTPException(422, f"platform: {shown} are neither Prolific's {list(PROLIFIC)} nor MTurk's {list(MTURK)}")
     if participant is not None and names:
         raise HTTPException(422, "give either participant or the platform's parameters, not both")
     if required != "any" and platform != required:
@@ -337,3 +338,30 @@ def serve(cfg: ServeConfig, design_path: str | Path) -> None:
                         timeout_graceful_shutdown=5)
         finally:
             store.close()
+
+
+class Background:
+    """uvicorn serving an app on loopback in a thread (tests, benchmarks): `with Background(app) as url: ...`."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                                    timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,11 @@ def engine_url(database: str | None, online_dir: Path) -> str:
     """The SQLAlchemy URL: the given one (postgresql:// goes through psycopg 3), else study.sqlite."""
     if database is None:
         return f"sqlite:///{(online_dir / 'study.sqlite').resolve()}"
+    return normalize(database)
+
+
+def normalize(database: str) -> str:
+    """A database URL with its driver named: postgresql:// goes through psycopg 3; anything else is refused."""
     for prefix in ("postgresql://", "postgres://"):
         if database.startswith(prefix):
             return "postgresql+psycopg://" + database[len(prefix):]
@@ -36,6 +42,8 @@ def engine_url(database: str | None, online_dir: Path) -> str:
 def make_engine(url: str):
     """An engine with SQLite's durability and locking settings (WAL, synchronous=FULL, busy timeout)."""
     import sqlalchemy as sa
+
+    url = normalize(url)
 
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
@@ -51,8 +59,10 @@ def make_engine(url: str):
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
-        def _immediate(conn) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn) -> None:
+            # Writers take the lock at BEGIN (queueing on the busy timeout) so what they read stays true until
+            # they commit; readers take none and see the last commit (WAL).
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
         return engine
     if url.startswith("postgresql+psycopg://"):
@@ -68,6 +78,9 @@ def iso(t: float) -> str:
 def digest(payload: dict) -> str:
     """sha256 of a payload's canonical JSON: equal payloads (any key order) have equal digests."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+TOUCH_EVERY = 10.0  # seconds: last_seen is rewritten at most this often (abandonment is judged in minutes)
 
 
 @dataclass(frozen=True)
@@ -93,12 +106,21 @@ class Store:
         self.policy = policy
         self.policy_obj = policy_obj
         self.abandon_after = abandon_after
+        self.touch_every = min(TOUCH_EVERY, abandon_after / 4)
         self.batch = batch
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             have = conn.execute(sa.select(self.t["studies"]).where(self.t["studies"].c.study == design.study)).first()
             if have is None:
                 conn.execute(sa.insert(self.t["studies"]).values(study=design.study, design=str(design.path),
                                                                   n_lists=design.n_lists, created=time.time()))
+
+    @contextmanager
+    def write(self):
+        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(write=True)
+            with conn.begin():
+                yield conn
 
     def close(self) -> None:
         """Close every pooled connection (SQLite checkpoints its WAL)."""
@@ -115,7 +137,7 @@ class Store:
         sa, t = self.sa, self.t
         s = t["sessions"]
         now = time.time()
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             self._lock_study(conn)
             old = conn.execute(sa.select(s).where(s.c.study == self.design.study, s.c.participant == participant)).mappings().first()
             if old is not None:
@@ -145,16 +167,18 @@ class Store:
     def session(self, session_id: str, *, touch: bool = True) -> dict | None:
         """The session row (None if unknown or of another design); `touch` marks it active now."""
         sa, s = self.sa, self.t["sessions"]
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             row = conn.execute(sa.select(s).where(s.c.session == session_id, s.c.study == self.design.study)).mappings().first()
-            if row is not None and touch:
-                conn.execute(sa.update(s).where(s.c.session == session_id).values(last_seen=time.time()))
+        now = time.time()
+        if row is not None and touch and now - row["last_seen"] > self.touch_every:
+            with self.write() as conn:
+                conn.execute(sa.update(s).where(s.c.session == session_id, s.c.last_seen < now).values(last_seen=now))
         return None if row is None else dict(row)
 
     def record_check(self, session_id: str, check: dict) -> None:
         """Store the browser's screen check (the latest one counts; earlier ones are kept in its history)."""
         sa, s = self.sa, self.t["sessions"]
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             old = conn.execute(sa.select(s.c.screen_check).where(s.c.session == session_id)).scalar()
             history = json.loads(old)["history"] if old else []
             history.append(check)
@@ -187,7 +211,7 @@ class Store:
         """Let the active policy choose the next batch of this session's pending slots (one transaction)."""
         sa, t = self.sa, self.t
         st, a = t["session_trials"], t["answers"]
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             self._lock_study(conn)
             slots = conn.execute(sa.select(st.c.position).where(st.c.session == session_id, st.c.pending.is_(True))
                                  .order_by(st.c.position).limit(self.batch)).scalars().all()
@@ -229,27 +253,30 @@ class Store:
                       rt=float(payload["rt"]), onset=float(payload["onset"]), client_time=payload["client_time"],
                       server_time=iso(now), digest=d)
         try:
-            with self.engine.begin() as conn:
+            with self.write() as conn:
                 old = conn.execute(sa.select(a.c.digest, a.c.choice).where(a.c.session == session_id,
                                                                            a.c.position == position)).first()
                 if old is None:
                     conn.execute(sa.insert(a).values(**values))
-                    n_done = conn.execute(sa.select(sa.func.count()).select_from(a).where(a.c.session == session_id)).scalar()
-                    n_trials = conn.execute(sa.select(s.c.n_trials).where(s.c.session == session_id)).scalar()
-                    if n_done == n_trials:
-                        conn.execute(sa.update(s).where(s.c.session == session_id, s.c.completed_at.is_(None))
-                                     .values(completed_at=now))
+                done = set(conn.execute(sa.select(a.c.position).where(a.c.session == session_id)).scalars())
+                n_trials, last_seen = conn.execute(sa.select(s.c.n_trials, s.c.last_seen).where(s.c.session == session_id)).one()
+                changes = {"last_seen": now} if old is None and now - last_seen > self.touch_every else {}
+                if old is None and len(done) == n_trials:
+                    changes.update(completed_at=now, last_seen=now)  # the last answer: the place is taken for good
+                if changes:
+                    conn.execute(sa.update(s).where(s.c.session == session_id).values(**changes))
         except sa.exc.IntegrityError:  # a concurrent identical request won the insert: compare with it below
-            old = None
             with self.engine.connect() as conn:
                 old = conn.execute(sa.select(a.c.digest, a.c.choice).where(a.c.session == session_id,
                                                                            a.c.position == position)).first()
+                done = set(conn.execute(sa.select(a.c.position).where(a.c.session == session_id)).scalars())
+                n_trials = conn.execute(sa.select(s.c.n_trials).where(s.c.session == session_id)).scalar()
             if old is None:
                 raise
         if old is not None and old.digest != d:
             return Outcome(409, {"detail": f"trial {position} already has a different answer; it is kept"})
         return Outcome(200, {"trial": position, "choice": choice if old is None else old.choice,
-                             "next_trial": self.next_trial(session_id)})
+                             "next_trial": next((k for k in range(n_trials) if k not in done), None)})
 
     def answered(self, session_id: str) -> dict[int, dict]:
         """{position: answer row} of a session."""
@@ -267,7 +294,7 @@ class Store:
     def release(self, session_id: str) -> None:
         """Mark the completion code as handed out (the first time)."""
         sa, s = self.sa, self.t["sessions"]
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             conn.execute(sa.update(s).where(s.c.session == session_id, s.c.released_at.is_(None))
                          .values(released_at=time.time()))
 

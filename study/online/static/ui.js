@@ -120,7 +120,7 @@ export function uiPlugins() {
     }
 
     async trial(display, params) {
-      markScreen(params.name || "step");
+      markScreen(`step:${params.name || "step"}`);
       const msg = el("p", { className: "status" });
       const box = el("div", { className: "screen" }, [msg]);
       display.replaceChildren(box);
