@@ -275,6 +275,31 @@ def _one_row_per_trial(server: Server, sid: str) -> pd.DataFrame:
     return csv
 
 
+class _Screenshots:
+    """With PERCEPT_SCREENSHOTS=folder, the happy path saves the check screen and the first trial of each
+    kind shown there as online-<name>.png (how docs/img/online-*.png were made)."""
+
+    def __init__(self, folder: str | None):
+        self.folder = Path(folder) if folder else None
+        self.done: set[str] = set()
+
+    def _save(self, page, name: str, box: tuple[int, int, int, int]) -> None:
+        if self.folder is None or name in self.done:
+            return
+        self.done.add(name)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        Image.open(io.BytesIO(page.screenshot())).crop(box).save(self.folder / f"online-{name}.png", optimize=True)
+
+    def screen(self, page, name: str) -> None:
+        if name == "check":
+            self._save(page, name, (100, 140, 1000, 620))
+
+    def trial(self, page, n: int) -> None:
+        kind = page.evaluate("perceptStudy.current.kind")
+        if kind in ("triplet", "ranking", "rating"):
+            self._save(page, kind, (150, 200, 950, 600))
+
+
 # --- tests ----------------------------------------------------------------------------------------
 def test_happy_path_every_kind_to_the_completion_code(every_kind, page_factory):
     page = page_factory()
@@ -282,7 +307,8 @@ def test_happy_path_every_kind_to_the_completion_code(every_kind, page_factory):
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     shown: list[int] = []
-    assert run_study(page, every_kind, shown=shown) == "done"
+    shots = _Screenshots(os.environ.get("PERCEPT_SCREENSHOTS"))
+    assert run_study(page, every_kind, shown=shown, on_trial=shots.trial, on_screen=shots.screen) == "done"
     errors = list(page.errors)  # before the redirect to the (404) platform page
     sid = page.evaluate("perceptStudy.sid")
     code = page.evaluate("perceptStudy.result.code")
