@@ -10,8 +10,7 @@ const KEY_NAMES = { ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", Arrow
 
 /** The PsychoPy key name of a keyboard event ("left", "1", "s", "backspace", ...). */
 export function keyName(event) {
-  if (KEY_NAMES[event.key]) return KEY_NAMES[event.key];
-  return event.key.length === 1 ? event.key.toLowerCase() : event.key.toLowerCase();
+  return KEY_NAMES[event.key] || event.key.toLowerCase();
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -118,6 +117,7 @@ export function trialPlugin(stage, clock) {
       let onset = null;
       const take = (key, timeStamp, via) => {
         if (onset === null || timeStamp < onset) return; // presses before the response screen do not count
+        if (answer.complete) return; // nothing after the answer is complete
         if (!answer.press(key)) return;
         update();
         if (answer.complete) finish({ rt: (timeStamp - onset) / 1000, via });
