@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import socket
@@ -37,7 +38,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 JSPSYCH = REPO / "study" / "online" / "node_modules" / "jspsych" / "dist" / "index.browser.min.js"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1100, "height": 760}  # CSS px: above the server's default minimum of 1024 × 700
+VIEWPORT = {"width": 1101, "height": 761}  # CSS px: above the server's 1024 × 700; odd, so × 1.25 is fractional
 TIMEOUT = 30_000  # ms for any one screen to appear
 KEY_NAMES = {"left": "ArrowLeft", "right": "ArrowRight", "backspace": "Backspace"}
 
@@ -157,8 +158,8 @@ def browser():
 def page_factory(browser):
     contexts = []
 
-    def make(scale: float = 1.0):
-        ctx = browser.new_context(device_scale_factor=scale, viewport=VIEWPORT)
+    def make(scale: float = 1.0, **kw):
+        ctx = browser.new_context(**{"device_scale_factor": scale, "viewport": VIEWPORT, **kw})
         ctx.set_default_timeout(TIMEOUT)
         contexts.append(ctx)
         page = ctx.new_page()
@@ -325,7 +326,7 @@ def test_happy_path_every_kind_to_the_completion_code(every_kind, page_factory):
         got = csv.loc[str(row["trial"])]
         assert (got["key"], got["choice"]) == (key, choice), (n, row["kind"])
     record = json.loads(next((every_kind.design.parent / "responses").glob(f"*-{sid}.json")).read_text())
-    assert (record["mode"], record["dpr"], record["scale"], record["viewport"]) == ("online", 1, 1, [1100, 760])
+    assert (record["mode"], record["dpr"], record["scale"], record["viewport"]) == ("online", 1, 1, [VIEWPORT["width"], VIEWPORT["height"]])
     assert record["completed"] and not errors, errors
 
 
@@ -433,7 +434,7 @@ def test_stimulus_pixels_are_exact_integer_upscales(every_kind, page_factory, sc
     k, shot = captured["k"], captured["shot"]
     assert k == max(1, round(scale))  # 1 CSS px per image px, rounded to whole device pixels
     # The canvas's backing store is the viewport in device pixels, as is the screenshot.
-    assert captured["size"] == [round(VIEWPORT["width"] * scale), round(VIEWPORT["height"] * scale)] == [shot.shape[1], shot.shape[0]]
+    assert captured["size"] == [math.floor(VIEWPORT[d] * scale + 0.5) for d in ("width", "height")] == [shot.shape[1], shot.shape[0]]
     assert len(captured["placed"]) == 3  # the practice triplet: reference, left, right
     for p in captured["placed"]:
         png = Image.open(io.BytesIO(page.request.get(every_kind.url + p["path"]).body())).convert("RGB")
@@ -443,6 +444,24 @@ def test_stimulus_pixels_are_exact_integer_upscales(every_kind, page_factory, sc
         assert np.array_equal(got, want), f"scale {scale}: {int((got != want).any(axis=2).sum())} pixels differ in {p['slot']}"
         # Just outside the image: the dark frame, not image pixels smeared by smoothing.
         assert tuple(shot[p["y"] - 1, p["x"] + p["s"] // 2]) == (51, 51, 51)
+
+
+@pytest.mark.parametrize("what, context", [
+    ("Screen size", {"viewport": {"width": 900, "height": 600}}),
+    ("Desktop or laptop computer", {"is_mobile": True, "has_touch": True, "user_agent":
+                                    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36"}),
+])
+def test_check_refuses_small_screens_and_phones(every_kind, page_factory, what, context):
+    page = page_factory(**context)
+    page.goto(f"{every_kind.url}/?participant=check{len(what)}")
+    page.click("button[data-value='yes']")
+    page.wait_for_function("() => document.body.dataset.screen === 'check'")
+    bad = page.eval_on_selector_all("table.checks tr.bad th", "rows => rows.map(r => r.textContent)")
+    assert bad == [what]
+    assert page.eval_on_selector_all("#jspsych-target button", "bs => bs.map(b => b.dataset.value)") == ["again"]
+    step = page.evaluate("document.body.dataset.step")
+    page.click("button[data-value='again']")  # checked again: still refused, never past the check
+    page.wait_for_function("s => document.body.dataset.step !== s && document.body.dataset.screen === 'check'", arg=step)
 
 
 @pytest.mark.parametrize("query", ["participant=%3Cimg%20src%3Dx%20onerror%3D%22window.pwned%3D1%22%3E",
