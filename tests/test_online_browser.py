@@ -1,12 +1,14 @@
 """The online study's browser client in Debian's headless Chromium (Playwright), against the real server
-(`percept serve`, uvicorn on loopback) over a tiny design built by `study.design.build_design`:
+(`percept serve`, uvicorn on loopback) over tiny designs made by `percept design`:
 - the happy path through consent, checks, full screen, instructions, practice and every kind to the code,
   the presses stored as the kinds' `press` makes them (ranking with an undo; rating by a click);
 - a reload mid-study resumes at the next unanswered trial: every trial shown once, one row per trial;
 - the first answers lost at the network layer (route abort) are retried: one row per trial;
 - device scale factors 1, 1.25, 1.5 and 2: the stimulus pixels on screen equal a nearest-neighbour
   upscale of the PNG by the chosen integer k (screenshot in device pixels, compared exactly);
-- hostile participant IDs from the URL are shown as text, never as HTML.
+- hostile participant IDs from the URL are shown as text, never as HTML;
+- the check screen refuses a small screen and a phone; leaving full screen or zooming pauses the study;
+- under the active policy the client asks for trials as the server fixes them, batch by batch.
 Skipped (with the reason) only where /usr/bin/chromium, Playwright or the npm client are missing."""
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from study import cli as study_cli
 from study import trials as kinds
-from study.design import DesignConfig, build_design
 from test_study_support import REPO, make_manifest
 
 pytestmark = pytest.mark.slow
@@ -121,17 +123,19 @@ class Server:
         return pd.read_csv(found[0], dtype=str, keep_default_na=False)
 
 
-def _design(root: Path, kinds_shown: tuple[str, ...], images: int, practice: int) -> Path:
-    manifest = make_manifest(root, n_images=3, spares=1)
-    return build_design(manifest, root, DesignConfig(kinds=kinds_shown, pairs=(("mse", "ms_ssim"),),
-                                                     ranking_losses=("mse", "mae", "ms_ssim"), images=images, lists=1,
-                                                     practice=practice, catch=0.25, seed=1, mirror=False, jnd_ms=(150, 50, 150)))
+def _design(root: Path, kinds_shown: str, images: int) -> Path:
+    """`percept design` (the command's own entry point) over a synthetic manifest of 3 + 1 spare images."""
+    make_manifest(root, n_images=3, spares=1)
+    assert study_cli.main(["design", "--out", str(root), "--kinds", kinds_shown, "--pairs", "mse:ms_ssim",
+                           "--ranking-losses", "mse,mae,ms_ssim", "--images", str(images), "--lists", "1", "--no-mirror",
+                           "--practice", "1", "--catch", "0.25", "--seed", "1", "--jnd-ms", "150x50x150"]) == 0
+    return root / "study" / "design.csv"
 
 
 @pytest.fixture(scope="module")
 def every_kind(tmp_path_factory):
     """22 trials: a practice triplet, triplets, rankings, ratings, jnd, and their catch trials."""
-    server = Server(_design(tmp_path_factory.mktemp("online-all"), ("triplet", "ranking", "rating", "jnd"), 2, 1))
+    server = Server(_design(tmp_path_factory.mktemp("online-all"), "triplet,ranking,rating,jnd", 2))
     yield server
     server.stop()
 
@@ -139,9 +143,39 @@ def every_kind(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A few triplets and rankings with their catch trials, for the reload and network tests."""
-    server = Server(_design(tmp_path_factory.mktemp("online-small"), ("triplet", "ranking"), 2, 1))
+    server = Server(_design(tmp_path_factory.mktemp("online-small"), "triplet,ranking", 2))
     yield server
     server.stop()
+
+
+class _FirstUnseen:
+    """Stand-in for study.online.active.ActivePolicy while that module is not in this tree: the first
+    unseen pool rows. The client test is about fetching trials as the server fixes them, batch by batch."""
+
+    def __init__(self, pool, seed):
+        self.pool = pool
+
+    def choose(self, answered, seen, n):
+        return [i for i in range(len(self.pool)) if i not in seen][:n]
+
+
+@pytest.fixture(scope="module")
+def active(tmp_path_factory):
+    """The small design served in-process with the active policy filling main triplets one at a time."""
+    from study.online.config import ServeConfig
+    from study.online.server import Background, create_app
+
+    try:
+        from study.online.active import ActivePolicy as policy
+    except ImportError:
+        policy = _FirstUnseen
+    design = _design(tmp_path_factory.mktemp("online-active"), "triplet,ranking", 2)
+    app = create_app(ServeConfig(policy="active", batch=1), design, policy_factory=policy)
+    with Background(app) as url:
+        server = Server.__new__(Server)  # the helpers of Server over this in-process one
+        server.design, server.url, server.app = design, url, app
+        yield server
+    app.app.state.percept.store.close()
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +418,21 @@ def test_first_answers_lost_on_the_network_still_one_row_per_trial(small, page_f
     _one_row_per_trial(small, sid)
     # The aborted requests are logged by the browser as failed loads; the app itself logs no error.
     assert not [e for e in page.errors if "Failed to load resource" not in e], page.errors
+
+
+def test_active_policy_trials_fetched_batch_by_batch(active, page_factory):
+    page = page_factory()
+    asked = []
+    page.on("request", lambda r: asked.append(int(r.url.rsplit("from=", 1)[1])) if "/trials?from=" in r.url else None)
+    page.goto(f"{active.url}/?participant=active01")
+    shown: list[int] = []
+    assert run_study(page, active, shown=shown) == "done"
+    sid = page.evaluate("perceptStudy.sid")
+    store = active.app.app.state.percept.store
+    plan = store.positions(sid)
+    assert not any(p["pending"] for p in plan) and shown == list(range(len(plan)))
+    assert len(asked) > 2 and asked == sorted(set(asked)), asked  # later trials asked for as the study went on, once each
+    assert sorted(store.answered(sid)) == list(range(len(plan)))
 
 
 def test_leaving_full_screen_or_zooming_pauses_until_restored(small, page_factory):
