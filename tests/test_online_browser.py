@@ -16,7 +16,6 @@ import io
 import json
 import math
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -62,40 +61,11 @@ if _missing():
 
 
 # --- the study: a tiny design and the real server ------------------------------------------------
-class Server:
-    """`percept serve` in a subprocess on a free loopback port."""
+class Served:
+    """A served design at a URL, and what the tests read back: its database, trials and export."""
 
-    def __init__(self, design: Path, *extra: str):
-        self.design = design
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        self.log = open(design.parent / f"serve-{self.port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "percept", "serve", "--design", str(design), "--port", str(self.port),
-                                      "--redirect-url", f"{self.url}/done?cc={{code}}", *extra],
-                                     cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/study", timeout=2) as r:
-                    self.study = json.loads(r.read())
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"percept serve did not start: {(design.parent / f'serve-{self.port}.log').read_text()[-2000:]}")
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+    def __init__(self, design: Path, url: str):
+        self.design, self.url = design, url
 
     def database(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.design.parent / 'online' / 'study.sqlite'}?mode=ro", uri=True)
@@ -121,6 +91,41 @@ class Server:
         found = list((self.design.parent / "responses").glob(f"*-{sid}.csv"))
         assert len(found) == 1, found
         return pd.read_csv(found[0], dtype=str, keep_default_na=False)
+
+
+class Server(Served):
+    """`percept serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, design: Path, *extra: str):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        super().__init__(design, f"http://127.0.0.1:{self.port}")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        self.log = open(design.parent / f"serve-{self.port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "percept", "serve", "--design", str(design), "--port", str(self.port),
+                                      "--redirect-url", f"{self.url}/done?cc={{code}}", *extra],
+                                     cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/study", timeout=2) as r:
+                    self.study = json.loads(r.read())
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"percept serve did not start: {(design.parent / f'serve-{self.port}.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
 
 
 def _design(root: Path, kinds_shown: str, images: int) -> Path:
@@ -172,9 +177,9 @@ def active(tmp_path_factory):
     design = _design(tmp_path_factory.mktemp("online-active"), "triplet,ranking", 2)
     app = create_app(ServeConfig(policy="active", batch=1), design, policy_factory=policy)
     with Background(app) as url:
-        server = Server.__new__(Server)  # the helpers of Server over this in-process one
-        server.design, server.url, server.app = design, url, app
-        yield server
+        served = Served(design, url)
+        served.app = app
+        yield served
     app.app.state.percept.store.close()
 
 
@@ -245,7 +250,7 @@ def _answer(page, presses: list[tuple[str, str]]) -> None:
             page.keyboard.press(KEY_NAMES.get(key, key))
 
 
-def run_study(page, server: Server, *, stop_after: int | None = None, shown: list | None = None, on_trial=None,
+def run_study(page, server: Served, *, stop_after: int | None = None, shown: list | None = None, on_trial=None,
               on_screen=None) -> str:
     """Click through every screen and answer trials until the completion screen (its name is returned) or
     until `stop_after` trials were answered in this call ('stopped'). Trial positions shown go to `shown`;
@@ -300,7 +305,7 @@ def _expected(row: pd.Series, presses: list[tuple[str, str]]) -> tuple[str, str]
     return out
 
 
-def _one_row_per_trial(server: Server, sid: str) -> pd.DataFrame:
+def _one_row_per_trial(server: Served, sid: str) -> pd.DataFrame:
     rows = server.positions(sid)
     answers = server.answers(sid)
     assert sorted(answers["position"]) == list(range(len(rows)))  # every trial once: no gap, no duplicate
