@@ -20,35 +20,32 @@ function plainScreen(content) {
   target.replaceChildren(el("div", { className: "screen" }, textContentOf(content)));
 }
 
-async function main() {
-  const stage = new Stage(document.getElementById("stage"));
-  const outbox = new Outbox();
-  window.addEventListener("online", () => outbox.kick());
-  outbox.kick(); // answers left from an earlier page are sent at once
-
+/** The study's settings and the participant, or null after showing why the page cannot go on. */
+async function boot() {
   plainScreen({ name: "loading", paragraphs: ["Loading…"] });
   const params = new URLSearchParams(location.search);
   const ident = identity(params, localStorage.getItem(ANON_KEY));
   if (ident.problem) {
     plainScreen({ name: "bad-link", title: "This link cannot be used", paragraphs: [ident.problem] });
-    return;
+    return null;
   }
   const res = await callRetrying("GET", "/api/study", {});
   if (res.status !== 200) {
     plainScreen({ name: "error", title: "The study server cannot be reached", paragraphs: [detail(res), "Please reload the page in a minute."] });
-    return;
+    return null;
   }
   const study = res.data;
   if (study.platform && study.platform !== "any" && ident.name !== study.platform) {
     plainScreen({ name: "bad-link", title: "This link cannot be used", paragraphs: [`Please open this study from ${study.platform === "prolific" ? "Prolific" : "MTurk"}.`] });
-    return;
+    return null;
   }
   if (study.title) document.title = study.title;
+  return { study, ident };
+}
 
-  const S = new Study(study, ident, stage, outbox);
-  window.perceptStudy = S; // for the browser tests and for debugging from the console
-  document.getElementById("jspsych-target").replaceChildren(); // jsPsych adds its own wrapper
-  const jsPsych = window.jsPsychModule.initJsPsych({ display_element: "jspsych-target" });
+/** The whole jsPsych timeline of one participant's visit. */
+function timeline(S, stage) {
+  const study = S.study;
   const { TextScreenPlugin: Text, StepPlugin: Step } = uiPlugins();
   const Trial = trialPlugin(stage, clock);
   const fail = (err) => plainScreen({ name: "error", title: "Something went wrong", paragraphs: [String(err.message || err), "Your answers so far are kept; reload the page to try again."] });
@@ -144,11 +141,21 @@ async function main() {
     ],
     conditional_function: () => !S.declined,
   };
-  await jsPsych.run([
-    when(() => !S.resuming, consent),
-    when(() => Boolean(S.declined), declined),
-    setup,
-  ]);
+  return [when(() => !S.resuming, consent), when(() => Boolean(S.declined), declined), setup];
+}
+
+async function main() {
+  const stage = new Stage(document.getElementById("stage"));
+  const outbox = new Outbox();
+  window.addEventListener("online", () => outbox.kick());
+  outbox.kick(); // answers left from an earlier page are sent at once
+  const booted = await boot();
+  if (!booted) return;
+  const S = new Study(booted.study, booted.ident, stage, outbox);
+  window.perceptStudy = S; // for the browser tests and for debugging from the console
+  document.getElementById("jspsych-target").replaceChildren(); // jsPsych adds its own wrapper
+  const jsPsych = window.jsPsychModule.initJsPsych({ display_element: "jspsych-target" });
+  await jsPsych.run(timeline(S, stage));
 }
 
 main().catch((err) => plainScreen({ name: "error", title: "Something went wrong", paragraphs: [String(err.message || err)] }));
