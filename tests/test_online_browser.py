@@ -6,7 +6,8 @@
 - the first answers lost at the network layer (route abort) are retried: one row per trial;
 - device scale factors 1, 1.25, 1.5 and 2: the stimulus pixels on screen equal a nearest-neighbour
   upscale of the PNG by the chosen integer k (screenshot in device pixels, compared exactly);
-- hostile participant IDs from the URL are shown as text, never as HTML;
+- hostile participant IDs from the URL are shown as text, never as HTML; Prolific/MTurk/direct URL
+  parameters become the platform IDs sent to the server;
 - the check screen refuses a small screen and a phone; leaving full screen or zooming pauses the study;
 - under the active policy the client asks for trials as the server fixes them, batch by batch.
 Skipped (with the reason) only where /usr/bin/chromium, Playwright or the npm client are missing."""
@@ -498,6 +499,35 @@ def test_stimulus_pixels_are_exact_integer_upscales(every_kind, page_factory, sc
         assert np.array_equal(got, want), f"scale {scale}: {int((got != want).any(axis=2).sum())} pixels differ in {p['slot']}"
         # Just outside the image: the dark frame, not image pixels smeared by smoothing.
         assert tuple(shot[p["y"] - 1, p["x"] + p["s"] // 2]) == (51, 51, 51)
+
+
+def test_url_parameters_become_the_platform_ids(every_kind, page_factory):
+    page = page_factory()
+    page.goto(f"{every_kind.url}/static/index.html?participant=probe")
+    page.wait_for_function("() => Boolean(window.perceptStudy)")
+    got = page.evaluate("""async () => {
+        const { identity, safeRedirect } = await import('/static/session.js');
+        const id = (q, stored = null) => identity(new URLSearchParams(q), stored);
+        return {
+            prolific: id('PROLIFIC_PID=p1&STUDY_ID=s1&SESSION_ID=x1&other=1'),
+            prolificPartial: id('PROLIFIC_PID=p1&STUDY_ID=s1'),
+            mturk: id('assignmentId=a1&hitId=h1&workerId=w1&turkSubmitTo=https%3A%2F%2Fwww.mturk.com'),
+            mturkPreview: id('assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=h1'),
+            direct: id('participant=P017'),
+            anonymousAgain: id('', 'anon-0123456789abcdef'),
+            anonymousNew: id(''),
+            redirects: [safeRedirect('https://app.prolific.com/submissions/complete?cc=C1'), safeRedirect('javascript:alert(1)'),
+                        safeRedirect('data:text/html,x'), safeRedirect(null)],
+        };
+    }""")
+    assert got["prolific"] == {"participant": "p1", "platform": {"PROLIFIC_PID": "p1", "STUDY_ID": "s1", "SESSION_ID": "x1"},
+                               "name": "prolific", "anonymous": False}
+    assert "lacks" in got["prolificPartial"]["problem"] and "preview" in got["mturkPreview"]["problem"]
+    assert got["mturk"]["platform"] == {"workerId": "w1", "assignmentId": "a1", "hitId": "h1"} and got["mturk"]["name"] == "mturk"
+    assert (got["direct"]["participant"], got["direct"]["platform"], got["direct"]["anonymous"]) == ("P017", {}, False)
+    assert got["anonymousAgain"]["participant"] == "anon-0123456789abcdef" and got["anonymousAgain"]["anonymous"]
+    assert got["anonymousNew"]["participant"].startswith("anon-") and len(got["anonymousNew"]["participant"]) == 21
+    assert got["redirects"] == ["https://app.prolific.com/submissions/complete?cc=C1", None, None, None]
 
 
 @pytest.mark.parametrize("what, context", [
