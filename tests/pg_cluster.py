@@ -20,7 +20,11 @@ def bin_dir() -> Path | None:
     found = shutil.which("initdb")
     if found and shutil.which("pg_ctl"):
         return Path(os.path.realpath(found)).parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    def major(path: str) -> int:
+        number = Path(path).parents[1].name
+        return int(number) if number.isdigit() else 0
+
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=major)
     return Path(versions[-1]).parent if versions else None
 
 
@@ -39,9 +43,9 @@ def missing_reason() -> str | None:
             return "running as root and there is no 'postgres' user to own the cluster"
         if shutil.which("runuser") is None:
             return "running as root without runuser to start PostgreSQL as the 'postgres' user"
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None:
         return "psycopg (3) is not installed"
     return None
 

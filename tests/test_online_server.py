@@ -365,6 +365,15 @@ def test_active_policy_hook_fills_main_trials_in_batches(exp, database_url):
         assert calls[-1][0] == len(chosen)  # the second participant's choice saw the first one's answers
         r = c.post(f"/api/sessions/{s['session']}/complete", headers={security.TOKEN_HEADER: s["token"]})
         assert r.status_code == 200 and len(r.json()["code"]) == 10 and r.json()["redirect"] is None
+    state.store.close()
+    # rows of several lists in one session still make a valid response file, with each row's own (list, trial)
+    from study.online.export import export_online
+
+    paths, empty = export_online(design_path(exp), database_url)
+    assert len(paths) == 1 and empty == 1
+    df, rec = responses_c.read_session_files(paths[0])
+    assert rec["policy"] == "active" and len(df) == s["n_trials"]
+    assert {(int(r.list_id), int(r.trial)) for r in df.itertuples()} == {(p["list_id"], p["trial"]) for p in final}
 
 
 def test_serve_answer_export_analyze(exp, database_url, capsys):
@@ -401,11 +410,18 @@ def test_serve_answer_export_analyze(exp, database_url, capsys):
     assert cli.main(["export-online", "--design", str(design_path(exp)), "--database", database_url]) == 2
     assert "refusing to replace a response file" in capsys.readouterr().err
     victim.write_bytes(before[victim.name])
+    if not database_url.startswith("sqlite"):
+        return  # the files are the same whichever database they came from: analysed once, in the SQLite run
     assert cli.main(["analyze", "--study", str(exp / "study"), "--boot", "0", "--no-bayes"]) == 0
-    triplets = pd.read_csv(next((exp / "analysis").glob("triplet*.csv"))) if list((exp / "analysis").glob("triplet*.csv")) else None
     summary = json.loads((exp / "analysis" / "summary.json").read_text())
-    assert summary, "analysis wrote no summary"
-    assert triplets is None or len(triplets)
+    assert sorted(summary["response_files"]) == [f.name for f in files] and summary["n_simulated_rows"] == 0
+    assert summary["participants"] == {"excluded": [], "included": 6, "total": 6}
+    answered = pd.concat([responses_c.read_responses(f) for f in files])
+    main_triplets = answered[(answered["block"] == "main") & (answered["kind"] == "triplet")]
+    pairwise = pd.read_csv(exp / "analysis" / "pairwise.csv", keep_default_na=False)
+    row = pairwise[pairwise["pair"] == "mse:ms_ssim"].iloc[0]
+    assert row["n"] == len(main_triplets) and row["n_participants"] == 6
+    assert row["wins_b"] > row["wins_a"]  # the participants above mostly chose the MS-SSIM side
 
 
 def test_lab_files_without_mode_read_as_lab(tmp_path):
@@ -423,6 +439,18 @@ def test_lab_files_without_mode_read_as_lab(tmp_path):
     pd.DataFrame([{**row, "participant": "p2", "mode": "web"}]).to_csv(online, index=False)
     with pytest.raises(responses_c.ContractError, match="column 'mode': 'web'"):
         responses_c.read_responses(online)
+
+    from study import responses as log
+
+    new = tmp_path / "p3-1.csv"
+    with log.ResponseLog(new) as out:  # the lab writer: mode=lab in new files
+        out.append({**row, "participant": "p3"})
+    assert new.read_text().splitlines()[0] == ",".join(responses_c.LAB_COLUMNS)
+    assert list(responses_c.read_responses(new)["mode"]) == ["lab"]
+    with log.ResponseLog(old) as out:  # a file begun before `mode` is resumed in its own columns
+        out.append({**row, "trial": "1"})
+    assert old.read_text().splitlines()[0] == ",".join(responses_c.COLUMNS)
+    assert list(log.read_answered(old)["mode"]) == ["lab", "lab"]
 
 
 def test_concurrent_participants_small_load(exp, database_url):
@@ -459,6 +487,11 @@ def test_schema_version_and_a_newer_database_refused(exp, database_url):
         _, t = schema.tables()
         assert conn.execute(sa.select(t["schema_version"].c.version)).scalars().all() == list(range(1, schema.VERSION + 1))
         conn.execute(sa.insert(t["schema_version"]).values(version=schema.VERSION + 1, applied=0.0, note="from the future"))
+    if database_url.startswith("sqlite"):  # durability settings of every pooled connection
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
     store.close()
     with pytest.raises(InputError, match="newer than this percept"):
         schema.migrate(make_engine(database_url))
@@ -493,3 +526,121 @@ def test_percept_serve_process_holds_the_study_and_export_errors_are_one_line(ex
         proc.terminate()
         proc.wait(timeout=30)
     assert (design_path(exp).parent / "online" / "study.sqlite").is_file()
+    assert study_cli.main(["export-online", "--design", str(design_path(exp)), "--database",
+                           "postgresql://nobody:hunter2@127.0.0.1:1/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:1/x" in err and "hunter2" not in err  # no password in messages
+
+
+def test_concurrent_starts_and_answers_race_safely(exp, database_url):
+    """The same start or answer sent at once from many connections: one session, one row; new ones in balance."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bg, app = served(exp, database_url, ip_rate_limit=10_000)
+    rows = rows_of(exp)
+    with bg as url:
+        def start_one(name):
+            with httpx.Client(base_url=url) as c:
+                return start(c, name)
+
+        with ThreadPoolExecutor(12) as pool:
+            same = list(pool.map(start_one, ["twin"] * 12))
+            assert len({s["session"] for s in same}) == 1 and len({s["token"] for s in same}) == 1
+            fresh = list(pool.map(start_one, [f"crowd{k}" for k in range(19)]))
+            counts = pd.Series([s["list_id"] for s in same[:1] + fresh]).value_counts()
+            assert sorted(counts) == [10, 10]  # 20 sessions, every one placed on the emptier list
+            s = same[0]
+            row = rows[(s["list_id"], 0)]
+
+            def put_one(keys):
+                with httpx.Client(base_url=url) as c:
+                    r = put(c, s, 0, keys, rt=1.5, onset=2.0)
+                    return r.status_code, r.json()
+
+            got = list(pool.map(put_one, [["left"]] * 6 + [["right"]] * 6))
+    codes = [code for code, _ in got]
+    winner = {code_body[1]["choice"] for code_body in got if code_body[0] == 200}
+    assert len(winner) == 1 and set(codes) <= {200, 409}  # every request of the stored answer 200, the other 409
+    stored = app.app.state.percept.store.answered(s["session"])
+    assert list(stored) == [0] and stored[0]["choice"] in (row["left_run"], row["right_run"])
+    side = "left" if stored[0]["choice"] == row["left_run"] else "right"
+    assert codes == [200 if keys == [side] else 409 for keys in [["left"]] * 6 + [["right"]] * 6]
+
+
+def test_a_misbehaving_policy_leaves_the_session_intact(exp, database_url):
+    """A policy answering with repeats or seen rows is refused (500) and the open slots stay open."""
+
+    class Repeats:
+        def __init__(self, pool, seed):
+            self.pool = pool
+
+        mode = "repeat"
+
+        def choose(self, answered, seen, n):
+            if self.mode == "raise":
+                raise ValueError("a policy's own bug")
+            return [0] * n
+
+    bg, app = served(exp, database_url, policy="active", batch=2, policy_factory=Repeats)
+    store = app.app.state.percept.store
+    with bg as url, httpx.Client(base_url=url) as c:
+        s = start(c, "kim")
+        before = store.positions(s["session"])
+        first_open = min(p["position"] for p in before if p["pending"])
+        r = c.get(f"/api/sessions/{s['session']}/trials", params={"from": first_open},
+                  headers={security.TOKEN_HEADER: s["token"]})
+        assert r.status_code == 500
+        assert store.positions(s["session"]) == before
+        assert put(c, s, first_open, ["left"]).status_code == 404  # an open slot cannot be answered
+        Repeats.mode = "raise"  # a policy raising is the same clean refusal
+        r = c.get(f"/api/sessions/{s['session']}/trials", params={"from": first_open},
+                  headers={security.TOKEN_HEADER: s["token"]})
+        assert r.status_code == 500 and "nothing was changed" in r.json()["detail"]
+
+
+def test_a_database_busy_past_its_timeout_is_503_and_stores_nothing(exp, tmp_path, monkeypatch):
+    """Another process holding SQLite's write lock: the answer is refused with 503 (retry later), not stored twice."""
+    import sqlite3
+
+    from study.online import store as store_m
+
+    monkeypatch.setattr(store_m, "BUSY_TIMEOUT_S", 0.3)
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    bg, app = served(exp, url)
+    rows = rows_of(exp)
+    with bg as base, httpx.Client(base_url=base) as c:
+        s = start(c, "lena")
+        keys = keys_for(rows[(s["list_id"], 0)], random.Random(0))
+        other = sqlite3.connect(tmp_path / "busy.sqlite", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a writer that does not let go
+        try:
+            r = put(c, s, 0, keys)
+            assert r.status_code == 503 and r.headers["retry-after"] == "2"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert put(c, s, 0, keys).status_code == 200  # the client's retry goes through, once
+        assert list(app.app.state.percept.store.answered(s["session"])) == [0]
+
+
+def test_two_designs_share_a_database_without_mixing(exp, exp_template, tmp_path, database_url):
+    """Sessions are keyed by the design's hash: another design's sessions neither fill its lists nor get exported."""
+    from study.online.export import export_online
+
+    other = tmp_path / "other"
+    shutil.copytree(exp_template, other)
+    assert study_cli.main(["design", "--out", str(other), "--lists", "1", "--practice", "1", "--catch", "0.2",
+                           "--kinds", "triplet,ranking", "--pairs", "mse:ms_ssim", "--seed", "9", "--overwrite"]) == 0
+    bg, app = served(exp, database_url)
+    with bg as url, httpx.Client(base_url=url) as c:
+        firsts = [start(c, name) for name in ("x1", "x2", "x3")]
+        take_part(c, firsts[0], rows_of(exp), random.Random(5), stop_after=2)
+    app.app.state.percept.store.close()
+    bg, app_b = served(other, database_url)
+    with bg as url, httpx.Client(base_url=url) as c:
+        s = start(c, "x1")
+        assert s["list_id"] == 0 and s["session"] != firsts[0]["session"]  # list 1 if design A's places counted
+    assert len(app_b.app.state.percept.store.sessions()) == 1
+    app_b.app.state.percept.store.close()
+    paths, empty = export_online(design_path(other), database_url)
+    assert paths == [] and empty == 1  # design A's answered session is not design B's

@@ -30,6 +30,10 @@ class Policy(Protocol):
 PolicyFactory = Callable[[list, int], Policy]
 
 
+class PolicyError(RuntimeError):
+    """The active policy answered something that is not a valid choice (a bug there, refused here)."""
+
+
 def pairwise_kinds() -> tuple[str, ...]:
     """Main kinds whose answers are a choice between two runs (triplet, pair)."""
     return tuple(k for k in kinds_c.MAIN_KINDS if kinds_c.spec(k).family == "pairwise")
@@ -109,5 +113,5 @@ def check_choice(picked: list[int], pool_size: int, seen: set[int], n: int) -> l
     ok = (isinstance(picked, (list, tuple)) and len(picked) == want and len(set(picked)) == len(picked)
           and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < pool_size and i not in seen for i in picked))
     if not ok:
-        raise RuntimeError(f"active policy returned {str(picked)[:200]} for n={n}: not distinct new pool indices")
+        raise PolicyError(f"active policy returned {str(picked)[:200]} for n={n}: not distinct new pool indices")
     return [int(i) for i in picked]

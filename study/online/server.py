@@ -1,7 +1,7 @@
 """The online study's web server: a FastAPI app over the Store, served by uvicorn (`percept serve`).
 
 JSON API (all under /api; the session token in header X-Session-Token; bodies ≤ 16 KiB else 413;
-429 past the rate limit; every refusal is {"detail": one line}):
+429 past the rate limit; 503 + Retry-After while the database is busy; every refusal is {"detail": one line}):
   GET  /api/study                          → title, n_lists, min_width, min_height, platform, timing
   POST /api/sessions                       → session, token, list_id, n_trials, next_trial, completed
        (idempotent on the participant: the same one gets the same session and token back)
@@ -11,11 +11,12 @@ JSON API (all under /api; the session token in header X-Session-Token; bodies �
        the same payload again 200, a different one 409; keys the kind refuses 422
   POST /api/sessions/{sid}/complete        → code, redirect once every trial is stored and the catch rule holds;
        else 409 {"missing"} or 403 {"reason"}
-Pages: / (static/index.html), /static/... (the client), /vendor/... (study/online/node_modules),
+Pages: / (static/index.html), /static/... (the client), /vendor/jspsych/... (study/online/node_modules/jspsych),
 /stimuli/<id>.png (only images the design names, under opaque ids).
 """
 
 import secrets
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from percept.contracts import InputError
 from percept.contracts import kinds as kinds_c
 from percept.contracts import responses as responses_c
 from study.online import security
-from study.online.assign import ServedDesign, load_policy
+from study.online.assign import PolicyError, ServedDesign, load_policy
 from study.online.config import ServeConfig
 from study.online.store import Store, engine_url
 
@@ -45,6 +46,10 @@ class App:
     """What the routes share: config, design, key, store, stimulus ids."""
 
     def __init__(self, cfg: ServeConfig, design_path: str | Path, *, policy_factory=None):
+        import pandas as pd
+
+        from percept.contracts.design import image_paths
+
         cfg.validate()
         self.cfg = cfg
         self.design = ServedDesign.load(design_path)
@@ -62,9 +67,6 @@ class App:
         self.store = Store(engine_url(cfg.database, folder), self.design, policy=cfg.policy,
                            abandon_after=cfg.abandon_after, policy_obj=policy_obj, batch=cfg.batch)
         base = self.design.path.resolve().parent
-        from percept.contracts.design import image_paths
-        import pandas as pd
-
         rels = image_paths(pd.DataFrame(list(self.design.rows.values())))
         self.stimulus_url = {rel: f"/stimuli/{security.stimulus_id(self.key, rel)}.png" for rel in rels}
         self.stimulus_file = {security.stimulus_id(self.key, rel): base / rel for rel in rels}
@@ -81,7 +83,10 @@ class _Serialized:
     def choose(self, answered, seen, n):
         """The wrapped policy's choice, under a lock."""
         with self.lock:
-            return self.policy.choose(answered, seen, n)
+            try:
+                return self.policy.choose(answered, seen, n)
+            except Exception as exc:  # whatever a policy raises, the request fails cleanly and the session is kept
+                raise PolicyError(f"active policy failed: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _one_line(exc) -> str:
@@ -142,6 +147,15 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
     async def _invalid(request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _one_line(exc)}, status_code=422)
 
+    from sqlalchemy.exc import OperationalError
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError):
+        # A database busy past its timeout or briefly unreachable: nothing was stored, so a retry is safe.
+        print(f"serve: database: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}", file=sys.stderr, flush=True)
+        return JSONResponse({"detail": "the database is busy; nothing was stored; try again"}, status_code=503,
+                            headers={"retry-after": "2"})
+
     def session_of(sid: str, token: str | None) -> dict:
         if not security.token_ok(key, sid, token):
             raise HTTPException(401, "missing or wrong session token")
@@ -173,7 +187,11 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
     @app.get("/api/sessions/{sid}/trials")
     def trials(sid: str = Sid, start: int = Query(default=0, alias="from", ge=0, le=100_000), token: str | None = Token) -> dict:
         row = session_of(sid, token)
-        fixed = store.fixed_from(sid, start)
+        try:
+            fixed = store.fixed_from(sid, start)
+        except PolicyError as exc:  # the session is untouched; the client retries
+            print(f"serve: {exc}", file=sys.stderr, flush=True)
+            raise HTTPException(500, "the trial chooser failed; nothing was changed; try again") from None
         first = _first_of_kind(store.positions(sid), design)
         return {"trials": [_trial(state, r, r["position"] in first) for r in fixed], "n_trials": row["n_trials"]}
 
@@ -228,7 +246,8 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
         return FileResponse(page, media_type="text/html", headers={"cache-control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
-    app.mount("/vendor", StaticFiles(directory=VENDOR, check_dir=False), name="vendor")
+    # jsPsych only: nothing else npm installed (its package files, other modules) is served
+    app.mount("/vendor/jspsych", StaticFiles(directory=VENDOR / "jspsych", check_dir=False), name="vendor")
     return security.Guard(app, key=key, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit)
 
 

@@ -100,7 +100,12 @@ class Store:
 
         self.sa = sa
         self.engine = make_engine(url)
-        self.version = schema.migrate(self.engine)
+        try:
+            self.version = schema.migrate(self.engine)
+        except sa.exc.DBAPIError as exc:  # unreachable server, wrong password, unwritable file: one line
+            where = self.engine.url.render_as_string(hide_password=True)
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            raise InputError(f"--database {where}: {first}") from None
         _, self.t = schema.tables()
         self.design = design
         self.policy = policy
@@ -220,8 +225,11 @@ class Store:
             mine = conn.execute(sa.select(st.c.list_id, st.c.trial).where(st.c.session == session_id,
                                                                          st.c.pending.is_(False))).all()
             seen = {self.design.pool_index[(lid, tr)] for lid, tr in mine if (lid, tr) in self.design.pool_index}
-            done = conn.execute(sa.select(st.c.list_id, st.c.trial, a.c.choice).join(
-                a, sa.and_(a.c.session == st.c.session, a.c.position == st.c.position))).all()
+            ss = t["sessions"]
+            done = conn.execute(sa.select(st.c.list_id, st.c.trial, a.c.choice)
+                                .join(a, sa.and_(a.c.session == st.c.session, a.c.position == st.c.position))
+                                .join(ss, ss.c.session == st.c.session)
+                                .where(ss.c.study == self.design.study)).all()  # this design's answers only
             answered = [(self.design.pool[self.design.pool_index[(lid, tr)]], choice) for lid, tr, choice in done
                         if (lid, tr) in self.design.pool_index]
             picked = check_choice(self.policy_obj.choose(answered, set(seen), len(slots)), len(self.design.pool),
