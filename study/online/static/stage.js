@@ -102,8 +102,10 @@ export class Stage {
     this.canvas.width = w;
     this.canvas.height = h;
     this.ctx = this.canvas.getContext("2d", { alpha: false });
-    if (this.current) this.draw(this.current);
-    for (const fn of this.onResize) fn();
+    // Overlays are placed from the new rectangles, so they wait for the redraw.
+    Promise.resolve(this.current ? this.draw(this.current) : null).then(() => {
+      for (const fn of this.onResize) fn();
+    });
   }
 
   /** Backing store size in device pixels. */

@@ -4,6 +4,7 @@
 // for ranking. It returns the presses in order; the server computes the choice with the kind's `press`.
 // All text is set with textContent.
 
+import { TEXT_HEIGHT } from "./stage.js";
 import { el, markScreen } from "./ui.js";
 
 const KEY_NAMES = { ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down", Backspace: "backspace", " ": "space" };
@@ -150,7 +151,7 @@ export function trialPlugin(stage, clock) {
           lab.style.top = `${stage.css(p.y + p.s)}px`;
         }
         const bottom = placed.length ? Math.max(...placed.map((p) => p.y + p.s)) : stage.size.h / 2;
-        below.style.top = `${stage.css(bottom) + 2.5 * 20}px`;
+        below.style.top = `${stage.css(bottom) + 2.5 * TEXT_HEIGHT}px`; // the lab's prompt sits this far below
       };
       stage.onResize.add(this.relayout);
       update();
