@@ -13,7 +13,7 @@ JSPSYCH := study/online/node_modules/.package-lock.json
 setup: debs $(STAMP) $(JSPSYCH)
 
 # Debian packages the GUI tests and PsychoPy need, R with lme4 and ordinal for the mixed-model cross-checks, and
-# PostgreSQL for the online server's tests (a throw-away cluster per run);
+# PostgreSQL for the online server's tests (a throw-away cluster per run), Chromium for the online client's tests;
 # installed only when root and only if missing.
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
