@@ -3,16 +3,17 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := xvfb xauth xdotool libjack-jackd2-0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libgl1 libglu1-mesa libegl1 libxkbcommon-x11-0 libasound2 libportaudio2 libsndfile1 fonts-dejavu-core r-base-core r-cran-lme4 r-cran-ordinal postgresql
+DEBS := xvfb xauth xdotool libjack-jackd2-0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libgl1 libglu1-mesa libegl1 libxkbcommon-x11-0 libasound2 libportaudio2 libsndfile1 fonts-dejavu-core chromium r-base-core r-cran-lme4 r-cran-ordinal postgresql
 XVFB := xvfb-run -a -s "-screen 0 1280x800x24"
 OUT ?= runs/demo
+JSPSYCH := study/online/node_modules/.package-lock.json
 
 .PHONY: demo test setup debs clean-demo bench
 
-setup: debs $(STAMP)
+setup: debs $(STAMP) $(JSPSYCH)
 
 # Debian packages the GUI tests and PsychoPy need, R with lme4 and ordinal for the mixed-model cross-checks, and
-# PostgreSQL for the online server's tests (a throw-away cluster per run);
+# PostgreSQL for the online server's tests (a throw-away cluster per run), Chromium for the online client's tests;
 # installed only when root and only if missing.
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -31,6 +32,17 @@ $(VENV)/bin/python:
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The online study's browser client (jsPsych 8, pinned by study/online/package-lock.json), served under
+# /vendor/jspsych/ by `percept serve`; reinstalled only when the lock file changes.
+$(JSPSYCH): study/online/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "installing the online study's browser client: npm ci in study/online"; \
+	  cd study/online && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
+	else \
+	  echo "warning: node/npm not found: the online study's browser client (jsPsych) is NOT installed, so 'percept serve'" >&2; \
+	  echo "         cannot serve it and tests/test_online_browser.py is skipped; install Node.js with npm and run 'make setup'" >&2; \
+	fi
 
 demo: setup
 	$(VENV)/bin/percept demo --out $(OUT)
