@@ -249,8 +249,6 @@ def test_evaluate_scores_full_size_images_of_any_size(tmp_path):
     assert got.loc["b.png"].tolist() == [60, 44] and got.loc["c.png"].tolist() == [36, 50]
     assert Image.open(table.parent / "sr2-mse-s0" / "b_png.png").size == (60, 44)
     # The bicubic row is Johnson's pipeline scored directly: recompute one image by hand.
-    import torch
-
     from autoencoders.data import to_float
     from autoencoders.losses import psnr
 
