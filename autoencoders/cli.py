@@ -13,6 +13,7 @@ from autoencoders.grid import GridConfig
 # superres and style import only numpy and the contracts at module level; torch when an action runs
 from autoencoders.style import StyleApplyConfig, StyleOptimizeConfig, StyleTrainConfig
 from autoencoders.superres import SRConfig, SRExportConfig
+from autoencoders.superres_eval import SREvaluateConfig
 from autoencoders.train import TrainConfig
 from percept import commands
 from percept.commands import Command
@@ -97,13 +98,16 @@ def _perceptual(module: str, function: str):
     return run
 
 
-# `percept superres train|export` and `percept style train|apply|optimize`: two-word commands, one flag per field.
+# `percept superres train|export|evaluate` and `percept style train|apply|optimize`: two-word commands, one flag per field.
 PERCEPTUAL_COMMANDS = (
     Command("superres train", (SRConfig,), _perceptual("superres", "train_sr"),
             description="Writes <out>/superres/sr<f>-<loss>-s<seed>/ (config.json, checkpoint.pt, metrics.csv with a "
                         "bicubic row)."),
     Command("superres export", (SRExportConfig,), _perceptual("superres", "export_sr"),
             description="Writes the super-resolved held-out images to <out>/reconstructions/ (arch sr, bicubic run)."),
+    Command("superres evaluate", (SREvaluateConfig,), _perceptual("superres_eval", "evaluate_folder"),
+            description="Scores every finished run and bicubic on a folder of full-size images (Set5, Set14) → "
+                        "<out>/evaluations/<name>/{scores.csv, table.md, contact_sheet.png}."),
     Command("style train", (StyleTrainConfig,), _perceptual("style", "train_style"),
             description="Trains Johnson et al.'s transformation network for one style image."),
     Command("style apply", (StyleApplyConfig,), _perceptual("style", "apply_style"),

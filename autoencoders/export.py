@@ -52,15 +52,15 @@ def finished_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
     return runs
 
 
-def _shared_data(runs: list[tuple[str, Path, dict]]) -> dict:
-    """The dataset settings every run shares; runs on different data or sizes cannot be compared."""
-    keys = ("data", "image_size", "eval_split", "train_split")
+def shared_data(runs: list[tuple[str, Path, dict]], also: tuple[str, ...] = ()) -> dict:
+    """The dataset settings (and the config keys `also`) every run shares; runs on different data, sizes or scales cannot be compared."""
+    keys = ("data", "image_size", "eval_split", "train_split") + also
     first = {k: runs[0][2]["config"][k] for k in keys}
     for name, _, record in runs[1:]:
         mine = {k: record["config"][k] for k in keys}
         if mine != first:
             differ = ", ".join(f"{k} {first[k]!r} ({runs[0][0]}) vs {mine[k]!r} ({name})" for k in keys if mine[k] != first[k])
-            raise InputError(f"runs under one --out must share dataset and image size: {differ}")
+            raise InputError(f"runs under one --out must share dataset and image size{''.join(' and ' + k for k in also)}: {differ}")
     return {**first, "data_root": runs[0][2]["config"]["data_root"], "verify": runs[0][2]["config"].get("verify", True)}
 
 
@@ -133,14 +133,24 @@ def _guard_says_degenerate(record: dict) -> bool:
     return bool(guard.get("degenerate", False)) if isinstance(guard, dict) else False
 
 
-def _pick_indices(size: int, n: int | None, spares: int) -> tuple[np.ndarray, np.ndarray]:
-    """(main, spare) dataset indices: n spread evenly over the split, then `spares` spread over the rest."""
+def pick_images(size: int, n: int | None, spares: int, command: str) -> tuple[np.ndarray, list[str], int]:
+    """(dataset indices, use "main"/"spare" of each, number of main ones): n spread evenly over the split, then `spares` over the rest.
+
+    Spreading keeps a short study sampling every source photo or class rather than the first few.
+    """
+    if n is not None and n < 1:
+        raise InputError(f"--n must be ≥ 1, got {n}")
+    if spares < 0:
+        raise InputError(f"--spares must be ≥ 0, got {spares}")
     count = size if n is None else min(n, size)
     main = np.unique(np.linspace(0, size - 1, count).round().astype(int))  # count distinct, ordered
     rest = np.setdiff1d(np.arange(size), main)
     k = min(spares, len(rest))
     spare = rest[np.unique(np.linspace(0, len(rest) - 1, k).round().astype(int))] if k else np.array([], dtype=int)
-    return main, spare
+    if len(spare) < spares:
+        print(f"{command}: only {len(spare)} of {spares} spare image(s): the split has {size} images "
+              f"and {len(main)} are main ones")
+    return np.concatenate([main, spare]), ["main"] * len(main) + ["spare"] * len(spare), len(main)
 
 
 def reconstruct(out: str | Path, *, overwrite: bool = False, **options) -> Path:
@@ -148,24 +158,34 @@ def reconstruct(out: str | Path, *, overwrite: bool = False, **options) -> Path:
 
     Refused when the experiment's study design was built from the current manifest, unless `overwrite`.
     """
-    from percept.contracts.manifest import file_hash
-    from percept.contracts.staging import dependent_design, staged_dir
+    from percept.contracts.staging import staged_dir
 
     out = Path(out)
     recon_dir = out / "reconstructions"
-    manifest = recon_dir / "manifest.csv"
-    design = dependent_design(out)
-    if not overwrite and design is not None:
-        # The design names its manifest relative to study/ and records its SHA-256.
-        named = (out / "study" / str(design.get("manifest", ""))).resolve() == manifest.resolve()
-        same = manifest.is_file() and design.get("manifest_sha256") == file_hash(manifest)
-        if same or (named and not manifest.is_file()):
-            raise InputError(f"{manifest} is the manifest {out / 'study' / 'design.json'} was built from; "
-                             f"reconstructing would change the images that design shows; use another --out, or "
-                             f"--overwrite to replace them anyway (then rebuild the design)")
+    if not overwrite:
+        refuse_if_design_uses(out, "reconstructing")
     with staged_dir(recon_dir) as staging:
         _reconstruct(out, staging, **options)
-    return manifest
+    return recon_dir / "manifest.csv"
+
+
+def refuse_if_design_uses(out: str | Path, doing: str) -> None:
+    """Refuse (one line) to replace `<out>/reconstructions/` when the experiment's study design was built from its manifest."""
+    from percept.contracts.manifest import file_hash
+    from percept.contracts.staging import dependent_design
+
+    out = Path(out)
+    manifest = out / "reconstructions" / "manifest.csv"
+    design = dependent_design(out)
+    if design is None:
+        return
+    # The design names its manifest relative to study/ and records its SHA-256.
+    named = (out / "study" / str(design.get("manifest", ""))).resolve() == manifest.resolve()
+    same = manifest.is_file() and design.get("manifest_sha256") == file_hash(manifest)
+    if same or (named and not manifest.is_file()):
+        raise InputError(f"{manifest} is the manifest {out / 'study' / 'design.json'} was built from; "
+                         f"{doing} would change the images that design shows; use another --out, or "
+                         f"--overwrite to replace them anyway (then rebuild the design)")
 
 
 def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, n: int | None = DEFAULT_N,
@@ -193,22 +213,13 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
     reserved = [name for name, _, _ in runs if name in (FLAT_RUN, "originals")]
     if reserved:
         raise InputError(f"{out / 'models' / reserved[0]}: run name {reserved[0]!r} is reserved in reconstructions/; rename the run folder")
-    shared = _shared_data(runs)
+    shared = shared_data(runs)
     split = split or shared["eval_split"]
-    if n is not None and n < 1:
-        raise InputError(f"--n must be ≥ 1, got {n}")
-    if spares < 0:
-        raise InputError(f"--spares must be ≥ 0, got {spares}")
     dataset = load_dataset(shared["data"], split, root=shared["data_root"], image_size=shared["image_size"],
                            verify=shared["verify"])
     if len(dataset) == 0:
         raise InputError(f"--split {split}: dataset {shared['data']!r} has no images in it")
-    main_idx, spare_idx = _pick_indices(len(dataset), n, spares)
-    if len(spare_idx) < spares:
-        print(f"reconstruct: only {len(spare_idx)} of {spares} spare image(s): split {split!r} has {len(dataset)} images "
-              f"and {len(main_idx)} are main ones")
-    indices = np.concatenate([main_idx, spare_idx])
-    uses = ["main"] * len(main_idx) + ["spare"] * len(spare_idx)
+    indices, uses, n_main = pick_images(len(dataset), n, spares, "reconstruct")
     count = len(indices)
     originals_u8 = dataset.images[indices].transpose(0, 2, 3, 1)  # (N, H, W, 3) uint8, exactly what is saved
     originals = to_float(dataset.images[indices])
@@ -271,11 +282,11 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
                 "degenerate": degenerate, "use": uses[i], "seed": seed, "data": shared["data"],
             })
     manifest = write_manifest(pd.DataFrame(rows), recon_dir / "manifest.csv")
-    main = slice(0, len(main_idx))  # the contact sheet shows the main images: those people will judge
+    main = slice(0, n_main)  # the contact sheet shows the main images: those people will judge
     # Second title lines, so long run names and their notes do not run into the next column.
     columns = [(nm + ("\n(mean colour)" if nm == FLAT_RUN else "\n(degenerate)" if d else ""), u8[main])
                for nm, _, _, _, u8, _, d in exported]
-    contact_sheet(recon_dir / "contact_sheet.png", originals_u8[main], columns, ids[:len(main_idx)])
+    contact_sheet(recon_dir / "contact_sheet.png", originals_u8[main], columns, ids[:n_main])
     return manifest
 
 
@@ -339,7 +350,7 @@ def _encode(out: Path, codes_dir: Path, pixels_path: Path, *, splits: Sequence[s
 
     out = Path(out)
     runs = finished_runs(out)
-    shared = _shared_data(runs)
+    shared = shared_data(runs)
     wanted = list(splits) if splits else list(dict.fromkeys([shared["train_split"], shared["eval_split"]]))
     datasets: list[ImageSet] = [load_dataset(shared["data"], s, root=shared["data_root"], image_size=shared["image_size"],
                                              verify=shared["verify"]) for s in wanted]

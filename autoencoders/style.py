@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -413,53 +413,75 @@ class StyleOptimizeConfig:
     style_layers: str = "relu1_2,relu2_2,relu3_3,relu4_3"  # as in `style train`
     style_size: int = 256  # as in `style train`
     size: int = 0  # content image's shorter side (0 = as it is)
-    steps: int = 100  # L-BFGS iterations (function evaluations); Johnson compared up to 500
+    steps: int = 100  # L-BFGS iterations (each evaluates the objective about 1.2 times); Johnson compared up to 500
     init: str = "content"  # start from the content image or from "noise"
     seed: int = 0  # the noise start
     device: str = "auto"  # cuda when available, else cpu
 
 
-def optimize_style(config: StyleOptimizeConfig) -> dict:
-    """Run L-BFGS over the pixels; write the PNG; return {loss, content, style, tv, seconds, steps, path}."""
+def _check_lbfgs(steps: int, init: str) -> None:
+    if init not in ("content", "noise"):
+        raise InputError(f"--init {init!r}; choose from content, noise")
+    if steps < 1:
+        raise InputError(f"--steps must be ≥ 1, got {steps}")
+
+
+def lbfgs_stylise(objective: StyleObjective, content: Tensor, steps: int, *, init: str = "content",
+                  seed: int = 0) -> tuple[Tensor, dict[str, float], float]:
+    """Gatys et al.: minimise `objective` over the pixels of one image with L-BFGS for `steps` iterations.
+
+    Returns (image (1,3,H,W) detached, unclamped; its objective terms as floats plus `evaluations`,
+    the number of objective evaluations; seconds of the optimisation alone, CUDA synchronised).
+    """
     import torch
 
+    _check_lbfgs(steps, init)
+    with torch.no_grad():
+        target = getattr(objective.vgg(content), objective.content_layer)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    start = content.clone() if init == "content" else torch.rand(content.shape, generator=gen).to(content.device)
+    img = start.requires_grad_(True)
+    # Strong Wolfe line search with a history of 50: the settings Gatys-style PyTorch ports use.
+    opt = torch.optim.LBFGS([img], lr=1.0, max_iter=steps, history_size=50, line_search_fn="strong_wolfe")
+    evaluations = 0
+
+    def closure():
+        nonlocal evaluations
+        evaluations += 1
+        opt.zero_grad()
+        loss = objective.terms(img, content, target)["loss"]
+        loss.backward()
+        return loss
+
+    if content.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    opt.step(closure)
+    if content.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        final = {k: float(v) for k, v in objective.terms(img, content, target).items()}
+    return img.detach(), final | {"evaluations": evaluations}, seconds
+
+
+def optimize_style(config: StyleOptimizeConfig) -> dict:
+    """Run L-BFGS over the pixels; write the PNG; return {loss, content, style, tv, evaluations, seconds, steps, path}."""
     from autoencoders.data import to_uint8
     from autoencoders.export import save_png
     from autoencoders.train import resolve_device
 
     cfg = config
-    if cfg.init not in ("content", "noise"):
-        raise InputError(f"--init {cfg.init!r}; choose from content, noise")
-    if cfg.steps < 1:
-        raise InputError(f"--steps must be ≥ 1, got {cfg.steps}")
+    _check_lbfgs(cfg.steps, cfg.init)  # before any image or weights are read
     device = resolve_device(cfg.device)
     content = read_rgb(cfg.content, cfg.size or None).to(device)
     objective = StyleObjective(read_rgb(cfg.style, cfg.style_size), vgg_weights=cfg.vgg_weights,
                                content_layer=cfg.content_layer, style_layers=_layers(cfg.style_layers),
                                content_weight=cfg.content_weight, style_weight=cfg.style_weight,
                                tv_weight=cfg.tv_weight, device=device)
-    with torch.no_grad():
-        target = getattr(objective.vgg(content), objective.content_layer)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    start = content.clone() if cfg.init == "content" else torch.rand(content.shape, generator=gen).to(device)
-    img = start.requires_grad_(True)
-    opt = torch.optim.LBFGS([img], lr=1.0, max_iter=cfg.steps, history_size=50, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = objective.terms(img, content, target)["loss"]
-        loss.backward()
-        return loss
-
-    t0 = time.perf_counter()
-    opt.step(closure)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        final = objective.terms(img, content, target)
+    img, final, seconds = lbfgs_stylise(objective, content, cfg.steps, init=cfg.init, seed=cfg.seed)
     target_path = Path(cfg.out) / f"{Path(cfg.content).stem}-optimized.png"
-    save_png(target_path, to_uint8(img.detach())[0])
-    result = {k: float(v) for k, v in final.items()} | {"seconds": seconds, "steps": cfg.steps, "path": str(target_path)}
+    save_png(target_path, to_uint8(img)[0])
+    result = final | {"seconds": seconds, "steps": cfg.steps, "path": str(target_path)}
     print(f"style optimize: objective {result['loss']:.4g} after {cfg.steps} L-BFGS steps in {seconds:.1f} s → {target_path}")
     return result

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from autoencoders.export import DEFAULT_N, DEFAULT_SPARES  # numpy and the contracts only, like this module
 from percept.contracts import InputError
 
 if TYPE_CHECKING:
@@ -44,8 +45,9 @@ if TYPE_CHECKING:
 
 SCALES = (2, 4, 8)
 BLUR_SIGMA = 1.0  # Johnson et al.
+# images_per_s and seconds time the training epoch (as in `percept train`); eval_seconds the held-out scoring.
 SR_COLUMNS = ("epoch", "split", "method", "loss", "mse", "mae", "psnr", "ssim", "ms_ssim", "psnr_y", "ssim_y",
-              "lpips", "images_per_s", "seconds")
+              "lpips", "images_per_s", "seconds", "eval_seconds")
 
 
 @dataclass
@@ -229,7 +231,7 @@ def _lpips_or_none(cfg: SRConfig | SRExportConfig, device):
 
 
 def evaluate_sr(model, hr_all: Tensor, scale: int, batch_size: int, device, lpips_fn=None) -> dict[str, float]:
-    """Mean metrics of `model` (None = bicubic) over the HR images `hr_all`, plus images/s."""
+    """Mean metrics of `model` (None = bicubic) over the HR images `hr_all`, plus the seconds scoring took (`eval_seconds`)."""
     import torch
 
     sums: dict[str, float] = {}
@@ -243,10 +245,7 @@ def evaluate_sr(model, hr_all: Tensor, scale: int, batch_size: int, device, lpip
             sr = bicubic_up(lr, scale) if model is None else model(lr)
             for k, v in sr_metrics(sr, hr, scale, lpips_fn).items():
                 sums[k] = sums.get(k, 0.0) + float(v.sum())
-    seconds = time.perf_counter() - t0
-    n = len(hr_all)
-    return {**{k: v / n for k, v in sums.items()}, "images_per_s": n / seconds if seconds > 0 else float("nan"),
-            "seconds": seconds}
+    return {**{k: v / len(hr_all) for k, v in sums.items()}, "eval_seconds": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,7 +331,7 @@ def train_sr(config: SRConfig) -> Path:
 
     while epoch < cfg.epochs:
         model.train()
-        total, seen = 0.0, 0
+        total, seen, t0 = 0.0, 0, time.perf_counter()
         for batch_index, (hr, _, idx) in enumerate(T._progress(loader, cfg, epoch)):
             hr = hr.to(device, non_blocking=True)
             if cfg.crop and cfg.crop < hr.shape[-1]:
@@ -353,10 +352,13 @@ def train_sr(config: SRConfig) -> Path:
             step += 1
             total += float(loss.detach()) * len(hr)
             seen += len(hr)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the epoch's queued kernels belong to its time
+        seconds = time.perf_counter() - t0
         epoch += 1
         row = {"epoch": epoch, "split": cfg.eval_split, "method": "model",
-               **evaluate_sr(model, hr_eval, cfg.scale, cfg.batch_size, device, lpips_fn)}
-        row["loss"] = total / seen
+               **evaluate_sr(model, hr_eval, cfg.scale, cfg.batch_size, device, lpips_fn),
+               "loss": total / seen, "images_per_s": seen / seconds, "seconds": seconds}
         history.append(row)
         T.save_checkpoint(run_dir / "checkpoint.pt", {
             "format": T.CHECKPOINT_FORMAT, "version": T.CHECKPOINT_VERSION, "kind": CHECKPOINT_KIND,
@@ -398,12 +400,14 @@ class SRExportConfig:
     """What `percept superres export` writes."""
 
     out: str = "runs/sr"  # experiment folder holding superres/
-    n: int = 100  # held-out images spread evenly over the split (all if fewer)
+    n: int = DEFAULT_N  # held-out images spread evenly over the split (all if fewer)
+    spares: int = DEFAULT_SPARES  # further held-out images marked use=spare, for practice trials (as `reconstruct`)
     split: str = ""  # split to export; "" = the runs' held-out split
     device: str = "auto"  # cuda when available, else cpu
     batch_size: int = 32  # images per forward pass
     vgg_weights: str = ""  # VGG-16 state dict for the lpips column; "" = torchvision's cache
     lpips: bool = True  # add an lpips column when the VGG-16 weights are present (left out, said once, if not)
+    overwrite: bool = False  # replace reconstructions even when study/design.json was built from them
 
 
 def finished_sr_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
@@ -421,13 +425,6 @@ def finished_sr_runs(out: str | Path) -> list[tuple[str, Path, dict]]:
         print(f"skipping unfinished super-resolution run(s): {', '.join(skipped)}")
     if not runs:
         raise InputError(f"{root}: no finished super-resolution runs; train some with `percept superres train --out {out}`")
-    keys = ("data", "image_size", "scale", "eval_split")
-    first = {k: runs[0][2]["config"][k] for k in keys}
-    for name, _, record in runs[1:]:
-        mine = {k: record["config"][k] for k in keys}
-        if mine != first:
-            differ = ", ".join(f"{k} {first[k]!r} ({runs[0][0]}) vs {mine[k]!r} ({name})" for k in keys if mine[k] != first[k])
-            raise InputError(f"super-resolution runs under one --out must share data, size and scale: {differ}")
     return runs
 
 
@@ -452,30 +449,44 @@ def _refuse_foreign_export(recon_dir: Path) -> None:
 
 
 def export_sr(config: SRExportConfig) -> Path:
-    """Super-resolve n held-out images with every finished run; write manifest.csv, PNGs and a contact sheet."""
-    import shutil
+    """Super-resolve n held-out images (+ spares) with every finished run; reconstructions/ is replaced at once or not at all.
 
+    Refused when reconstructions/ holds an autoencoder export, or when the experiment's study design
+    was built from the current manifest (unless `overwrite`), exactly as `percept reconstruct`.
+    """
+    from autoencoders.export import refuse_if_design_uses
+    from percept.contracts.staging import staged_dir
+
+    out = Path(config.out)
+    recon_dir = out / "reconstructions"
+    _refuse_foreign_export(recon_dir)
+    if not config.overwrite:
+        refuse_if_design_uses(out, "exporting")
+    with staged_dir(recon_dir) as staging:
+        _export_sr(config, staging)
+    return recon_dir / "manifest.csv"
+
+
+def _export_sr(config: SRExportConfig, recon_dir: Path) -> Path:
+    """Write manifest.csv, PNGs and a contact sheet into the (empty, staged) folder `recon_dir`."""
     import pandas as pd
     import torch
 
     from autoencoders.data import load_dataset, to_float, to_uint8
-    from autoencoders.export import _batched, colour_metrics, contact_sheet, safe_names, save_png
+    from autoencoders.export import _batched, colour_metrics, contact_sheet, pick_images, safe_names, save_png, shared_data
     from autoencoders.train import resolve_device
     from percept.contracts.manifest import write_manifest
     from percept.contracts.run import loss_name
 
     out = Path(config.out)
     runs = finished_sr_runs(out)
-    shared = runs[0][2]["config"]
+    shared = shared_data(runs, also=("scale",))
     scale, split = shared["scale"], config.split or shared["eval_split"]
-    if config.n < 1:
-        raise InputError(f"--n must be ≥ 1, got {config.n}")
     dataset = load_dataset(shared["data"], split, root=shared["data_root"], image_size=shared["image_size"],
-                           verify=shared.get("verify", True))
-    count = min(config.n, len(dataset))
-    if count == 0:
+                           verify=shared["verify"])
+    if len(dataset) == 0:
         raise InputError(f"--split {split}: dataset {shared['data']!r} has no images in it")
-    indices = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int))
+    indices, uses, n_main = pick_images(len(dataset), config.n, config.spares, "superres export")
     orig_u8 = dataset.images[indices].transpose(0, 2, 3, 1)
     hr = to_float(dataset.images[indices])
     ids = [dataset.image_id(i) for i in indices]
@@ -485,10 +496,6 @@ def export_sr(config: SRExportConfig) -> Path:
     lr = degrade(hr, scale)
     lpips_fn = _lpips_or_none(config, "cpu")
 
-    recon_dir = out / "reconstructions"
-    _refuse_foreign_export(recon_dir)
-    if recon_dir.exists():  # regenerated from scratch so stale images never linger beside the manifest
-        shutil.rmtree(recon_dir)
     for stem, img in zip(stems, orig_u8):
         save_png(recon_dir / "originals" / f"{stem}.png", img)
     # Each image's own mean colour: the flat baseline every export carries (INTERFACES 1).
@@ -518,21 +525,22 @@ def export_sr(config: SRExportConfig) -> Path:
                 "original_path": f"originals/{stem}.png", "run": name, "arch": arch, "loss": loss,
                 "recon_path": f"{name}/{stem}.png",
                 **{k: float(m[k][i]) for k in ("mse", "mae", "psnr", "ssim", "ms_ssim", "delta_e", "haarpsi")},
-                "degenerate": 0, "use": "main", "seed": seed, "data": shared["data"], "scale": scale,
+                "degenerate": 0, "use": uses[i], "seed": seed, "data": shared["data"], "scale": scale,
                 "psnr_y": float(m["psnr_y"][i]), "ssim_y": float(m["ssim_y"][i]),
                 **({"lpips": float(m["lpips"][i])} if lpips_fn is not None else {}),
             })
         if arch != "baseline":
-            sheet.append((name, recon_u8))
-        print(f"superres export {name}: {len(ids)} images, psnr {float(m['psnr'].mean()):.2f} dB, "
-              f"psnr_y {float(m['psnr_y'].mean()):.2f} dB, ssim {float(m['ssim'].mean()):.3f}")
+            sheet.append((name, recon_u8[:n_main]))  # the main images: those people will judge
+        print(f"superres export {name}: {n_main} main + {len(ids) - n_main} spare images, psnr "
+              f"{float(m['psnr'][:n_main].mean()):.2f} dB, psnr_y {float(m['psnr_y'][:n_main].mean()):.2f} dB, "
+              f"ssim {float(m['ssim'][:n_main].mean()):.3f} (main images)")
     df = pd.DataFrame(rows)
     # A run that does not beat its images' flat mean colour on MSE is degenerate (INTERFACES 3).
     means = df.groupby("run")["mse"].mean()
     worse = set(means.index[means >= flat_mse])
     df.loc[df["run"].isin(worse) & (df["arch"] != "baseline"), "degenerate"] = 1
     manifest = write_manifest(df, recon_dir / "manifest.csv")
-    contact_sheet(recon_dir / "contact_sheet.png", orig_u8, sheet, ids)
+    contact_sheet(recon_dir / "contact_sheet.png", orig_u8[:n_main], sheet, ids[:n_main])
     return manifest
 
 

@@ -44,7 +44,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "grid": ("autoencoders.cli", "train a grid of runs (archs × losses × seeds, shared settings), then reconstruct + encode"),
     "reconstruct": ("autoencoders.cli", "export reconstructions of held-out images + manifest.csv + contact sheet"),
     "encode": ("autoencoders.cli", "export latent codes of train and held-out images"),
-    "superres": ("autoencoders.cli", "super-resolution: train (×2/×4/×8); export to the manifest with a bicubic baseline"),
+    "superres": ("autoencoders.cli", "super-resolution: train (×2/×4/×8); export to the manifest with a bicubic baseline; "
+                 "evaluate on full-size folders (Set5, Set14)"),
     "style": ("autoencoders.cli", "style transfer: train, apply (--export-onnx), optimize (the L-BFGS baseline)"),
     "design": ("study.cli", "build trial lists (triplet, ranking, catch, practice) from a manifest"),
     "run": ("study.cli", "run one participant in the PsychoPy experiment"),

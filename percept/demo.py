@@ -105,12 +105,13 @@ def sr_steps(cfg: DemoConfig, sr: Path) -> list[tuple[str, str, list[str]]]:
     study = sr / "study"
     losses = (*SR_LOSSES, "bicubic")
     chain += [
-        (f"{SR_PREFIX}export", "autoencoders.cli", ["superres", "export", "--out", str(sr), "--n", str(cfg.images)]),
-        # Every pair of the three and their ranking; no practice: the export has no spare images.
+        (f"{SR_PREFIX}export", "autoencoders.cli", ["superres", "export", "--out", str(sr), "--n", str(cfg.images),
+                                                    "--spares", str(cfg.spares)]),
+        # Every pair of the three and their ranking; practice trials on the export's spare images.
         (f"{SR_PREFIX}design", "study.cli", ["design", "--manifest", str(sr / "reconstructions" / "manifest.csv"),
                                              "--out", str(sr), "--lists", str(cfg.lists), "--seed", str(cfg.seed),
                                              "--pairs", ",".join(f"{a}:{b}" for i, a in enumerate(losses) for b in losses[i + 1:]),
-                                             "--ranking-losses", ",".join(losses), "--practice", "0"]),
+                                             "--ranking-losses", ",".join(losses)]),
         (f"{SR_PREFIX}simulate", "study.cli", ["simulate", "--design", str(study / "design.csv"),
                                                "--participants", str(cfg.participants), "--observer", cfg.observer,
                                                "--noise", str(cfg.noise), "--seed", str(cfg.seed)]),
@@ -281,7 +282,7 @@ def run_demo(out: Path, cfg: DemoConfig, fresh: bool = False) -> Path:
             print(f"demo: [{i + 1}/{len(chain)}] {name}: reusing finished outputs")
             continue
         print(f"demo: [{i + 1}/{len(chain)}] {name}", flush=True)
-        if argv[0] in ("reconstruct", "design"):
+        if argv[0] in ("reconstruct", "design") or argv[:2] == ["superres", "export"]:
             # Everything after this step is redone too and the demo folder holds no people's data
             # (prepare refuses otherwise), so its own derived files may be replaced.
             argv = [*argv, "--overwrite"]

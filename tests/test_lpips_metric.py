@@ -59,6 +59,20 @@ def test_superres_export_adds_lpips_column(tmp_path, weights_file):
     df = pd.read_csv(manifest)
     assert df["lpips"].notna().all() and (df["lpips"] >= 0).all()
     assert df.groupby("run")["lpips"].mean()["flat"] > df.groupby("run")["lpips"].mean()["sr2-bicubic"]
+    # Full-size evaluation scores LPIPS with the same weights.
+    from PIL import Image
+
+    from autoencoders import superres_eval
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    for i, (w, h) in enumerate([(40, 34), (30, 45)]):
+        noise = torch.rand(h, w, 3, generator=torch.Generator().manual_seed(i))
+        Image.fromarray((noise * 255).byte().numpy()).save(folder / f"{i}.png")
+    table = superres_eval.evaluate_folder(superres_eval.SREvaluateConfig(out=str(tmp_path), images=f"folder:{folder}",
+                                                                         vgg_weights=str(weights_file), device="cpu"))
+    scores = pd.read_csv(table.parent / "scores.csv")
+    assert len(scores) == 4 and scores["lpips"].notna().all() and (scores["lpips"] > 0).all()
 
 
 def test_lpips_column_for_manifests(weights_file, tmp_path, capsys):

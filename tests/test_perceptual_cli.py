@@ -25,14 +25,25 @@ def test_superres_train_and_export(tmp_path):
     r = percept("superres", "export", "--out", str(tmp_path), "--n", "3")
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(tmp_path / "reconstructions" / "manifest.csv")
-    assert sorted(df["run"].unique()) == ["flat", "sr2-bicubic", "sr2-mse-s0"] and len(df) == 9
-    # The study takes super-resolved images like reconstructions: pixel loss against bicubic.
+    # 3 main + 4 spare images (the default --spares 4, as `percept reconstruct`) × 3 runs.
+    assert sorted(df["run"].unique()) == ["flat", "sr2-bicubic", "sr2-mse-s0"] and len(df) == 21
+    assert (df["use"] == "spare").sum() == 12
+    # The study takes super-resolved images like reconstructions: pixel loss against bicubic, practice on the spares.
     r = percept("design", "--manifest", str(tmp_path / "reconstructions" / "manifest.csv"), "--out", str(tmp_path),
-                "--kinds", "triplet", "--pairs", "bicubic:mse", "--archs", "sr", "--practice", "0", "--catch", "0")
+                "--kinds", "triplet", "--pairs", "bicubic:mse", "--archs", "sr", "--practice", "2", "--catch", "0")
     assert r.returncode == 0, r.stderr
     design = pd.read_csv(tmp_path / "study" / "design.csv")
     trials = design[design["kind"] == "triplet"]
     assert set(trials["arch"]) == {"sr"} and set(trials["left_loss"]) | set(trials["right_loss"]) == {"bicubic", "mse"}
+    spare_ids = set(df.loc[df["use"] == "spare", "image_id"])
+    practice = design[design["block"] == "practice"]
+    assert len(practice) > 0 and set(practice["image_id"]) <= spare_ids
+    assert not set(design.loc[design["block"] == "main", "image_id"]) & spare_ids
+    # That design now depends on the manifest: a second export is refused, the manifest unchanged.
+    before = (tmp_path / "reconstructions" / "manifest.csv").read_bytes()
+    r = percept("superres", "export", "--out", str(tmp_path), "--n", "2")
+    assert r.returncode == 2 and "design.json was built from" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "reconstructions" / "manifest.csv").read_bytes() == before
     r = percept("superres", "train", "--out", str(tmp_path), "--scale", "3")
     assert r.returncode == 2 and r.stderr.strip() == "percept superres train: error: --scale 3: choose from 2, 4, 8"
     r = percept("superres", "train", "--out", str(tmp_path), "--loss", "mse+0.1*vgg_feat")

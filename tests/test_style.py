@@ -95,3 +95,33 @@ def test_onnx_export_matches_torch(tmp_path):
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         assert np.abs(got - net(x).numpy()).max() < 1e-3
+
+
+def test_lbfgs_baseline_lowers_the_objective_and_counts_evaluations(weights_file):
+    torch.manual_seed(0)
+    objective = style.StyleObjective(torch.rand(1, 3, 32, 32), vgg_weights=str(weights_file), style_weight=1e3)
+    content = torch.rand(1, 3, 32, 32)
+    start = float(objective.terms(content, content)["loss"])
+    img, final, seconds = style.lbfgs_stylise(objective, content, 5)
+    assert img.shape == content.shape and not img.requires_grad and seconds > 0
+    assert final["loss"] < start and final["evaluations"] >= 5  # at least one objective evaluation per iteration
+    assert final["loss"] == pytest.approx(float(objective.terms(img, content)["loss"]), rel=1e-5)
+    with pytest.raises(InputError, match="--steps must be ≥ 1"):
+        style.lbfgs_stylise(objective, content, 0)
+
+
+def test_speed_benchmark_prints_its_table(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "style.py"), "--sizes", "32", "--steps", "2",
+                           "--repeats", "1", "--threads", "1"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root), "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| cpu | 32 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    fps, ratio = float(cells[2]), float(cells[4].rstrip("×"))
+    assert fps > 0 and ratio > 0 and "RANDOM VGG-16" in row and "smoke test" in proc.stdout

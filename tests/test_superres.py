@@ -180,7 +180,92 @@ def test_demo_stage_through_the_commands_reaches_a_report(tmp_path, monkeypatch,
 
     design = pd.read_csv(sr / "study" / "design.csv")
     shown = set(design["left_loss"].dropna()) | set(design["right_loss"].dropna())
-    assert {"mse", "ms_ssim", "bicubic"} <= shown and (design["block"] == "main").all()
+    assert {"mse", "ms_ssim", "bicubic"} <= shown and set(design["block"]) == {"main", "practice"}
+    spares = set(pd.read_csv(sr / "reconstructions" / "manifest.csv").query("use == 'spare'")["image_id"])
+    assert spares and set(design.loc[design["block"] == "practice", "image_id"]) <= spares  # practice on spares only
     page = (sr / "analysis" / "report.html").read_text()
     for text in ("sr2-bicubic", "sr2-mse-s0", "sr2-ms_ssim-s0", "psnr_y", "ssim_y", "BT.601", "LPIPS is not in this manifest"):
         assert text in page, text
+
+
+TINY = dict(epochs=1, channels=4, blocks=0, scale=2, crop=16, train_images=8, eval_images=2, batch_size=8,
+            progress=False, lpips=False)
+
+
+def test_export_has_spares_and_refuses_a_manifest_a_design_uses(tmp_path):
+    from percept.contracts.manifest import file_hash, read_manifest
+
+    superres.train_sr(superres.SRConfig(out=str(tmp_path), **TINY))
+    manifest = superres.export_sr(superres.SRExportConfig(out=str(tmp_path), n=3, spares=2, lpips=False))
+    df = read_manifest(manifest, check_files=True)
+    uses = df.drop_duplicates("image_id").set_index("image_id")["use"]
+    assert sorted(uses.value_counts().items()) == [("main", 3), ("spare", 2)]
+    assert set(df.loc[df["use"] == "spare", "run"]) == {"sr2-bicubic", "sr2-mse-s0", "flat"}  # every run has them
+    # A design built from this manifest: exporting again would change the images it shows.
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "design.json").write_text(json.dumps({"manifest": "../reconstructions/manifest.csv",
+                                                    "manifest_sha256": file_hash(manifest)}))
+    before = manifest.read_bytes()
+    with pytest.raises(InputError, match="is the manifest .*design.json was built from; exporting would change"):
+        superres.export_sr(superres.SRExportConfig(out=str(tmp_path), n=4, spares=0, lpips=False))
+    assert manifest.read_bytes() == before
+    superres.export_sr(superres.SRExportConfig(out=str(tmp_path), n=4, spares=0, lpips=False, overwrite=True))
+    assert set(read_manifest(manifest)["use"]) == {"main"}  # --spares 0: none, as asked
+
+
+def test_metrics_seconds_time_training_and_runs_must_share_the_scale(tmp_path):
+    import pandas as pd
+
+    run = superres.train_sr(superres.SRConfig(out=str(tmp_path), **TINY))
+    m = pd.read_csv(run / "metrics.csv").set_index("method")
+    assert np.isnan(m.loc["bicubic", "seconds"]) and m.loc["bicubic", "eval_seconds"] > 0  # nothing trained at epoch 0
+    assert m.loc["model", "seconds"] > 0 and m.loc["model", "images_per_s"] > 0 and m.loc["model", "eval_seconds"] > 0
+    superres.train_sr(superres.SRConfig(out=str(tmp_path), **{**TINY, "scale": 4, "crop": 32}))
+    with pytest.raises(InputError, match="must share dataset and image size and scale: scale 2 .sr2-mse-s0. vs 4 .sr4-mse-s0."):
+        superres.export_sr(superres.SRExportConfig(out=str(tmp_path), n=2, lpips=False))
+
+
+def test_evaluate_scores_full_size_images_of_any_size(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from autoencoders import superres_eval
+    from autoencoders.data import load_photos
+
+    superres.train_sr(superres.SRConfig(out=str(tmp_path / "exp"), **TINY))
+    folder = tmp_path / "Set3"
+    folder.mkdir()
+    photo = load_photos("test").images[0].transpose(1, 2, 0)  # a 96 px photo patch
+    sizes = {"a.png": (96, 96), "b.png": (61, 45), "c.png": (37, 50)}  # odd sides: cropped to multiples of 2
+    for name, (w, h) in sizes.items():
+        Image.fromarray(photo).resize((w, h)).save(folder / name)
+    cfg = superres_eval.SREvaluateConfig(out=str(tmp_path / "exp"), images=f"folder:{folder}", lpips=False, device="cpu")
+    table = superres_eval.evaluate_folder(cfg)
+    assert table == tmp_path / "exp" / "evaluations" / "Set3" / "table.md"
+    scores = pd.read_csv(table.parent / "scores.csv")
+    assert len(scores) == 3 * 2 and set(scores["method"]) == {"sr2-bicubic", "sr2-mse-s0"}
+    got = scores.drop_duplicates("image_id").set_index("image_id")[["width", "height"]]
+    assert got.loc["b.png"].tolist() == [60, 44] and got.loc["c.png"].tolist() == [36, 50]
+    assert Image.open(table.parent / "sr2-mse-s0" / "b_png.png").size == (60, 44)
+    # The bicubic row is Johnson's pipeline scored directly: recompute one image by hand.
+    from autoencoders.data import to_float
+    from autoencoders.losses import psnr
+
+    hr = to_float(np.asarray(Image.open(folder / "b.png").convert("RGB")).transpose(2, 0, 1)[None])[..., :44, :60]
+    up = superres.bicubic_up(superres.degrade(hr, 2), 2).mul(255).round().div(255)
+    want = float(psnr(up, hr, data_range=1.0, reduction="none")[0])
+    row = scores[(scores["image_id"] == "b.png") & (scores["method"] == "sr2-bicubic")].iloc[0]
+    assert row["psnr"] == pytest.approx(want, abs=1e-4) and np.isnan(row["lpips"])
+    ms = scores.set_index(["image_id", "method"])["ms_ssim"]
+    assert np.isfinite(ms[("b.png", "sr2-bicubic")]) and np.isnan(ms[("c.png", "sr2-bicubic")])  # 36 px: 1 scale, left empty
+    means = pd.read_csv(table.parent / "table.csv").set_index("method")
+    assert means.loc["sr2-bicubic", "psnr"] == pytest.approx(scores[scores["method"] == "sr2-bicubic"]["psnr"].mean())
+    assert "| sr2-bicubic | 3 |" in table.read_text() and (table.parent / "contact_sheet.png").is_file()
+    with pytest.raises(InputError, match="evaluate takes folder:PATH"):
+        superres_eval.evaluate_folder(superres_eval.SREvaluateConfig(out=str(tmp_path / "exp"), images="photos"))
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.fromarray(photo).resize((6, 6)).save(tiny / "x.png")
+    with pytest.raises(InputError, match="image 6×6 is too small for ×2"):
+        superres_eval.evaluate_folder(superres_eval.SREvaluateConfig(out=str(tmp_path / "exp"), images=f"folder:{tiny}"))
