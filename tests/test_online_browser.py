@@ -295,7 +295,8 @@ def run_study(page, server: Served, *, stop_after: int | None = None, shown: lis
 
 
 def _expected(row: pd.Series, presses: list[tuple[str, str]]) -> tuple[str, str]:
-    """(key, choice) the kind's own `press` makes of these presses (what the server must store)."""
+    """(key, choice) the kind's own `press` makes of these presses (what the server must store); a click is
+    saved as "click:<key>", as the lab's PsychoPy session saves it."""
     kind = kinds.get(row["kind"])
     trial = row.to_dict()
     pressed: list[str] = []
@@ -303,7 +304,8 @@ def _expected(row: pd.Series, presses: list[tuple[str, str]]) -> tuple[str, str]
     for _, key in presses:
         out = kind.press(trial, pressed, key) or out
     assert out is not None
-    return out
+    clicked = any(how == "click" for how, _ in presses)
+    return (f"click:{out[0]}" if clicked else out[0]), out[1]
 
 
 def _one_row_per_trial(server: Served, sid: str) -> pd.DataFrame:

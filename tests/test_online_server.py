@@ -169,7 +169,7 @@ def test_answers_are_stored_once(exp, database_url):
         clash = put(c, s, 0, [other])
         assert clash.status_code == 409 and "kept" in clash.json()["detail"]
         assert put(c, s, 0, keys, rt=2.5).status_code == 409  # any difference is a different answer
-        stored = app.app.state.percept.store.answered(s["session"])
+        stored = app.app.app.state.percept.store.answered(s["session"])
         assert list(stored) == [0] and stored[0]["choice"] == row[f"{keys[0]}_run"]
 
 
@@ -236,7 +236,7 @@ def test_hostile_input_is_refused_in_one_line(exp, database_url):
 
         r = c.post("/api/sessions", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413  # a chunked body without a length is bounded too
-        assert app.app.state.percept.store.answered(s["session"]) == {}
+        assert app.app.app.state.percept.store.answered(s["session"]) == {}
 
 
 def test_rate_limit(exp, database_url):
@@ -561,7 +561,7 @@ def test_concurrent_starts_and_answers_race_safely(exp, database_url):
     codes = [code for code, _ in got]
     winner = {code_body[1]["choice"] for code_body in got if code_body[0] == 200}
     assert len(winner) == 1 and set(codes) <= {200, 409}  # every request of the stored answer 200, the other 409
-    stored = app.app.state.percept.store.answered(s["session"])
+    stored = app.app.app.state.percept.store.answered(s["session"])
     assert list(stored) == [0] and stored[0]["choice"] in (row["left_run"], row["right_run"])
     side = "left" if stored[0]["choice"] == row["left_run"] else "right"
     assert codes == [200 if keys == [side] else 409 for keys in [["left"]] * 6 + [["right"]] * 6]
@@ -620,7 +620,7 @@ def test_a_database_busy_past_its_timeout_is_503_and_stores_nothing(exp, tmp_pat
             other.execute("ROLLBACK")
             other.close()
         assert put(c, s, 0, keys).status_code == 200  # the client's retry goes through, once
-        assert list(app.app.state.percept.store.answered(s["session"])) == [0]
+        assert list(app.app.app.state.percept.store.answered(s["session"])) == [0]
 
 
 def test_two_designs_share_a_database_without_mixing(exp, exp_template, tmp_path, database_url):
@@ -644,3 +644,23 @@ def test_two_designs_share_a_database_without_mixing(exp, exp_template, tmp_path
     app_b.app.state.percept.store.close()
     paths, empty = export_online(design_path(other), database_url)
     assert paths == [] and empty == 1  # design A's answered session is not design B's
+
+
+def test_a_click_is_saved_as_the_lab_saves_it_and_the_study_gives_its_scale(tmp_path, database_url):
+    """A rating answered by clicking button 4 stores key "click:4" (study/experiment.py's spelling) and the
+    choice of pressing 4; a click on a key that is no button is refused; /api/study passes --scale on."""
+    make_manifest(tmp_path, n_images=4)
+    assert study_cli.main(["design", "--out", str(tmp_path), "--lists", "1", "--practice", "0", "--catch", "0",
+                           "--kinds", "rating", "--seed", "1"]) == 0
+    bg, app = served(tmp_path, database_url, scale=3)
+    with bg as url, httpx.Client(base_url=url) as c:
+        assert c.get("/api/study").json()["scale"] == 3
+        s = start(c, "rita")
+        r = put(c, s, 0, ["click:backspace"])
+        assert r.status_code == 422 and "is not a key" in r.json()["detail"]
+        r = put(c, s, 0, ["click:4"])
+        assert r.status_code == 200 and r.json()["choice"] == "4", r.text
+        r = put(c, s, 1, ["4"])
+        assert r.status_code == 200 and r.json()["choice"] == "4", r.text
+    keys = {p: a["key"] for p, a in app.app.state.percept.store.answered(s["session"]).items()}
+    assert keys == {0: "click:4", 1: "4"}

@@ -34,6 +34,9 @@ class ServeConfig:
     catch_threshold: float = field(default=CATCH_THRESHOLD, metadata={
         "help": "share of catch trials answered right needed for the completion code (the analysis's default)"})
     title: str = field(default="Image comparison study", metadata={"help": "title shown by the client"})
+    scale: int = field(default=1, metadata={
+        "help": "CSS pixels per image pixel (the lab's --scale); the browser shows each image pixel as "
+                "round(scale × devicePixelRatio) device pixels, lowered only if the window is too small"})
     min_width: int = field(default=1024, metadata={"help": "smallest browser viewport width in CSS pixels"})
     min_height: int = field(default=700, metadata={"help": "smallest browser viewport height in CSS pixels"})
     rate_limit: int = field(default=600, metadata={
@@ -51,7 +54,7 @@ class ServeConfig:
             raise InputError(f"--abandon-after: {self.abandon_after} must be a number of seconds > 0")
         if not 0.0 <= self.catch_threshold <= 1.0:
             raise InputError(f"--catch-threshold: {self.catch_threshold} must be a share in [0, 1]")
-        for name in ("rate_limit", "ip_rate_limit", "batch", "min_width", "min_height"):
+        for name in ("rate_limit", "ip_rate_limit", "batch", "scale", "min_width", "min_height"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')}: {getattr(self, name)} must be at least 1")
         if self.completion_code is not None and not (0 < len(self.completion_code) <= 64 and self.completion_code.isalnum()):

@@ -170,7 +170,8 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
     @app.get("/api/study")
     def study() -> dict:
         return {"title": cfg.title, "n_lists": design.n_lists, "min_width": cfg.min_width,
-                "min_height": cfg.min_height, "platform": cfg.platform, "timing": state.timing}
+                "min_height": cfg.min_height, "platform": cfg.platform, "timing": state.timing,
+                "scale": cfg.scale}
 
     @app.post("/api/sessions")
     def start(body: Start) -> JSONResponse:
@@ -277,6 +278,9 @@ def _platform(params: dict[str, str], participant: str | None, required: str) ->
     return platform, raw, dict(params)
 
 
+CLICK = "click:"  # prefix of a key answered by clicking its on-screen button (study/experiment.py writes the same)
+
+
 def _choice(row: dict, keys: list[str]) -> tuple[str, str]:
     """(key, choice) from the presses, through the kind's own `press`; keys it refuses are one line (422)."""
     from fastapi import HTTPException
@@ -287,7 +291,11 @@ def _choice(row: dict, keys: list[str]) -> tuple[str, str]:
     allowed = set(kind.keys) | ({kind.undo_key} if kind.undo_key else set())
     pressed: list[str] = []
     result = None
+    clicked = False
     for k, key in enumerate(keys):
+        # A click on an on-screen button counts as its key and is saved as "click:<key>", as the lab saves it.
+        if key.startswith(CLICK) and key[len(CLICK):] in kind.buttons:
+            key, clicked = key[len(CLICK):], True
         if key not in allowed:
             raise HTTPException(422, f"keys[{k}]: {key[:32]!r} is not a key of a {row['kind']} trial "
                                      f"({', '.join(sorted(allowed))})")
@@ -296,7 +304,7 @@ def _choice(row: dict, keys: list[str]) -> tuple[str, str]:
         result = kind.press(row, pressed, key)
     if result is None:
         raise HTTPException(422, f"keys {keys[:16]} do not complete a {row['kind']} answer")
-    return result
+    return (f"{CLICK}{result[0]}" if clicked else result[0]), result[1]
 
 
 def _first_of_kind(positions: list[dict], design: ServedDesign) -> set[int]:

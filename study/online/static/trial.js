@@ -120,6 +120,8 @@ export function trialPlugin(stage, clock) {
         if (onset === null || timeStamp < onset) return; // presses before the response screen do not count
         if (answer.complete) return; // nothing after the answer is complete
         if (!answer.press(key)) return;
+        // A click is sent as "click:<key>": the server saves it so, as the lab does, and presses it as the key.
+        if (via === "click") answer.keys[answer.keys.length - 1] = `click:${key}`;
         update();
         if (answer.complete) finish({ rt: (timeStamp - onset) / 1000, via });
       };
