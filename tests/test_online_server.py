@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -664,3 +665,14 @@ def test_a_click_is_saved_as_the_lab_saves_it_and_the_study_gives_its_scale(tmp_
         assert r.status_code == 200 and r.json()["choice"] == "4", r.text
     keys = {p: a["key"] for p, a in app.app.state.percept.store.answered(s["session"]).items()}
     assert keys == {0: "click:4", 1: "4"}
+
+
+def test_serve_passes_the_active_objective_to_the_policy(exp, database_url):
+    """`--active-objective variance` reaches ActivePolicy; a name outside the choices is one line."""
+    from study.online.assign import load_policy
+
+    pool = [r for r in rows_of(exp).values() if r["kind"] == "triplet" and r["block"] == "main"]
+    assert load_policy("active", "variance")(pool, 0).objective == "variance"
+    assert load_policy("active")(pool, 0).objective == "eig"
+    assert subprocess.run([sys.executable, "-m", "study", "serve", "--design", str(design_path(exp)),
+                           "--active-objective", "best"], capture_output=True, text=True).returncode == 2

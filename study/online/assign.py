@@ -12,6 +12,8 @@ seen = pool indices this participant had).
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -94,8 +96,8 @@ def choose_list(places: dict[int, int], ever: dict[int, int], n_lists: int) -> i
     return min(range(n_lists), key=lambda k: (places.get(k, 0), ever.get(k, 0), k))
 
 
-def load_policy(name: str) -> PolicyFactory | None:
-    """The policy class of `--policy` (None for balanced); `active` is imported only when asked for."""
+def load_policy(name: str, objective: str = "eig") -> PolicyFactory | None:
+    """The policy factory of `--policy` (None for balanced); `active` is imported only when asked for."""
     if name == "balanced":
         return None
     if name == "active":
@@ -103,7 +105,7 @@ def load_policy(name: str) -> PolicyFactory | None:
             from study.online.active import ActivePolicy
         except ImportError as exc:
             raise InputError(f"--policy active: study/online/active.py is not available ({exc})") from None
-        return ActivePolicy
+        return functools.partial(ActivePolicy, objective=objective)
     raise InputError(f"--policy: {name!r} is not one of balanced, active")
 
 

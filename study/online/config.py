@@ -43,6 +43,9 @@ class ServeConfig:
         "help": "requests per minute allowed per session token (a person answers about one trial a second)"})
     ip_rate_limit: int = field(default=120, metadata={
         "help": "requests per minute allowed per IP address for requests without a token"})
+    active_objective: str = field(default="eig", metadata={
+        "choices": ("eig", "variance"),
+        "help": "active policy: expected information gain (ASAP) or summed posterior variance of the pair differences"})
     batch: int = field(default=8, metadata={"help": "active policy: main trials chosen per request"})
     seed: int = field(default=0, metadata={"help": "seeds the active policy"})
 

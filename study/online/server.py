@@ -55,7 +55,7 @@ class App:
         self.design = ServedDesign.load(design_path)
         folder = online_dir(design_path)
         self.key = security.load_key(folder)
-        factory = policy_factory if policy_factory is not None else load_policy(cfg.policy)
+        factory = policy_factory if policy_factory is not None else load_policy(cfg.policy, cfg.active_objective)
         if cfg.policy == "active" and factory is None:
             raise InputError("--policy active: no policy class")
         policy_obj = None
