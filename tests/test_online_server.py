@@ -170,7 +170,7 @@ def test_answers_are_stored_once(exp, database_url):
         clash = put(c, s, 0, [other])
         assert clash.status_code == 409 and "kept" in clash.json()["detail"]
         assert put(c, s, 0, keys, rt=2.5).status_code == 409  # any difference is a different answer
-        stored = app.app.app.state.percept.store.answered(s["session"])
+        stored = app.app.state.percept.store.answered(s["session"])
         assert list(stored) == [0] and stored[0]["choice"] == row[f"{keys[0]}_run"]
 
 
@@ -237,7 +237,7 @@ def test_hostile_input_is_refused_in_one_line(exp, database_url):
 
         r = c.post("/api/sessions", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413  # a chunked body without a length is bounded too
-        assert app.app.app.state.percept.store.answered(s["session"]) == {}
+        assert app.app.state.percept.store.answered(s["session"]) == {}
 
 
 def test_rate_limit(exp, database_url):
@@ -562,7 +562,7 @@ def test_concurrent_starts_and_answers_race_safely(exp, database_url):
     codes = [code for code, _ in got]
     winner = {code_body[1]["choice"] for code_body in got if code_body[0] == 200}
     assert len(winner) == 1 and set(codes) <= {200, 409}  # every request of the stored answer 200, the other 409
-    stored = app.app.app.state.percept.store.answered(s["session"])
+    stored = app.app.state.percept.store.answered(s["session"])
     assert list(stored) == [0] and stored[0]["choice"] in (row["left_run"], row["right_run"])
     side = "left" if stored[0]["choice"] == row["left_run"] else "right"
     assert codes == [200 if keys == [side] else 409 for keys in [["left"]] * 6 + [["right"]] * 6]
@@ -621,7 +621,7 @@ def test_a_database_busy_past_its_timeout_is_503_and_stores_nothing(exp, tmp_pat
             other.execute("ROLLBACK")
             other.close()
         assert put(c, s, 0, keys).status_code == 200  # the client's retry goes through, once
-        assert list(app.app.app.state.percept.store.answered(s["session"])) == [0]
+        assert list(app.app.state.percept.store.answered(s["session"])) == [0]
 
 
 def test_two_designs_share_a_database_without_mixing(exp, exp_template, tmp_path, database_url):
