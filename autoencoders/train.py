@@ -626,16 +626,29 @@ def dist_from_env() -> Dist:
 
 
 def _rank_device(device: torch.device, d: Dist) -> torch.device:
-    """Rank r's device: cuda:LOCAL_RANK on GPUs, the CPU otherwise."""
+    """Rank r's device: cuda:LOCAL_RANK on GPUs (wrapping round when processes outnumber GPUs), the CPU otherwise."""
     import torch
 
     if device.type != "cuda" or d.world == 1:
         return device
-    if d.local_rank >= torch.cuda.device_count():
-        raise InputError(f"LOCAL_RANK {d.local_rank} but only {torch.cuda.device_count()} CUDA device(s); "
-                         f"start at most that many processes per node")
-    torch.cuda.set_device(d.local_rank)
-    return torch.device("cuda", d.local_rank)
+    index = d.local_rank % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def _backend(device: torch.device) -> str:
+    """NCCL across GPUs; gloo on CPUs, and where processes share a GPU (NCCL refuses two ranks on one device)."""
+    import torch
+
+    if device.type != "cuda":
+        return "gloo"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local <= torch.cuda.device_count():
+        return "nccl"
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"train: {local} processes share {torch.cuda.device_count()} GPU(s): using gloo, which is slow; "
+              f"start at most one process per GPU (--nproc-per-node)", flush=True)
+    return "gloo"
 
 
 def _prepare_shared(cfg: TrainConfig, d: Dist) -> dict | None:
@@ -682,7 +695,7 @@ def _all_reduce(t: torch.Tensor, d: Dist, op: str) -> torch.Tensor:
 # The step loop
 
 
-class _Steps:
+class TrainSteps:
     """One run's training steps: the (DDP-wrapped, compiled) model, its optimizer, the batches and the deferred checks."""
 
     def __init__(self, cfg: TrainConfig, model: Autoencoder, optimizer, train_set: ImageSet, device: torch.device,
@@ -828,7 +841,7 @@ def train(config: TrainConfig) -> Path:
         import torch.distributed as td
 
         if not td.is_initialized():
-            td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            td.init_process_group(_backend(device))
             own_group = True
     try:
         return _train(cfg, d, device)
@@ -891,7 +904,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         if d.writer:
             print(f"train {cfg.run_name}: resuming after epoch {epoch} (step {step})")
 
-    steps = _Steps(cfg, model, optimizer, train_set, device, d, generator)
+    steps = TrainSteps(cfg, model, optimizer, train_set, device, d, generator)
     amp = autocast_dtype(cfg.precision, device)
     record = {
         "run": cfg.run_name, "status": "running", "config": asdict(cfg), "device": str(device),

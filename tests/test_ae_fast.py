@@ -82,7 +82,7 @@ def test_device_resident_and_dataloader_paths_give_the_same_weights(images, tmp_
 def test_steps_read_nothing_back_from_the_device_between_checks(images, tmp_path, monkeypatch):
     """Values read back to Python inside the step loop: one per check plus the epoch's loss, whatever the step count."""
     reads, inside, step_tensors = [], [False], set()
-    real_run = tr._Steps.run_epoch
+    real_run = tr.TrainSteps.run_epoch
 
     def run_epoch(self, *args, **kwargs):
         step_tensors.update(id(s["step"]) for s in self.optimizer.state.values() if "step" in s)
@@ -92,7 +92,7 @@ def test_steps_read_nothing_back_from_the_device_between_checks(images, tmp_path
         finally:
             inside[0] = False
 
-    monkeypatch.setattr(tr._Steps, "run_epoch", run_epoch)
+    monkeypatch.setattr(tr.TrainSteps, "run_epoch", run_epoch)
     for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
         real = getattr(torch.Tensor, name)
 
