@@ -206,3 +206,23 @@ def test_new_settings_are_checked_in_one_line():
         tr.validate(tr.TrainConfig(check_every=0))
     assert tr.autocast_dtype("auto", torch.device("cpu")) is None
     assert tr.autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_device_images_read_a_memory_mapped_file_and_auto_leaves_it_on_disk(tmp_path):
+    from autoencoders.data import DeviceImages, ImageSet, is_memory_mapped, to_float
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, size=(10, 3, 8, 8), dtype=np.uint8)
+    path = tmp_path / "x.bin"
+    raw.transpose(0, 1, 3, 2).tofile(path)  # stored column-major, as STL-10's files are
+    mapped = np.memmap(path, dtype=np.uint8, mode="r", shape=(10, 3, 8, 8)).transpose(0, 1, 3, 2)
+    assert is_memory_mapped(mapped) and not is_memory_mapped(raw)
+    on_device = DeviceImages(mapped, torch.device("cpu"))  # copied chunk by chunk, never through a whole-file read
+    index = torch.tensor([7, 0, 3])
+    assert torch.equal(on_device.batch(index), to_float(raw[[7, 0, 3]]))
+    assert on_device.batch(index, channels_last=True).is_contiguous(memory_format=torch.channels_last)
+    data = ImageSet("folder:x", "train", mapped, np.full(10, -1), [str(i) for i in range(10)])
+    resident, note = tr._resident_images(tr.TrainConfig(device_data="auto"), data, torch.device("cpu"))
+    assert resident is None and note == "off (a memory-mapped file stays on disk)"
+    resident, note = tr._resident_images(tr.TrainConfig(device_data="on"), data, torch.device("cpu"))
+    assert resident is not None and note.startswith("on")
