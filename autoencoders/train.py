@@ -636,16 +636,16 @@ def _rank_device(device: torch.device, d: Dist) -> torch.device:
     return torch.device("cuda", index)
 
 
-def _backend(device: torch.device) -> str:
+def _backend(device: torch.device, d: Dist) -> str:
     """NCCL across GPUs; gloo on CPUs, and where processes share a GPU (NCCL refuses two ranks on one device)."""
     import torch
 
     if device.type != "cuda":
         return "gloo"
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(d.world)))  # processes on this node (torchrun sets it)
     if local <= torch.cuda.device_count():
         return "nccl"
-    if int(os.environ.get("RANK", "0")) == 0:
+    if d.writer:
         print(f"train: {local} processes share {torch.cuda.device_count()} GPU(s): using gloo, which is slow; "
               f"start at most one process per GPU (--nproc-per-node)", flush=True)
     return "gloo"
@@ -662,7 +662,7 @@ def _prepare_shared(cfg: TrainConfig, d: Dist) -> dict | None:
     if d.writer:
         try:
             state = prepare_run_dir(cfg)
-        except InputError as exc:
+        except (InputError, OSError) as exc:
             td.broadcast_object_list([("error", str(exc))], src=0)  # the others stop with the same line
             raise
         outcome = [("finished",) if state and state.get("finished") else ("resume",) if state else ("fresh",)]
@@ -762,10 +762,14 @@ class TrainSteps:
             self.values[pending] = loss.detach()
             self.recon_ok[pending] = torch.isfinite(recon.detach()).all()
             self.optimizer.zero_grad(set_to_none=True)
-            # DDP averages the ranks' gradients; weighting each rank's mean by its share makes that the global batch's mean.
-            (loss * (count * d.world / (bounds[batch_index][1] - bounds[batch_index][0])) if d.world > 1 else loss).backward()
+            if d.world > 1:
+                # DDP averages the ranks' gradients: weighting each rank's mean by its share of the global batch
+                # (count · world / batch) makes that average the gradient of the global batch's mean.
+                start, stop = bounds[batch_index][:2]
+                loss = loss * (count * d.world / (stop - start))
+            loss.backward()
             self.optimizer.step()
-            total += loss.detach().double() * count
+            total += self.values[pending].double() * count  # the unweighted loss
             step += 1
             pending += 1
             if pending == cfg.check_every or batch_index == len(bounds) - 1:
@@ -841,7 +845,7 @@ def train(config: TrainConfig) -> Path:
         import torch.distributed as td
 
         if not td.is_initialized():
-            td.init_process_group(_backend(device))
+            td.init_process_group(_backend(device, d))
             own_group = True
     try:
         return _train(cfg, d, device)
