@@ -51,8 +51,11 @@ def run_train(cfg: TrainConfig) -> int:
     """Train one run (validated first, so a bad name is one line before any data is read)."""
     from autoencoders.train import train, validate
 
+    import os
+
     run_dir = train(validate(cfg))
-    print(f"train: finished → {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        print(f"train: finished → {run_dir}")
     return 0
 
 

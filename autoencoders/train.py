@@ -84,9 +84,12 @@ class TrainConfig:
     overwrite: bool = False  # discard a previous run of the same name
     progress: bool = True  # tqdm bar on a terminal
     vgg_weights: str = ""  # VGG-16 state dict for the vgg losses; "" = torchvision's cache, never downloaded
-    device_data: str = "auto"  # training set on the device as uint8: auto = when it fits (GPU) / is in RAM (CPU); off = a DataLoader
+    device_data: str = field(default="auto", metadata={"choices": DEVICE_DATA, "help": (
+        "training set on the device as uint8, batches gathered there: auto = when it fits (GPU) or is in RAM "
+        "(CPU); off = a DataLoader")})
     channels_last: bool = True  # NHWC activations: faster convolutions in cuDNN and oneDNN
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU; the losses always compute in float32
+    precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": (
+        "auto = bf16 autocast on CUDA, fp32 on CPU; the losses always compute in float32")})
     compile: bool = False  # torch.compile the model: minutes of compiling that pay off on long GPU runs
     check_every: int = 100  # steps between finiteness checks, each of which waits for the device once
 
