@@ -19,8 +19,9 @@ from PIL import Image
 from autoencoders import train as tr
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is needed")
+pytestmark = [pytest.mark.slow,  # three torchrun launches of two processes each: about a minute on 2 cores
+              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                 reason="torch.distributed with gloo is needed")]
 
 # Rank 0 kills itself (SIGKILL, no cleanup) when the given epoch starts, i.e. right after the previous
 # epoch's checkpoint; torchrun then tears the other rank down, as when a node is lost.
