@@ -161,8 +161,6 @@ def check_common(cfg, at_least_one: tuple[str, ...]) -> None:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check names and ranges early, with one line naming the field and the valid options."""
-    from autoencoders.data import SPLITS, parse_source
-    from autoencoders.losses import LOSS_NAMES
     from autoencoders.models import ARCHS
 
     if cfg.arch not in ARCHS:
@@ -715,9 +713,11 @@ class TrainSteps:
             net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.net = torch.compile(net) if cfg.compile else net
         self.resident, self.data_note = _resident_images(cfg, train_set, device)
-        # One slot per step until the next check: the loss and whether the reconstruction was finite.
-        self.values = torch.zeros(cfg.check_every, dtype=torch.float32, device=device)
-        self.recon_ok = torch.ones(cfg.check_every, dtype=torch.bool, device=device)
+        # One slot per step until the next check (at most an epoch's steps): the loss and whether the
+        # reconstruction was finite.
+        slots = min(cfg.check_every, -(-len(train_set) // cfg.batch_size))
+        self.values = torch.zeros(slots, dtype=torch.float32, device=device)
+        self.recon_ok = torch.ones(slots, dtype=torch.bool, device=device)
 
     def batches(self, order: torch.Tensor, bounds: list[tuple[int, int, int, int]]):
         """(x on the device, this rank's image count) per global batch; an empty slice trains on one image at weight 0."""
