@@ -81,27 +81,26 @@ def test_device_resident_and_dataloader_paths_give_the_same_weights(images, tmp_
 
 def test_steps_read_nothing_back_from_the_device_between_checks(images, tmp_path, monkeypatch):
     """Values read back to Python inside the step loop: one per check plus the epoch's loss, whatever the step count."""
-    reads, inside, step_tensors = [], [False], set()
+    reads, running = [], []  # running: the TrainSteps whose epoch is under way
     real_run = tr.TrainSteps.run_epoch
 
     def run_epoch(self, *args, **kwargs):
-        step_tensors.update(id(s["step"]) for s in self.optimizer.state.values() if "step" in s)
-        inside[0] = True
+        running.append(self)
         try:
             return real_run(self, *args, **kwargs)
         finally:
-            inside[0] = False
+            running.pop()
 
     monkeypatch.setattr(tr.TrainSteps, "run_epoch", run_epoch)
     for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
         real = getattr(torch.Tensor, name)
 
         def counted(t, *a, _real=real, _name=name, **k):
-            # Adam keeps its step counts on the CPU on purpose and reads them there; they are not device values.
-            if inside[0] and id(t) not in step_tensors and not (t.dim() == 0 and t.dtype == torch.float32
-                                                                and not t.requires_grad and t.grad_fn is None
-                                                                and _name == "item"):
-                reads.append(_name)
+            if running:
+                # Adam keeps its step counts on the CPU on purpose and reads them there: not device values.
+                steps = {id(s["step"]) for s in running[-1].optimizer.state.values() if "step" in s}
+                if id(t) not in steps:
+                    reads.append(_name)
             return _real(t, *a, **k)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
