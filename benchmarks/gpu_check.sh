@@ -17,7 +17,8 @@
 #      learning rate moved the weights by 0.03-0.06, as much as 1 vs 2 processes did).
 # piq (the reference loop's MS-SSIM) is not in the H200 image: put its wheel in data/wheels first, here:
 #     pip download --no-deps piq==0.8.0 -d data/wheels      (and carry data/wheels to the device)
-# DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script).
+# DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script); NO_EXTRA=1 skips the
+# torch.compile loop of step 3 (its compiling takes a few minutes), for a shorter run.
 set -uo pipefail
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
@@ -80,7 +81,8 @@ if device.type == "cuda" and len(syncs) >= steps:
 EOF
 
 echo "== 3. benchmark (fast vs reference loop)"
-$PY benchmarks/train.py --device "$DEVICE" --repeats 1 "${SIZES[@]}" --json "$RESULTS/bench.json" 2>&1 \
+$PY benchmarks/train.py --device "$DEVICE" --repeats 1 "${SIZES[@]}" ${NO_EXTRA:+--no-extra} \
+    --json "$RESULTS/bench.json" 2>&1 \
     | tee "$RESULTS/bench.txt" || status=1
 $PY - "$RESULTS/bench.json" "$DEVICE" <<'EOF' 2>&1 | tee -a "$RESULTS/bench.txt" || status=1
 import json, sys
