@@ -93,6 +93,7 @@ best = max(fast, key=lambda r: r["images_per_s"])
 ok = best["images_per_s"] >= 30000
 print(f"{'PASS' if ok else 'FAIL'}: conv + MS-SSIM, 96x96, batch {best['batch']}: {best['images_per_s']:.0f} images/s "
       f"(precision {best['precision']}, compile {best['compile']}); goal >= 30,000")
+raise SystemExit(0 if ok else 1)
 EOF
 
 echo "== 4. two processes (torchrun) against one"
