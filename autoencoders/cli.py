@@ -5,6 +5,7 @@ Each command is (config dataclass, run function); `percept.commands` makes the f
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def run_train(cfg: TrainConfig) -> int:
     from autoencoders.train import validate
 
     run_dir = train_locked(validate(cfg))  # the run's lock tells `percept grid --status` it is running
-    print(f"train: finished → {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        print(f"train: finished → {run_dir}")
     return 0
 
 

@@ -458,13 +458,119 @@ def load_folder(folder: str | Path, split: str, *, image_size: int = 96) -> Imag
 
 
 def make_loader(dataset: ImageSet, batch_size: int, *, shuffle: bool, device: str | torch.device = "cpu",
-                generator: torch.Generator | None = None, drop_last: bool = False):
-    """A DataLoader over `dataset`; pinned memory on CUDA so host→device copies can overlap."""
+                generator: torch.Generator | None = None, drop_last: bool = False,
+                batches: Sequence[Sequence[int]] | None = None):
+    """A DataLoader over `dataset`; pinned memory on CUDA so host→device copies can overlap.
+
+    `batches` (lists of item indices, e.g. from `epoch_order` and `batch_bounds`) fixes the batches
+    instead of `batch_size`/`shuffle`; the loader then gets a private generator for its seed draw,
+    so neither `generator` nor the global RNG is touched.
+    """
     import torch
     from torch.utils.data import DataLoader
 
     if batch_size < 1:
         raise InputError(f"--batch-size must be ≥ 1, got {batch_size}")
     pin = torch.device(device).type == "cuda"
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=batches, generator=torch.Generator(), pin_memory=pin, num_workers=0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
                       pin_memory=pin, num_workers=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Batches gathered on the device
+
+# `device_data auto` puts the training set on a GPU when it takes at most this share of the free
+# memory: STL-10 train+unlabeled (3.1 GB) on any 16 GB card, the rest is left for activations.
+DEVICE_DATA_SHARE = 0.5
+UPLOAD_CHUNK = 4096  # images copied to the device at a time: a memory-mapped file is never read whole into RAM
+
+
+def epoch_order(n: int, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's order of n items: exactly what `DataLoader(shuffle=True, generator=generator)` draws.
+
+    A DataLoader draws its workers' base seed from the generator, then its RandomSampler draws the
+    permutation and, when asked for more after the last item, a second permutation of which it
+    keeps none; drawing the same three keeps the device path, the DataLoader path and runs trained
+    before this function existed on one order and one generator state (tests/test_ae_fast.py
+    checks it against a DataLoader over several epochs).
+    """
+    import torch
+
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+    order = torch.randperm(n, generator=generator)
+    torch.randperm(n, generator=generator)  # the sampler's empty tail: `randperm(n)[:num_samples % n]`
+    return order
+
+
+def batch_bounds(n: int, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int, int, int]]:
+    """(batch start, batch stop, this rank's start, this rank's stop) of every global batch in an epoch's order.
+
+    The global batch is `batch_size` items (the last one smaller), whatever the number of processes;
+    rank r of `world` takes the r-th of `world` near-equal contiguous slices of it (possibly empty).
+    """
+    out = []
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        m = stop - start
+        out.append((start, stop, start + rank * m // world, start + (rank + 1) * m // world))
+    return out
+
+
+def is_memory_mapped(images: np.ndarray) -> bool:
+    """Whether an array (or the array it views) is a memory-mapped file rather than data in RAM."""
+    import mmap
+
+    a: object = images
+    while a is not None:
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
+def device_data_fits(nbytes: int, device: torch.device) -> tuple[bool, str]:
+    """Whether `nbytes` of images should live on `device` under `device_data auto`, and why (one phrase)."""
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        ok = nbytes <= DEVICE_DATA_SHARE * free
+        return ok, f"{nbytes / 1e9:.2f} GB of images, {free / 1e9:.1f} GB free on {device}"
+    if device.type == "cpu":
+        return True, "in host memory"
+    raise InputError(f"device {device} is not supported for training data; use cpu or cuda")
+
+
+class DeviceImages:
+    """A dataset's uint8 images (N, 3, H, W) held on one device; batches are gathered and converted there.
+
+    On the CPU an in-memory C-contiguous array is used without a copy; anything else (a memory-mapped
+    file, a strided view, a GPU) is copied UPLOAD_CHUNK images at a time.
+    """
+
+    def __init__(self, images: np.ndarray, device: torch.device) -> None:
+        import torch
+
+        self.device = device
+        if device.type == "cpu" and isinstance(images, np.ndarray) and images.flags.c_contiguous \
+                and images.flags.writeable and not is_memory_mapped(images):
+            self.data = torch.from_numpy(images)
+        else:
+            self.data = torch.empty(images.shape, dtype=torch.uint8, device=device)
+            for start in range(0, len(images), UPLOAD_CHUNK):
+                chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + UPLOAD_CHUNK]))
+                self.data[start:start + len(chunk)].copy_(chunk)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held on the device."""
+        return self.data.numel()
+
+    def batch(self, index: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """Images `index` (a device tensor) as float32 (B, 3, H, W) in [0, 1]: the same values as `to_float`."""
+        import torch
+
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return self.data.index_select(0, index).to(torch.float32, memory_format=fmt).div_(255.0)

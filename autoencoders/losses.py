@@ -9,8 +9,11 @@ autocast switched off, because SSIM in bfloat16 is off by 0.07-0.35.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +33,7 @@ __all__ = [
     "image_metrics",
     "default_scales",
     "get_loss",
+    "trusted_inputs",
 ]
 
 # Wang et al. (2003): the exponents of the five scales, finest first.
@@ -99,6 +103,8 @@ def _check_pair(x: Tensor, y: Tensor, min_size: int = 1, data_range: float | Non
         raise InputError(
             f"images of {h}x{w} px (shape {tuple(x.shape)}) are smaller than the {min_size}x{min_size} window"
         )
+    if _TRUSTED.get():
+        return  # values vouched for by the caller (`trusted_inputs`): no device sync
     # One pass per tensor (aminmax) and one device sync for both: NaN propagates into min and max,
     # +-inf shows up as max or min, so the same two numbers answer finiteness and range.
     with torch.no_grad():
@@ -113,6 +119,25 @@ def _check_pair(x: Tensor, y: Tensor, min_size: int = 1, data_range: float | Non
                     f"{name} has values in [{low:.4g}, {high:.4g}], outside [0, {data_range:g}] = [0, data_range] "
                     f"(shape {tuple(t.shape)}); clip the images or pass the matching data_range"
                 )
+
+
+# Set by `trusted_inputs`: the value check (finite, in range) is skipped; shapes are still checked.
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("percept_losses_trusted", default=False)
+
+
+@contextlib.contextmanager
+def trusted_inputs() -> Iterator[None]:
+    """Within this block the losses skip their finite/range value check, which reads two numbers back from the device.
+
+    For a training loop whose inputs are in range by construction (uint8 / 255, a sigmoid output)
+    and which checks finiteness itself, batched, so that a step never waits for the device
+    (autoencoders/train.py). A NaN input then gives a NaN loss instead of an InputError.
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 def _non_finite_message(name: str, t: Tensor) -> str:
@@ -145,8 +170,22 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
 # --------------------------------------------------------------------------- SSIM core
 
 
+@functools.lru_cache(maxsize=64)
 def _gaussian_window(win_size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Normalised 1-D Gaussian of `win_size` taps, built in float64 and then cast."""
+    """Normalised 1-D Gaussian of `win_size` taps, built in float64 and then cast (cached: a copy to the GPU waits for it)."""
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor even if first made under inference mode
+        return _make_window(win_size, sigma, dtype, torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _exponents(weights: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """MS-SSIM's per-scale exponents as an (S, 1, 1) tensor on `device` (cached, as `_gaussian_window`)."""
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.tensor(weights, dtype=dtype, device=device).view(-1, 1, 1)
+
+
+def _make_window(win_size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The body of `_gaussian_window`."""
     coords = torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     return (g / g.sum()).to(dtype=dtype, device=device)
@@ -527,7 +566,7 @@ def _ms_ssim_per_image(
         if scale == 0 and with_ssim:
             ssim_first = ssim_c.mean(dim=1)
     stacked = _floor_straight_through(torch.stack(terms), CS_FLOOR)  # (S, N, C)
-    exponents = torch.tensor(scale_weights, dtype=dtype, device=x.device).view(-1, 1, 1)
+    exponents = _exponents(tuple(float(v) for v in scale_weights), dtype, x.device)
     per_channel = torch.prod(stacked**exponents, dim=0)  # (N, C)
     return per_channel.mean(dim=1), ssim_first
 

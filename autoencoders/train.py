@@ -5,12 +5,21 @@ The run folder holds `config.json` (resolved config, versions, git commit, devic
 and the data-order generator, plus the metrics so far) and `metrics.csv` (one row per epoch and
 split). A killed run continues with `--resume` and ends with the same weights as an
 uninterrupted one on the same device.
+
+The step loop never waits for the device: the training set lives on it as uint8 when it fits
+(`device_data`), each batch is gathered and converted there, the loss is summed there, and
+finiteness is checked in batches every `check_every` steps and at each epoch's end (a bad step is
+still named exactly). Under torchrun (WORLD_SIZE > 1) the model is wrapped in
+DistributedDataParallel: every rank draws the same epoch order, the global batch is `batch_size`
+images and rank r trains on the r-th slice of each, so the result does not depend on the number
+of processes (up to float rounding) and a run resumes with any number; rank 0 alone writes.
 """
 from __future__ import annotations
 
 import dataclasses
 import io
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -35,7 +44,10 @@ from percept.contracts import provenance
 from percept.contracts import run as run_c
 from percept.contracts.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METRIC_COLUMNS  # noqa: F401 (re-exported)
 # Keys that may differ when a run is resumed: they change how, not what, is trained.
-RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress", "vgg_weights")
+RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "data_root", "progress", "vgg_weights",
+                     "device_data", "channels_last", "precision", "compile", "check_every")
+DEVICE_DATA = ("auto", "on", "off")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class TrainingDiverged(InputError):
@@ -72,6 +84,14 @@ class TrainConfig:
     overwrite: bool = False  # discard a previous run of the same name
     progress: bool = True  # tqdm bar on a terminal
     vgg_weights: str = ""  # VGG-16 state dict for the vgg losses; "" = torchvision's cache, never downloaded
+    device_data: str = field(default="auto", metadata={"choices": DEVICE_DATA, "help": (
+        "training set on the device as uint8, batches gathered there: auto = when it fits (GPU) or is in RAM "
+        "(CPU); off = a DataLoader")})
+    channels_last: bool = True  # NHWC activations: faster convolutions in cuDNN and oneDNN
+    precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": (
+        "auto = bf16 autocast on CUDA, fp32 on CPU; the losses always compute in float32")})
+    compile: bool = False  # torch.compile the model: minutes of compiling that pay off on long GPU runs
+    check_every: int = 100  # steps between finiteness checks, each of which waits for the device once
 
     @property
     def run_name(self) -> str:
@@ -141,13 +161,14 @@ def check_common(cfg, at_least_one: tuple[str, ...]) -> None:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check names and ranges early, with one line naming the field and the valid options."""
-    from autoencoders.data import SPLITS, parse_source
-    from autoencoders.losses import LOSS_NAMES
     from autoencoders.models import ARCHS
 
     if cfg.arch not in ARCHS:
         raise InputError(f"--arch {cfg.arch!r} is not an architecture; choose from {', '.join(ARCHS)}")
-    check_common(cfg, ("epochs", "batch_size", "code_size", "eval_images", "image_size"))
+    check_common(cfg, ("epochs", "batch_size", "code_size", "eval_images", "image_size", "check_every"))
+    for name, options in (("device_data", DEVICE_DATA), ("precision", PRECISIONS)):
+        if getattr(cfg, name) not in options:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}; choose from {', '.join(options)}")
     if not (cfg.width > 0 and math.isfinite(cfg.width)):
         raise InputError(f"--width must be a positive number, got {cfg.width}")
     if cfg.beta < 0:
@@ -171,6 +192,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available; use --device cpu or auto")
     return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a precision setting on a device (None: plain float32)."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    raise InputError(f"--precision {precision!r}; choose from {', '.join(PRECISIONS)}")
 
 
 def versions() -> dict[str, str]:
@@ -306,7 +340,7 @@ def evaluate(model: Autoencoder, dataset: ImageSet, indices: np.ndarray, loss_fn
     with torch.no_grad():
         for start in range(0, len(indices), cfg.batch_size):
             x = dataset.tensor(indices[start:start + cfg.batch_size]).to(device)
-            recon, kl = _forward(model, x, device)
+            recon, kl = _forward(model, x, autocast_dtype(cfg.precision, device))
             loss = loss_fn(recon, x) + (_kl_term(kl, kl_weight, x) if kl is not None else 0.0)
             batch = len(x)
             sums["loss"] = sums.get("loss", 0.0) + float(loss) * batch
@@ -322,13 +356,13 @@ def evaluate(model: Autoencoder, dataset: ImageSet, indices: np.ndarray, loss_fn
     return out
 
 
-def _forward(model: Autoencoder, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run the model (bf16 autocast on CUDA); return the float32 reconstruction and the VAE's KL (else None)."""
+def _forward(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the model (under autocast to `amp` unless None); return the float32 reconstruction and the VAE's KL (else None)."""
     import torch
 
     from autoencoders.models import VAEOutput
 
-    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device_type=x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         out = model(x)
     if isinstance(out, VAEOutput):
         return out.recon.float(), VAEOutput(out.recon, out.mu.float(), out.logvar.float()).kl()
@@ -432,7 +466,7 @@ def guard(model: Autoencoder, dataset: ImageSet, indices: np.ndarray, cfg: Train
     with torch.no_grad():
         for start in range(0, len(indices), cfg.batch_size):
             x = dataset.tensor(indices[start:start + cfg.batch_size]).to(device)
-            recons.append(_forward(model, x, device)[0].clamp(0, 1))
+            recons.append(_forward(model, x, autocast_dtype(cfg.precision, device))[0].clamp(0, 1))
             xs.append(x)
     return guard_from_outputs(torch.cat(recons), torch.cat(xs), cfg.loss, loss_fn)
 
@@ -559,24 +593,287 @@ def _differing(saved: dict, cfg: Any) -> str:
                      if k not in RESUME_MAY_DIFFER and saved.get(k, defaults[k]) != now[k])
 
 
-def train(config: TrainConfig) -> Path:
-    """Train (or resume) one run; return its folder `<out>/models/<arch>-<loss>-s<seed>/`."""
+# --------------------------------------------------------------------------------------------
+# Several processes (torchrun)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place under torchrun (rank 0 of 1 without it); rank 0 alone writes files."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes the run's files."""
+        return self.rank == 0
+
+
+def dist_from_env() -> Dist:
+    """RANK, WORLD_SIZE and LOCAL_RANK as torchrun sets them; one line naming a malformed one."""
+    values = {}
+    for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
+        text = os.environ.get(name, str(default))
+        try:
+            values[name] = int(text)
+        except ValueError:
+            raise InputError(f"environment variable {name}={text!r} is not an integer (set by torchrun)") from None
+    d = Dist(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
+    if d.world < 1 or not 0 <= d.rank < d.world:
+        raise InputError(f"RANK={d.rank} WORLD_SIZE={d.world}: need 0 ≤ RANK < WORLD_SIZE")
+    return d
+
+
+def _rank_device(device: torch.device, d: Dist) -> torch.device:
+    """Rank r's device: cuda:LOCAL_RANK on GPUs (wrapping round when processes outnumber GPUs), the CPU otherwise."""
     import torch
 
-    from autoencoders.data import load_dataset, make_loader
+    if device.type != "cuda" or d.world == 1:
+        return device
+    index = d.local_rank % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def _backend(device: torch.device, d: Dist) -> str:
+    """NCCL across GPUs; gloo on CPUs, and where processes share a GPU (NCCL refuses two ranks on one device)."""
+    import torch
+
+    if device.type != "cuda":
+        return "gloo"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(d.world)))  # processes on this node (torchrun sets it)
+    if local <= torch.cuda.device_count():
+        return "nccl"
+    if d.writer:
+        print(f"train: {local} processes share {torch.cuda.device_count()} GPU(s): using gloo, which is slow; "
+              f"start at most one process per GPU (--nproc-per-node)", flush=True)
+    return "gloo"
+
+
+def _prepare_shared(cfg: TrainConfig, d: Dist) -> dict | None:
+    """prepare_run_dir on rank 0 (it may delete a folder); the other ranks follow its outcome."""
+    if d.world == 1:
+        return prepare_run_dir(cfg)
+    import torch.distributed as td
+
+    outcome: list[Any] = [None]
+    state = None
+    if d.writer:
+        try:
+            state = prepare_run_dir(cfg)
+        except (InputError, OSError) as exc:
+            td.broadcast_object_list([("error", str(exc))], src=0)  # the others stop with the same line
+            raise
+        outcome = [("finished",) if state and state.get("finished") else ("resume",) if state else ("fresh",)]
+    td.broadcast_object_list(outcome, src=0)
+    kind = outcome[0][0]
+    if d.writer:
+        return state
+    if kind == "error":
+        raise InputError(outcome[0][1])
+    if kind == "finished":
+        return {"finished": True}
+    if kind == "resume":
+        return load_checkpoint(cfg.run_dir / "checkpoint.pt")
+    if kind == "fresh":
+        return None
+    raise AssertionError(kind)
+
+
+def _all_reduce(t: torch.Tensor, d: Dist, op: str) -> torch.Tensor:
+    """Reduce `t` in place over all ranks ("sum" or "max"); a no-op for one process."""
+    if d.world > 1:
+        import torch.distributed as td
+
+        ops = {"sum": td.ReduceOp.SUM, "max": td.ReduceOp.MAX}
+        td.all_reduce(t, op=ops[op])
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# The step loop
+
+
+class TrainSteps:
+    """One run's training steps: the (DDP-wrapped, compiled) model, its optimizer, the batches and the deferred checks."""
+
+    def __init__(self, cfg: TrainConfig, model: Autoencoder, optimizer, train_set: ImageSet, device: torch.device,
+                 d: Dist, generator: torch.Generator) -> None:
+        import torch
+
+        self.cfg, self.model, self.optimizer, self.train_set = cfg, model, optimizer, train_set
+        self.device, self.dist, self.generator = device, d, generator
+        self.amp = autocast_dtype(cfg.precision, device)
+        net: torch.nn.Module = model
+        if d.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = torch.compile(net) if cfg.compile else net
+        self.resident, self.data_note = _resident_images(cfg, train_set, device)
+        # One slot per step until the next check (at most an epoch's steps): the loss and whether the
+        # reconstruction was finite.
+        slots = min(cfg.check_every, -(-len(train_set) // cfg.batch_size))
+        self.values = torch.zeros(slots, dtype=torch.float32, device=device)
+        self.recon_ok = torch.ones(slots, dtype=torch.bool, device=device)
+
+    def batches(self, order: torch.Tensor, bounds: list[tuple[int, int, int, int]]):
+        """(x on the device, this rank's image count) per global batch; an empty slice trains on one image at weight 0."""
+        import torch
+
+        slices = [(lo, hi) if hi > lo else (start, start + 1) for start, _, lo, hi in bounds]
+        memory = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        if self.resident is not None:
+            order_dev = order.to(self.device, non_blocking=True)  # once per epoch; each step slices it on the device
+            for (lo, hi), (_, _, rlo, rhi) in zip(slices, bounds):
+                yield self.resident.batch(order_dev[lo:hi], self.cfg.channels_last), rhi - rlo
+            return
+        from autoencoders.data import make_loader
+
+        loader = make_loader(self.train_set, self.cfg.batch_size, shuffle=False, device=self.device,
+                             batches=[order[lo:hi].tolist() for lo, hi in slices])
+        for (x, _, _), (_, _, rlo, rhi) in zip(loader, bounds):
+            yield x.to(self.device, non_blocking=True).contiguous(memory_format=memory), rhi - rlo
+
+    def run_epoch(self, epoch: int, step: int, step_loss, kl_weight: float, fail) -> tuple[int, float, float]:
+        """Train one epoch; return (global step, mean loss, seconds). `fail(message)` is called on a non-finite step."""
+        import torch
+
+        from autoencoders.data import batch_bounds, epoch_order
+        from autoencoders.losses import trusted_inputs
+
+        cfg, d = self.cfg, self.dist
+        n = len(self.train_set)
+        if d.world > 1 and d.rank > 0:
+            # VAE noise: rank 0 keeps the seeded stream (saved and restored on resume); the others draw their own.
+            torch.manual_seed(cfg.seed * 1_000_003 + d.rank * 7919 + epoch)
+        order = epoch_order(n, self.generator)
+        bounds = batch_bounds(n, cfg.batch_size, d.rank, d.world)
+        self.net.train()
+        t0 = time.perf_counter()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        bar = _progress(_Sized(self.batches(order, bounds), len(bounds)), cfg, epoch)
+        pending = 0
+        for batch_index, (x, count) in enumerate(bar):
+            with trusted_inputs():  # the range check would wait for the device; finiteness is checked below
+                recon, kl = _forward(self.net, x, self.amp)
+                loss = step_loss(recon, x)
+                if kl is not None:
+                    loss = loss + _kl_term(kl, kl_weight, x)
+            self.values[pending] = loss.detach()
+            self.recon_ok[pending] = torch.isfinite(recon.detach()).all()
+            self.optimizer.zero_grad(set_to_none=True)
+            if d.world > 1:
+                # DDP averages the ranks' gradients: weighting each rank's mean by its share of the global batch
+                # (count · world / batch) makes that average the gradient of the global batch's mean.
+                start, stop = bounds[batch_index][:2]
+                loss = loss * (count * d.world / (stop - start))
+            loss.backward()
+            self.optimizer.step()
+            total += self.values[pending].double() * count  # the unweighted loss
+            step += 1
+            pending += 1
+            if pending == cfg.check_every or batch_index == len(bounds) - 1:
+                self._check(pending, step, epoch, batch_index, order, bounds, fail)
+                pending = 0
+                if hasattr(bar, "set_postfix"):
+                    seen = bounds[batch_index][1]
+                    bar.set_postfix(loss=f"{float(total) / max(1, seen):.4g}",
+                                    img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        mean = float(_all_reduce(total, d, "sum")) / n
+        return step, mean, time.perf_counter() - t0
+
+    def _check(self, pending: int, step: int, epoch: int, batch_index: int, order, bounds, fail) -> None:
+        """Read the last `pending` steps' flags (one wait for the device, all ranks); fail naming the first bad step."""
+        import torch
+
+        v, ok = self.values[:pending], self.recon_ok[:pending]
+        zero = torch.zeros_like(v, dtype=torch.int32)
+        codes = torch.where(~ok, 4, torch.where(torch.isnan(v), 3, torch.where(torch.isposinf(v), 2,
+                            torch.where(torch.isneginf(v), 1, zero))))
+        codes = _all_reduce(codes.to(torch.int32), self.dist, "max").tolist()
+        for i, code in enumerate(codes):
+            if code:
+                what = {4: "the reconstruction holds NaN/Inf", 3: "the loss is nan", 2: "the loss is inf",
+                        1: "the loss is -inf"}[code]
+                b = batch_index - pending + 1 + i
+                first = self.train_set.image_id(int(order[bounds[b][0]]))
+                fail(f"{what} at step {step - pending + 1 + i} (epoch {epoch + 1}, batch {b}, first image {first}); "
+                     f"stopped, the last good checkpoint (epoch {epoch}) is kept; try a lower --lr")
+
+
+class _Sized:
+    """An iterator with a length, so a progress bar knows its total."""
+
+    def __init__(self, items, length: int) -> None:
+        self.items, self.length = items, length
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _resident_images(cfg: TrainConfig, train_set: ImageSet, device: torch.device):
+    """The training set on the device (DeviceImages) or None for the DataLoader path, and a note on why."""
+    from autoencoders.data import DEVICE_DATA_SHARE, DeviceImages, device_data_fits, is_memory_mapped
+
+    if cfg.device_data == "off":
+        return None, "off (asked)"
+    fits, why = device_data_fits(train_set.images.nbytes, device)
+    if cfg.device_data == "auto":
+        if device.type == "cpu" and is_memory_mapped(train_set.images):
+            return None, "off (a memory-mapped file stays on disk)"
+        if not fits:
+            return None, f"off ({why}: more than {DEVICE_DATA_SHARE:.0%})"
+    elif cfg.device_data == "on":
+        if not fits:
+            raise InputError(f"--device-data on: {why}; the set may take at most {DEVICE_DATA_SHARE:.0%} of the free "
+                             f"memory; use --device-data auto or off")
+    else:
+        raise InputError(f"--device-data {cfg.device_data!r}; choose from {', '.join(DEVICE_DATA)}")
+    return DeviceImages(train_set.images, device), f"on ({why})"
+
+
+def train(config: TrainConfig) -> Path:
+    """Train (or resume) one run; return its folder `<out>/models/<arch>-<loss>-s<seed>/` (DDP under torchrun)."""
+    cfg = validate(config)
+    d = dist_from_env()
+    device = _rank_device(resolve_device(cfg.device), d)
+    own_group = False
+    if d.world > 1:
+        import torch.distributed as td
+
+        if not td.is_initialized():
+            td.init_process_group(_backend(device, d))
+            own_group = True
+    try:
+        return _train(cfg, d, device)
+    finally:
+        if own_group:
+            td.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
+    """The body of `train` for one process."""
+    import torch
+
+    from autoencoders.data import load_dataset
     from autoencoders.losses import get_loss
     from autoencoders.models import build_model, count_parameters
 
-    cfg = validate(config)
-    device = resolve_device(cfg.device)
-    resume_state = prepare_run_dir(cfg)
+    resume_state = _prepare_shared(cfg, d)
     run_dir = cfg.run_dir
     if resume_state is not None and resume_state.get("finished"):
-        print(f"train {cfg.run_name}: already finished with these settings; nothing to resume")
+        if d.writer:
+            print(f"train {cfg.run_name}: already finished with these settings; nothing to resume")
         return run_dir
 
     train_set = load_dataset(cfg.data, cfg.train_split, root=cfg.data_root, image_size=cfg.image_size,
-                             download=cfg.download, verify=cfg.verify)
+                             download=cfg.download and d.writer, verify=cfg.verify)
     eval_set = load_dataset(cfg.data, cfg.eval_split, root=cfg.data_root, image_size=cfg.image_size,
                             download=False, verify=cfg.verify)
     if len(train_set) == 0 or len(eval_set) == 0:
@@ -585,13 +882,14 @@ def train(config: TrainConfig) -> Path:
 
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.image_size, cfg.code_size, width=cfg.width).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     from autoencoders.loss_spec import with_vgg_weights
 
     loss_fn = get_loss(cfg.loss, **with_vgg_weights(cfg.loss, cfg.loss_options, cfg.vgg_weights)).to(device)
     warmup_fn = get_loss("mse").to(device)  # the first cfg.warmup_epochs epochs train with MSE
     generator = torch.Generator().manual_seed(cfg.seed)
-    loader = make_loader(train_set, cfg.batch_size, shuffle=True, device=device, generator=generator)
     # A fixed subset of each split for the per-epoch metrics, identical in every epoch and run.
     eval_idx = np.arange(min(cfg.eval_images, len(eval_set)))
     train_idx = np.linspace(0, len(train_set) - 1, min(cfg.eval_images, len(train_set))).round().astype(np.int64)
@@ -601,8 +899,8 @@ def train(config: TrainConfig) -> Path:
     kl_main = kl_info["kl_weight"] if kl_info else cfg.beta
     # The flat baseline's own metric on the held-out subset, printed next to the model's every epoch.
     own = OWN_METRIC.get(cfg.loss)
-    flat_eval = (evaluate_flat(eval_set, eval_idx, cfg, device) if own in ("mse", "mae", "psnr", "ssim", "ms_ssim")
-                 else None)
+    flat_eval = (evaluate_flat(eval_set, eval_idx, cfg, device)
+                 if d.writer and own in ("mse", "mae", "psnr", "ssim", "ms_ssim") else None)
 
     epoch, step, history = 0, 0, []
     if resume_state is not None:
@@ -610,80 +908,81 @@ def train(config: TrainConfig) -> Path:
         optimizer.load_state_dict(resume_state["optimizer"])
         epoch, step, history = resume_state["epoch"], resume_state["step"], list(resume_state["metrics"])
         set_rng_state(resume_state["rng"], generator)
-        print(f"train {cfg.run_name}: resuming after epoch {epoch} (step {step})")
+        if d.writer:
+            print(f"train {cfg.run_name}: resuming after epoch {epoch} (step {step})")
 
+    steps = TrainSteps(cfg, model, optimizer, train_set, device, d, generator)
+    amp = autocast_dtype(cfg.precision, device)
     record = {
         "run": cfg.run_name, "status": "running", "config": asdict(cfg), "device": str(device),
         "versions": versions(), "git_commit": git_commit(), "model": {**model.describe(), "parameters": count_parameters(model)},
         "data": {"train": train_set.summary(), "eval": eval_set.summary()},
         "started": _now(), "epochs_done": epoch, "warmup_epochs": cfg.warmup_epochs,
+        "processes": d.world, "precision": "bf16" if amp is not None else "fp32", "device_data": steps.data_note,
     }
     if kl_info is not None:
         record["vae_kl"] = kl_info
-    run_c.write_run_record(run_dir, record)
-    if history:
-        write_metrics(run_dir / "metrics.csv", history)
 
-    d = 3 * cfg.image_size * cfg.image_size
+    def fail(message: str) -> None:
+        if d.writer:
+            _fail(run_dir, record, message)
+        raise TrainingDiverged(message)
+
+    if d.writer:
+        run_c.write_run_record(run_dir, record)
+        if history:
+            write_metrics(run_dir / "metrics.csv", history)
+
     while epoch < cfg.epochs:
-        model.train()
-        t0 = time.perf_counter()
-        total, seen = 0.0, 0
-        bar = _progress(loader, cfg, epoch)
         warming = epoch < cfg.warmup_epochs
         # Warm-up trains with MSE, so the VAE's KL keeps MSE's weight (beta) then.
         step_loss, step_kl = (warmup_fn, cfg.beta) if warming else (loss_fn, kl_main)
-        for batch_index, (x, _, idx) in enumerate(bar):
-            x = x.to(device, non_blocking=True)
-            recon, kl = _forward(model, x, device)
-            # The losses refuse non-finite input, so a blown-up model is caught on its output first.
-            bad = None if torch.isfinite(recon).all() else "the reconstruction holds NaN/Inf"
-            if bad is None:
-                loss = step_loss(recon, x)
-                if kl is not None:
-                    loss = loss + step_kl * kl / d
-                bad = None if torch.isfinite(loss) else f"the loss is {float(loss.detach())}"
-            if bad is not None:
-                _fail(run_dir, record, f"{bad} at step {step + 1} (epoch {epoch + 1}, batch {batch_index}, "
-                      f"first image {train_set.image_id(int(idx[0]))}); stopped, the last good checkpoint "
-                      f"(epoch {epoch}) is kept; try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            total += float(loss.detach()) * len(x)
-            seen += len(x)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total / seen:.4g}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
-        seconds = time.perf_counter() - t0
+        step, mean_loss, seconds = steps.run_epoch(epoch, step, step_loss, step_kl, fail)
         epoch += 1
-        train_row = {"epoch": epoch, "split": cfg.train_split,
-                     **evaluate(model, train_set, train_idx, loss_fn, cfg, device, kl_main)}
-        # The train row's loss is what was minimised this epoch (MSE during warm-up).
-        train_row.update(loss=total / seen, images_per_s=seen / seconds, seconds=seconds)
-        eval_row = {"epoch": epoch, "split": cfg.eval_split, **evaluate(model, eval_set, eval_idx, loss_fn, cfg, device, kl_main)}
-        history += [train_row, eval_row]
-        save_checkpoint(run_dir / "checkpoint.pt", {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(cfg),
-            "model_spec": model.describe(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "epoch": epoch, "step": step, "rng": rng_state(generator), "metrics": history,
-        })
-        write_metrics(run_dir / "metrics.csv", history)
-        record["epochs_done"] = epoch
+        if d.writer:
+            history += _epoch_rows(cfg, model, train_set, eval_set, train_idx, eval_idx, loss_fn, device, kl_main,
+                                   epoch, mean_loss, seconds)
+            save_checkpoint(run_dir / "checkpoint.pt", {
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(cfg),
+                "model_spec": model.describe(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": epoch, "step": step, "rng": rng_state(generator), "metrics": history,
+            })
+            write_metrics(run_dir / "metrics.csv", history)
+            record["epochs_done"] = epoch
+            run_c.write_run_record(run_dir, record)
+            _print_epoch(cfg, epoch, warming, history[-2], history[-1], own, flat_eval)
+    if d.writer:
+        record["guard"] = guard(model, eval_set, eval_idx, cfg, loss_fn, device)
+        for warning in record["guard"]["warnings"]:
+            print(f"train {cfg.run_name}: WARNING: {warning}", flush=True)
+        record.update(status="finished", finished=_now(), epochs_done=epoch)
         run_c.write_run_record(run_dir, record)
-        versus = f" (flat {flat_eval[own]:.4g})" if flat_eval else ""
-        extra = f" kl {eval_row['kl']:.4g}" if "kl" in eval_row else ""
-        print(f"train {cfg.run_name}: epoch {epoch}/{cfg.epochs}{' [MSE warm-up]' if warming else ''} loss "
-              f"{train_row['loss']:.4g} | {cfg.eval_split}: loss {eval_row['loss']:.4g} mse {eval_row['mse']:.4g} "
-              f"psnr {eval_row['psnr']:.2f} ssim {eval_row['ssim']:.3f} ms_ssim {eval_row['ms_ssim']:.3f}"
-              f"{extra}; {own} {eval_row.get(own, eval_row['loss']):.4g}{versus} | {train_row['images_per_s']:.0f} img/s",
-              flush=True)
-    record["guard"] = guard(model, eval_set, eval_idx, cfg, loss_fn, device)
-    for warning in record["guard"]["warnings"]:
-        print(f"train {cfg.run_name}: WARNING: {warning}", flush=True)
-    record.update(status="finished", finished=_now(), epochs_done=epoch)
-    run_c.write_run_record(run_dir, record)
+    if d.world > 1:
+        import torch.distributed as td
+
+        td.barrier()  # nobody leaves before rank 0 has written the finished record
     return run_dir
+
+
+def _epoch_rows(cfg: TrainConfig, model, train_set, eval_set, train_idx, eval_idx, loss_fn, device, kl_main: float,
+                epoch: int, mean_loss: float, seconds: float) -> list[dict]:
+    """The epoch's train and held-out metrics rows; the train row's loss is what was minimised (MSE in warm-up)."""
+    train_row = {"epoch": epoch, "split": cfg.train_split,
+                 **evaluate(model, train_set, train_idx, loss_fn, cfg, device, kl_main)}
+    train_row.update(loss=mean_loss, images_per_s=len(train_set) / seconds, seconds=seconds)
+    eval_row = {"epoch": epoch, "split": cfg.eval_split, **evaluate(model, eval_set, eval_idx, loss_fn, cfg, device, kl_main)}
+    return [train_row, eval_row]
+
+
+def _print_epoch(cfg: TrainConfig, epoch: int, warming: bool, train_row: dict, eval_row: dict, own, flat_eval) -> None:
+    """One line per epoch: losses, the held-out metrics, the flat baseline's own metric and the speed."""
+    versus = f" (flat {flat_eval[own]:.4g})" if flat_eval else ""
+    extra = f" kl {eval_row['kl']:.4g}" if "kl" in eval_row else ""
+    print(f"train {cfg.run_name}: epoch {epoch}/{cfg.epochs}{' [MSE warm-up]' if warming else ''} loss "
+          f"{train_row['loss']:.4g} | {cfg.eval_split}: loss {eval_row['loss']:.4g} mse {eval_row['mse']:.4g} "
+          f"psnr {eval_row['psnr']:.2f} ssim {eval_row['ssim']:.3f} ms_ssim {eval_row['ms_ssim']:.3f}"
+          f"{extra}; {own} {eval_row.get(own, eval_row['loss']):.4g}{versus} | {train_row['images_per_s']:.0f} img/s",
+          flush=True)
 
 
 def _progress(loader, cfg: TrainConfig, epoch: int):
