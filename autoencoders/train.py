@@ -48,6 +48,7 @@ RESUME_MAY_DIFFER = ("resume", "overwrite", "download", "verify", "device", "dat
                      "device_data", "channels_last", "precision", "compile", "check_every")
 DEVICE_DATA = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
+CHANNELS_LAST = ("auto", "on", "off")
 
 
 class TrainingDiverged(InputError):
@@ -87,7 +88,9 @@ class TrainConfig:
     device_data: str = field(default="auto", metadata={"choices": DEVICE_DATA, "help": (
         "training set on the device as uint8, batches gathered there: auto = when it fits (GPU) or is in RAM "
         "(CPU); off = a DataLoader")})
-    channels_last: bool = True  # NHWC activations: faster convolutions in cuDNN and oneDNN
+    channels_last: str = field(default="auto", metadata={"choices": CHANNELS_LAST, "help": (
+        "NHWC activations: auto = on CUDA (faster cuDNN convolutions), off on the CPU, where it gained nothing "
+        "measurable (benchmarks/train.py) and would change float rounding against runs trained before it")})
     precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": (
         "auto = bf16 autocast on CUDA, fp32 on CPU; the losses always compute in float32")})
     compile: bool = False  # torch.compile the model: minutes of compiling that pay off on long GPU runs
@@ -166,7 +169,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.arch not in ARCHS:
         raise InputError(f"--arch {cfg.arch!r} is not an architecture; choose from {', '.join(ARCHS)}")
     check_common(cfg, ("epochs", "batch_size", "code_size", "eval_images", "image_size", "check_every"))
-    for name, options in (("device_data", DEVICE_DATA), ("precision", PRECISIONS)):
+    for name, options in (("device_data", DEVICE_DATA), ("precision", PRECISIONS), ("channels_last", CHANNELS_LAST)):
         if getattr(cfg, name) not in options:
             raise InputError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}; choose from {', '.join(options)}")
     if not (cfg.width > 0 and math.isfinite(cfg.width)):
@@ -192,6 +195,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available; use --device cpu or auto")
     return torch.device(name)
+
+
+def use_channels_last(setting: str, device: torch.device) -> bool:
+    """Whether activations are NHWC for a `channels_last` setting on a device (auto: on CUDA only)."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    if setting == "auto":
+        return device.type == "cuda"
+    raise InputError(f"--channels-last {setting!r}; choose from {', '.join(CHANNELS_LAST)}")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -724,11 +738,12 @@ class TrainSteps:
         import torch
 
         slices = [(lo, hi) if hi > lo else (start, start + 1) for start, _, lo, hi in bounds]
-        memory = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        nhwc = use_channels_last(self.cfg.channels_last, self.device)
+        memory = torch.channels_last if nhwc else torch.contiguous_format
         if self.resident is not None:
             order_dev = order.to(self.device, non_blocking=True)  # once per epoch; each step slices it on the device
             for (lo, hi), (_, _, rlo, rhi) in zip(slices, bounds):
-                yield self.resident.batch(order_dev[lo:hi], self.cfg.channels_last), rhi - rlo
+                yield self.resident.batch(order_dev[lo:hi], nhwc), rhi - rlo
             return
         from autoencoders.data import make_loader
 
@@ -882,7 +897,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
 
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.image_size, cfg.code_size, width=cfg.width).to(device)
-    if cfg.channels_last:
+    if use_channels_last(cfg.channels_last, device):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     from autoencoders.loss_spec import with_vgg_weights
@@ -919,6 +934,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         "data": {"train": train_set.summary(), "eval": eval_set.summary()},
         "started": _now(), "epochs_done": epoch, "warmup_epochs": cfg.warmup_epochs,
         "processes": d.world, "precision": "bf16" if amp is not None else "fp32", "device_data": steps.data_note,
+        "channels_last": use_channels_last(cfg.channels_last, device),
     }
     if kl_info is not None:
         record["vae_kl"] = kl_info

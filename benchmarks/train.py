@@ -8,7 +8,7 @@ the same synthetic uint8 images:
   a time, collated on the host), `float(loss)` and a finiteness check after every step, piq's
   MS-SSIM (3 scales at 96 px, the project's default weights) or `F.mse_loss`, float32;
 - fast: `autoencoders.train.TrainSteps`, the loop `percept train` runs: the images resident on the
-  device as uint8 and gathered there, channels_last, precision `auto` (bf16 autocast on CUDA,
+  device as uint8 and gathered there, channels_last `auto` (NHWC on CUDA only), precision `auto` (bf16 autocast on CUDA,
   float32 on CPU), the project's MS-SSIM, finiteness checked once per epoch; for the first case
   also with `--precision bf16` on the CPU and with `torch.compile` on CUDA.
 
@@ -119,11 +119,12 @@ def _fast(case: dict, images, device):
 
     cfg = tr.TrainConfig(arch=case["arch"], loss=case["loss"], batch_size=case["batch"], width=case["width"],
                          image_size=case["size"], device=device.type, precision=case["precision"],
-                         compile=case["compile"], channels_last=True, device_data="on", check_every=10**6,
+                         compile=case["compile"], device_data="on", check_every=10**6,
                          progress=False)
     torch.manual_seed(0)
     model = build_model(cfg.arch, cfg.image_size, 128, width=cfg.width).to(device)
-    model = model.to(memory_format=torch.channels_last)
+    if tr.use_channels_last(cfg.channels_last, device):  # what `percept train` does: auto = on CUDA only
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = get_loss(cfg.loss).to(device)
 

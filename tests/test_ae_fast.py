@@ -225,3 +225,21 @@ def test_device_images_read_a_memory_mapped_file_and_auto_leaves_it_on_disk(tmp_
     assert resident is None and note == "off (a memory-mapped file stays on disk)"
     resident, note = tr._resident_images(tr.TrainConfig(device_data="on"), data, torch.device("cpu"))
     assert resident is not None and note.startswith("on")
+
+
+def test_channels_last_auto_is_nhwc_on_cuda_only_and_recorded(tmp_path):
+    """auto keeps CPU runs contiguous (their float rounding unchanged from runs trained before the fast
+    path); on/off are taken as given; a bad value is one line; config.json records what was used."""
+    import json
+
+    from autoencoders import train as tr
+    from percept.contracts import InputError
+
+    assert tr.use_channels_last("auto", torch.device("cpu")) is False
+    assert tr.use_channels_last("auto", torch.device("cuda")) is True
+    assert tr.use_channels_last("on", torch.device("cpu")) is True
+    with pytest.raises(InputError, match="--channels-last 'yes'; choose from auto, on, off"):
+        tr.validate(tr.TrainConfig(channels_last="yes"))
+    run = tr.train(tr.TrainConfig(data="photos", arch="conv", loss="mse", epochs=1, batch_size=16, width=0.05,
+                                  eval_images=4, out=str(tmp_path), progress=False, channels_last="on"))
+    assert json.loads((run / "config.json").read_text())["channels_last"] is True
