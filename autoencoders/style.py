@@ -245,12 +245,8 @@ def train_style(config: StyleTrainConfig) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = make_loader(data, cfg.batch_size, shuffle=True, device=device, generator=generator)
-    epoch, step, history = 0, 0, []
+    epoch, step, history = T.restore(resume_state, model, optimizer, generator)
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        epoch, step, history = resume_state["epoch"], resume_state["step"], list(resume_state["metrics"])
-        T.set_rng_state(resume_state["rng"], generator)
         print(f"style {cfg.run_name}: resuming after epoch {epoch} (step {step})")
     record = {"run": cfg.run_name, "kind": CHECKPOINT_KIND, "status": "running", "config": asdict(cfg),
               "device": str(device), "versions": T.versions(), "git_commit": T.git_commit(),

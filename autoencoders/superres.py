@@ -306,12 +306,8 @@ def train_sr(config: SRConfig) -> Path:
     # Spread over the held-out split (as export picks them), so every photo or class is scored.
     hr_eval = eval_set.tensor(np.unique(np.linspace(0, len(eval_set) - 1, min(cfg.eval_images, len(eval_set))).round().astype(int)))
 
-    epoch, step, history = 0, 0, []
+    epoch, step, history = T.restore(resume_state, model, optimizer, generator)
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        epoch, step, history = resume_state["epoch"], resume_state["step"], list(resume_state["metrics"])
-        T.set_rng_state(resume_state["rng"], generator)
         print(f"superres {cfg.run_name}: resuming after epoch {epoch} (step {step})")
     else:
         base = evaluate_sr(None, hr_eval, cfg.scale, cfg.batch_size, device, lpips_fn)

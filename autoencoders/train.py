@@ -313,6 +313,16 @@ def rng_state(generator: torch.Generator) -> dict:
     }
 
 
+def restore(resume_state: dict | None, model, optimizer, generator: torch.Generator) -> tuple[int, int, list]:
+    """Load a checkpoint's model, optimizer and RNG states; (epoch, step, metrics history) to continue from."""
+    if resume_state is None:
+        return 0, 0, []
+    model.load_state_dict(resume_state["model"])
+    optimizer.load_state_dict(resume_state["optimizer"])
+    set_rng_state(resume_state["rng"], generator)
+    return resume_state["epoch"], resume_state["step"], list(resume_state["metrics"])
+
+
 def set_rng_state(state: dict, generator: torch.Generator) -> None:
     """Restore what rng_state saved."""
     import torch
@@ -917,14 +927,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     flat_eval = (evaluate_flat(eval_set, eval_idx, cfg, device)
                  if d.writer and own in ("mse", "mae", "psnr", "ssim", "ms_ssim") else None)
 
-    epoch, step, history = 0, 0, []
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        epoch, step, history = resume_state["epoch"], resume_state["step"], list(resume_state["metrics"])
-        set_rng_state(resume_state["rng"], generator)
-        if d.writer:
-            print(f"train {cfg.run_name}: resuming after epoch {epoch} (step {step})")
+    epoch, step, history = restore(resume_state, model, optimizer, generator)
+    if resume_state is not None and d.writer:
+        print(f"train {cfg.run_name}: resuming after epoch {epoch} (step {step})")
 
     steps = TrainSteps(cfg, model, optimizer, train_set, device, d, generator)
     amp = autocast_dtype(cfg.precision, device)
