@@ -5,7 +5,6 @@ Each command is (config dataclass, run function); `percept.commands` makes the f
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,10 +52,10 @@ class EncodeConfig:
 def run_train(cfg: TrainConfig) -> int:
     """Train one run (validated first, so a bad name is one line before any data is read)."""
     from autoencoders.grid import train_locked
-    from autoencoders.train import validate
+    from autoencoders.train import dist_from_env, validate
 
     run_dir = train_locked(validate(cfg))  # the run's lock tells `percept grid --status` it is running
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+    if dist_from_env().writer:  # under torchrun, rank 0 alone reports
         print(f"train: finished → {run_dir}")
     return 0
 

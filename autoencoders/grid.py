@@ -91,7 +91,9 @@ def _world_size() -> int:
 
 def _primary() -> bool:
     """Rank 0 of a torchrun job, or a plain process: the one that takes locks and writes the grid's files."""
-    return int(os.environ.get("RANK", "0") or 0) == 0
+    from autoencoders.train import dist_from_env
+
+    return dist_from_env().writer
 
 
 # --------------------------------------------------------------------------------------------
