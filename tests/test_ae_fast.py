@@ -7,7 +7,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from autoencoders import losses
@@ -15,17 +14,12 @@ from autoencoders import models
 from autoencoders import train as tr
 from autoencoders.data import batch_bounds, epoch_order, load_dataset
 from percept.contracts import InputError
+from ae_support import blob_images
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(1)
-    for i in range(14):  # 11 train, 3 test (split by name hash): 3 steps per epoch at batch 4
-        base = rng.random((4, 4, 3))
-        img = np.kron(base, np.ones((10, 10, 1)))[:36, :40]
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"im{i:02d}.png")
-    return folder
+    return blob_images(tmp_path_factory.mktemp("imgs"), seed=1)  # 11 train, 3 test (split by name hash): 3 steps per epoch at batch 4
 
 
 def tiny(images, tmp_path, **overrides) -> tr.TrainConfig:

@@ -10,25 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from autoencoders import cli as ae_cli
 from autoencoders import losses
 from autoencoders import train as tr
 from percept import cli, commands
 from percept.contracts import InputError
+from ae_support import blob_images
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(14):
-        # smooth random blobs: learnable, unlike pure noise
-        base = rng.random((4, 4, 3))
-        img = np.kron(base, np.ones((10, 10, 1)))[:36, :40]
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"im{i:02d}.png")
-    return folder
+    return blob_images(tmp_path_factory.mktemp("imgs"), seed=0)
 
 
 def tiny(images, tmp_path, **overrides) -> tr.TrainConfig:

@@ -10,13 +10,12 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from autoencoders import train as tr
+from ae_support import blob_images
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow,  # three torchrun launches of two processes each: about a minute on 2 cores
@@ -44,13 +43,7 @@ KILLER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(2)
-    for i in range(14):  # 11 train images: global batches of 3, 3, 3, 2, split 1 + 2 (and 1 + 1) across two ranks
-        base = rng.random((4, 4, 3))
-        img = np.kron(base, np.ones((10, 10, 1)))[:36, :40]
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"im{i:02d}.png")
-    return folder
+    return blob_images(tmp_path_factory.mktemp("imgs"), seed=2)  # 11 train images: global batches of 3, 3, 3, 2, split 1 + 2 (and 1 + 1) across two ranks
 
 
 def tiny(images, out: Path, **overrides) -> tr.TrainConfig:
