@@ -28,8 +28,15 @@ $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 
-# torch/torchvision resolve to the releases on this machine's disk through pip's constraint file.
+# torch/torchvision resolve to the releases on this machine's disk through pip's constraint file. The venv takes
+# about 7.5 GB (torch's CUDA build alone 5.5 GB): say so in one line before pip fails halfway with ENOSPC.
+MIN_FREE_GB ?= 8
 $(STAMP): pyproject.toml | $(VENV)/bin/python
+	@free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4/1048576)}'); \
+	if [ "$$free" -lt $(MIN_FREE_GB) ] && ! ls -d $(VENV)/lib/python3*/site-packages/torch >/dev/null 2>&1; then \
+	  echo "make: installing needs about $(MIN_FREE_GB) GB free for $(VENV) but $$(df -P $(VENV) | awk 'NR==2 {print $$6}') has $$free GB; free some space (or set MIN_FREE_GB=0 to try anyway)" >&2; \
+	  exit 1; \
+	fi
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -40,9 +40,12 @@ def bench(device_name: str, sizes: list[int], steps: int, repeats: int, model_di
 
     device = torch.device(device_name)
     if not vgg_weights:
-        torch.manual_seed(0)
-        vgg_weights = str(Path(tempfile.mkdtemp()) / "vgg16_random.pth")
-        torch.save(vgg16(weights=None).state_dict(), vgg_weights)
+        # Random weights cost what real ones do; the 528 MB file lives only as long as this call.
+        with tempfile.TemporaryDirectory(prefix="percept-vgg-") as tmp:
+            torch.manual_seed(0)
+            path = str(Path(tmp) / "vgg16_random.pth")
+            torch.save(vgg16(weights=None).state_dict(), path)
+            return bench(device_name, sizes, steps, repeats, model_dir, path)
     model = style.load_transformer(model_dir, device) if model_dir else style.build_transformer().to(device).eval()
     gen = torch.Generator().manual_seed(0)
     rows = []
