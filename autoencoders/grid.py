@@ -50,7 +50,11 @@ class GridConfig:
     status: bool = False  # print the overview of the grid's runs (done, running, failed, ...) and stop
     reconstruct: bool = True  # afterwards `percept reconstruct` over the finished runs
     encode: bool = True  # afterwards `percept encode` over the finished runs
-    n: int = DEFAULT_N  # held-out images reconstructed (percept reconstruct --n)
+    # `--images` too: torchrun's argparse (Python 3.11) reads a bare `--n` anywhere on its command line as an
+    # ambiguous abbreviation of its own --nnodes/--nproc-per-node, so `torchrun ... -m percept grid --n 5` fails there.
+    n: int = field(default=DEFAULT_N, metadata={
+        "aliases": ("--images",),
+        "help": "held-out images reconstructed (percept reconstruct --n); under torchrun write --images"})
     spares: int = DEFAULT_SPARES  # further held-out images for practice trials (percept reconstruct --spares)
     encode_splits: tuple[str, ...] | None = field(default=None, metadata={
         "help": "splits to encode; none: the runs' train and held-out splits (STL-10: use train,test, "
@@ -107,15 +111,56 @@ def lock_file(run_dir: Path) -> Path:
     return lock_path(run_dir)
 
 
+def _from_rank0(value: object) -> object:
+    """Rank 0's `value` on every process of a torchrun job (the value itself without torchrun).
+
+    Rank 0 alone reads locks and decides; the others must follow, or under `percept grid` they would
+    pair up for different runs (rank 0 skipping a locked run that rank 1 trains): silently wrong weights."""
+    import torch.distributed as td
+
+    if _world_size() == 1 or not td.is_initialized():
+        return value
+    box = [value]
+    td.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 @contextlib.contextmanager
-def run_lock(cfg) -> Iterator[None]:
-    """Hold the run's lock while it trains (rank 0 only under torchrun); a run locked elsewhere is refused in one line."""
-    if not _primary():
+def process_group(cfg) -> Iterator[None]:
+    """Under torchrun, one process group for the whole grid (each run's training joins it), so ranks can agree."""
+    if _world_size() == 1:
         yield
         return
-    from percept.contracts.staging import stage_lock
+    import torch.distributed as td
 
-    with stage_lock(cfg.run_dir, f"percept train {cfg.run_name} (host {os.uname().nodename})"):
+    from autoencoders.train import _backend, _rank_device, dist_from_env, resolve_device
+
+    d = dist_from_env()
+    own = not td.is_initialized()
+    if own:
+        td.init_process_group(_backend(_rank_device(resolve_device(cfg.device), d), d))
+    try:
+        yield
+    finally:
+        if own:
+            td.destroy_process_group()
+
+
+@contextlib.contextmanager
+def run_lock(cfg) -> Iterator[None]:
+    """Hold the run's lock while it trains (rank 0 under torchrun, the others follow its outcome); busy: one line."""
+    from percept.contracts.staging import StageBusy, stage_lock
+
+    with contextlib.ExitStack() as held:
+        busy = None
+        if _primary():
+            try:
+                held.enter_context(stage_lock(cfg.run_dir, f"percept train {cfg.run_name} (host {os.uname().nodename})"))
+            except StageBusy as exc:
+                busy = str(exc)
+        busy = _from_rank0(busy)
+        if busy:
+            raise StageBusy(busy)
         yield
 
 
@@ -441,8 +486,8 @@ def train_runs(grid: GridConfig, configs: list, state: dict, report: Callable[[s
     out = Path(configs[0].out)
     outcomes: list[Outcome] = []
     todo = []
-    for cfg in configs:
-        verdict = _verdict(cfg)
+    verdicts = _from_rank0([_verdict(cfg) if _primary() else None for cfg in configs])  # one decision for all ranks
+    for cfg, verdict in zip(configs, verdicts):
         if verdict == "todo":
             todo.append(cfg)
         elif verdict == "done":
@@ -589,7 +634,8 @@ def run_grid(grid: GridConfig, make: Callable[..., object]) -> int:
     _preflight(configs[0])
     state["config"] = {"grid": json.loads(json.dumps(asdict(grid))), "train": json.loads(json.dumps(asdict(configs[0])))}
     write_state(out, state)
-    outcomes = train_runs(grid, configs, state)
+    with process_group(configs[0]):
+        outcomes = train_runs(grid, configs, state)
     problems = export_runs(grid, configs[0], state) if _primary() and (grid.reconstruct or grid.encode) else []
     bad = [o for o in outcomes if o.result in ("failed", "busy")]
     counts = {k: sum(o.result == k for o in outcomes) for k in ("trained", "skipped", "failed", "busy")}

@@ -263,12 +263,13 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
         else:
             text = f"{reason} (required)" if reason else "(required)"
         text = text.replace("%", "%%")
+        names = [flag_name(f, command), *f.metadata.get("aliases", ())]
         if inner is bool:
-            parser.add_argument(flag_name(f, command), dest=f.name, action=argparse.BooleanOptionalAction, help=text)
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
         else:
             choices = f.metadata.get("choices")
             metavar = "|".join(map(str, choices)) if choices else _metavar(hint)
-            parser.add_argument(flag_name(f, command), dest=f.name, metavar=metavar, help=text)
+            parser.add_argument(*names, dest=f.name, metavar=metavar, help=text)
     return parser
 
 

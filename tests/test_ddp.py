@@ -113,3 +113,36 @@ def test_two_processes_match_one_and_a_killed_run_resumes_with_two_or_one(images
     # The same killed run continued by one process (a changed number of processes): same training up to rounding.
     monkeypatch.chdir(tmp_path / "b")
     assert_close(weights(two), weights(tr.train(replace(killed_cfg, resume=True))))
+
+
+def test_grid_under_torchrun_trains_each_run_with_both_processes_and_a_busy_run_on_neither(images, tmp_path):
+    """Two runs of a grid under torchrun; the first is locked by this test (another trainer holds it).
+
+    Rank 0 alone takes the locks, so without agreeing on the outcome rank 0 would skip the locked run while
+    rank 1 trained it, and the two would pair up across different runs (mse with mae) — silently wrong."""
+    from autoencoders import grid
+
+    out = tmp_path / "exp"
+    argv = ["grid", "--data", f"folder:{images}", "--image-size", "32", "--archs", "conv", "--losses", "mse,mae",
+            "--seeds", "0", "--epochs", "2", "--batch-size", "3", "--lr", "0.01", "--width", "0.05", "--code-size", "4",
+            "--eval-images", "4", "--device", "cpu", "--no-progress", "--images", "2", "--spares", "0", "--out", str(out)]
+    busy_cfg = tiny(images, out, loss="mse", resume=True)
+    free_cfg = tiny(images, out, loss="mae")
+    with grid.run_lock(busy_cfg):
+        done = torchrun(["-m", "percept"], argv, tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "grid: 2 run(s): 1 trained, 0 skipped, 0 failed, 1 busy" in done.stdout, done.stdout[-3000:]
+    assert done.stdout.count("another percept command is writing here") >= 1
+    assert not (busy_cfg.run_dir / "checkpoint.pt").exists()  # neither process trained the locked run
+    record = json.loads((free_cfg.run_dir / "config.json").read_text())
+    assert record["processes"] == 2 and record["status"] == "finished"
+    assert_close(weights(tr.train(tiny(images, tmp_path / "one", loss="mae"))), weights(free_cfg.run_dir))
+    from percept.contracts.manifest import read_manifest
+
+    manifest = read_manifest(out / "reconstructions" / "manifest.csv", check_files=True)
+    assert set(manifest["run"]) == {free_cfg.run_name, "flat"}  # exported once, by rank 0
+
+    again = torchrun(["-m", "percept"], argv, tmp_path)  # the lock released: the busy run trains, the other is skipped
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "grid: 2 run(s): 1 trained, 1 skipped" in again.stdout
+    assert json.loads((busy_cfg.run_dir / "config.json").read_text())["processes"] == 2
