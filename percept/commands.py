@@ -5,7 +5,9 @@ the dataclasses' fields, so a field added to a config is a flag, a TOML key and 
 `--help` at once, and its default lives in one place: the dataclass.
 
 - Flags: `--field-name VALUE` for every field; booleans get `--x / --no-x`; tuples and lists
-  are comma-separated (`--kinds triplet,ranking`); a `dict` field takes a JSON object.
+  are comma-separated (`--kinds triplet,ranking`), and with metadata `repeat` the flag may also be
+  given once per item (`--mturk-origin A --mturk-origin B`); a `dict` field takes a JSON object;
+  metadata `aliases` adds further flag names for the same field (grid's `--n` is also `--images`).
 - Help: `field(metadata={"help": ...})`, else the field's trailing `# reason` comment in the
   class source, read only when `--help` is built (never at import); the default is appended.
 - Precedence: dataclass defaults < the `[command]` table of `--config file.toml` < flags
@@ -269,7 +271,8 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
         else:
             choices = f.metadata.get("choices")
             metavar = "|".join(map(str, choices)) if choices else _metavar(hint)
-            parser.add_argument(*names, dest=f.name, metavar=metavar, help=text)
+            repeat = {"action": "append"} if f.metadata.get("repeat") else {}
+            parser.add_argument(*names, dest=f.name, metavar=metavar, help=text, **repeat)
     return parser
 
 
@@ -406,6 +409,8 @@ def resolve(command: Command, argv: Sequence[str]) -> dict[str, Any]:
                 values[name] = _value(command, specs[name], raw, where, text=isinstance(raw, str) and name in command.parse)
     for name, raw in given.items():
         cls, f, hint = specs[name]
+        if isinstance(raw, list):  # a repeated flag (metadata `repeat`): its items, as if comma-separated
+            raw = ",".join(raw)
         values[name] = _value(command, specs[name], raw, flag_name(f, command), text=not isinstance(raw, bool))
     return values
 

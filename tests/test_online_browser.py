@@ -9,7 +9,9 @@
 - hostile participant IDs from the URL are shown as text, never as HTML; Prolific/MTurk/direct URL
   parameters become the platform IDs sent to the server;
 - the check screen refuses a small screen and a phone; leaving full screen or zooming pauses the study;
-- under the active policy the client asks for trials as the server fixes them, batch by batch.
+- under the active policy the client asks for trials as the server fixes them, batch by batch;
+- MTurk: the study inside a cross-origin iframe of an allowed --mturk-origin (refused in another's), run to
+  the end with and without the iframe's allow="fullscreen", POSTs assignmentId and the code there once.
 Skipped (with the reason) only where /usr/bin/chromium, Playwright or the npm client are missing."""
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from PIL import Image
 
 from study import cli as study_cli
 from study import trials as kinds
+from study.online import security
 from test_study_support import REPO, make_manifest
 
 pytestmark = pytest.mark.slow
@@ -526,6 +529,7 @@ def test_url_parameters_become_the_platform_ids(every_kind, page_factory):
                                "name": "prolific", "anonymous": False}
     assert "lacks" in got["prolificPartial"]["problem"] and "preview" in got["mturkPreview"]["problem"]
     assert got["mturk"]["platform"] == {"workerId": "w1", "assignmentId": "a1", "hitId": "h1"} and got["mturk"]["name"] == "mturk"
+    assert got["mturk"]["turkSubmitTo"] == "https://www.mturk.com"  # sent with the completion, never a platform ID
     assert (got["direct"]["participant"], got["direct"]["platform"], got["direct"]["anonymous"]) == ("P017", {}, False)
     assert got["anonymousAgain"]["participant"] == "anon-0123456789abcdef" and got["anonymousAgain"]["anonymous"]
     assert got["anonymousNew"]["participant"].startswith("anon-") and len(got["anonymousNew"]["participant"]) == 21
@@ -562,3 +566,147 @@ def test_hostile_participant_id_is_text_never_html(every_kind, page_factory, que
     time.sleep(0.3)  # an onerror handler would have run by now
     assert page.evaluate("document.querySelectorAll('img, script:not([src])').length") == 0
     assert page.evaluate("window.pwned") is None
+
+
+# --- MTurk: the study inside a cross-origin iframe, answers POSTed to turkSubmitTo --------------------
+class _Turk:
+    """A stand-in for MTurk's page on its own loopback origin: /hit frames the study (the URL in ?src, with
+    `allow` as given), and POSTs to /mturk/externalSubmit are recorded (path, form fields)."""
+
+    def __init__(self):
+        import html
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        posts = self.posts = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, body: str) -> None:
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                if url.path != "/hit":
+                    self.send_error(404)
+                    return
+                q = parse_qs(url.query)
+                allow = f' allow="{html.escape(q["allow"][0])}"' if "allow" in q else ""
+                self._send("<!DOCTYPE html><html><head><style>html,body{margin:0;height:100%;overflow:hidden}"
+                           "iframe{border:0;display:block;width:100%;height:100%}</style><link rel='icon' href='data:,'></head>"
+                           f'<body><iframe id="hit" src="{html.escape(q["src"][0])}"{allow}></iframe></body></html>')
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                posts.append((self.path, {k: v for k, v in parse_qs(body).items()}))
+                self._send("<!DOCTYPE html><p id='submitted'>HIT submitted</p>")
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def hit(self, src: str, allow: str | None) -> str:
+        """The parent page's URL framing `src`."""
+        from urllib.parse import urlencode
+
+        return f"{self.origin}/hit?" + urlencode({"src": src, **({"allow": allow} if allow else {})})
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _InFrame:
+    """The study's frame, driven by run_study like a page: the frame's DOM, the page's keyboard."""
+
+    def __init__(self, page, frame):
+        self.page, self.frame = page, frame
+
+    @property
+    def keyboard(self):
+        return self.page.keyboard
+
+    def __getattr__(self, name):
+        return getattr(self.frame, name)
+
+
+@pytest.fixture(scope="module")
+def turk(tmp_path_factory):
+    """MTurk's stand-in, a second one (an origin not allowed) and `percept serve --platform mturk` allowing the first."""
+    parent, stranger = _Turk(), _Turk()
+    server = Server(_design(tmp_path_factory.mktemp("online-mturk"), "triplet,ranking", 2),
+                    "--platform", "mturk", "--mturk-origin", parent.origin)
+    yield parent, stranger, server
+    server.stop()
+    parent.close()
+    stranger.close()
+
+
+def _study_frame(page):
+    """The parent page's one frame, once it has started loading something."""
+    page.wait_for_function("() => document.getElementById('hit') !== null")
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while time.monotonic() < deadline:
+        frames = [f for f in page.frames if f is not page.main_frame]
+        if frames and frames[0].url not in ("", "about:blank"):
+            return frames[0]
+        time.sleep(0.05)
+    raise AssertionError("the parent page's iframe never navigated")
+
+
+@pytest.mark.parametrize("allow", ["fullscreen", None])
+def test_mturk_hit_in_a_cross_origin_frame_posts_the_assignment_once(turk, page_factory, allow):
+    """MTurk's ExternalQuestion: the study shows inside an iframe of the allowed origin (and not of another), runs to the
+    end (in full screen where the iframe allows it, else without), and the frame POSTs assignmentId and the code there."""
+    parent, stranger, server = turk
+    worker = f"W{allow or 'none'}"
+    src = f"{server.url}/?assignmentId=A1{worker}&hitId=H1&workerId={worker}&turkSubmitTo={parent.origin}"
+
+    page = page_factory()
+    # An origin not in --mturk-origin: the browser refuses to show the study in its frame (CSP frame-ancestors).
+    page.goto(stranger.hit(src, allow))
+    blocked = _study_frame(page)
+    page.wait_for_function("() => document.readyState === 'complete'")  # the iframe's load (or refusal) is over
+    # Chromium puts its error page in a refused frame and logs the violated directive.
+    assert not blocked.url.startswith(server.url) and any("frame-ancestors" in e for e in page.errors), (blocked.url, page.errors)
+    page.errors.clear()
+
+    posts_before = len(parent.posts)
+    page.goto(parent.hit(src, allow))
+    frame = _study_frame(page)
+    assert frame.url.startswith(server.url + "/?assignmentId=")
+    frame.wait_for_function("() => document.body.dataset.screen === 'consent'")  # displayed inside the frame
+    assert frame.evaluate("window.top !== window.self") and frame.is_visible("button[data-value='yes']")
+    screens: list[str] = []
+    assert run_study(_InFrame(page, frame), server, on_screen=lambda p, name: screens.append(name)) == "done"
+    # The code on screen (for 2 s, before the POST), and nothing left unsent.
+    sid, shown_code, outbox = frame.evaluate(
+        "[perceptStudy.sid, perceptStudy.result.code, localStorage.getItem('percept.outbox.v1')]")
+    assert shown_code in frame.inner_text("#jspsych-target") and outbox == "[]"
+    # The frame navigates to MTurk's submit page by a POST of the form, after the answers are all stored.
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while len(parent.posts) == posts_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a second POST would come within this
+    posts = parent.posts[posts_before:]
+    assert shown_code == security.completion_code(security.load_key(server.design.parent / "online"), sid)
+    assert posts == [("/mturk/externalSubmit", {"assignmentId": [f"A1{worker}"], "code": [shown_code]})]
+    frame.wait_for_selector("#submitted")  # the frame itself shows MTurk's answer to the POST
+    assert frame.url == f"{parent.origin}/mturk/externalSubmit"
+    assert page.url.startswith(f"{parent.origin}/hit?")  # the parent page stayed: only the frame moved
+
+    _one_row_per_trial(server, sid)
+    record = json.loads(next((server.design.parent / "responses").glob(f"*-{sid}.json")).read_text())
+    # Full screen where the iframe allows it; otherwise the study goes on without it and says so in the record.
+    assert record["fullscreen"] is (allow == "fullscreen") and ("fullscreen" in screens) is (allow == "fullscreen")
+    assert record["platform"]["name"] == "mturk" and record["completed"]
+    assert not page.errors, page.errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from percept.contracts import InputError
+from study.online.security import MTURK_ORIGINS, origin_of
 
 # The analysis's default exclusion rule (analysis/load.py ExclusionRules.catch_threshold): below 80 % of the
 # catch trials right means not attending. The server applies the same number before releasing the code.
@@ -31,6 +32,10 @@ class ServeConfig:
     platform: str = field(default="any", metadata={
         "choices": ("any", "prolific", "mturk"),
         "help": "crowd platform whose URL parameters the client must pass (any: none required)"})
+    mturk_origin: tuple[str, ...] = field(default=MTURK_ORIGINS, metadata={
+        "repeat": True,
+        "help": "origin (scheme://host[:port]) that may frame the study and receive its MTurk ExternalQuestion POST "
+                "when --platform is mturk or any; repeat the flag for each (default: MTurk and its sandbox)"})
     catch_threshold: float = field(default=CATCH_THRESHOLD, metadata={
         "help": "share of catch trials answered right needed for the completion code (the analysis's default)"})
     title: str = field(default="Image comparison study", metadata={"help": "title shown by the client"})
@@ -62,8 +67,21 @@ class ServeConfig:
                 raise InputError(f"--{name.replace('_', '-')}: {getattr(self, name)} must be at least 1")
         if self.completion_code is not None and not (0 < len(self.completion_code) <= 64 and self.completion_code.isalnum()):
             raise InputError(f"--completion-code: {self.completion_code!r} must be 1-64 letters and digits")
+        if not self.mturk_origin:
+            raise InputError("--mturk-origin: give at least one origin (scheme://host[:port])")
+        for origin in self.mturk_origin:
+            if origin_of(origin) is None:
+                raise InputError(f"--mturk-origin: {origin!r} is not an origin: http(s)://host[:port], no path, "
+                                 f"user, query or fragment (e.g. https://www.mturk.com)")
         if self.redirect_url is not None and not self.redirect_url.startswith(("https://", "http://")):
             raise InputError(f"--redirect-url: {self.redirect_url!r} must be an http(s) URL")
+
+    @property
+    def frame_origins(self) -> tuple[str, ...]:
+        """Origins that may frame the study's pages: MTurk's when the platform allows MTurk, else none."""
+        if self.platform not in ("mturk", "any"):
+            return ()
+        return tuple(dict.fromkeys(origin_of(o) for o in self.mturk_origin))
 
 
 @dataclass(frozen=True)

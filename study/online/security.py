@@ -25,8 +25,15 @@ MAX_BODY = 16 * 1024  # bytes: the largest answer is a few hundred bytes
 RAW_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what a participant or platform ID may look like
 
 # No inline script or style, nothing from other origins; images may be drawn to canvases as blobs.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
-       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP_BASE = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+            "font-src 'self'; object-src 'none'; base-uri 'none'")
+CSP = CSP_BASE + "; form-action 'self'; frame-ancestors 'none'"
+# MTurk shows an ExternalQuestion page in an iframe on these origins and takes the answers by a form POST there.
+MTURK_ORIGINS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+MTURK_SUBMIT_PATH = "/mturk/externalSubmit"
+# A host name or IPv4 address and an optional port, nothing else: no userinfo ('@'), no '\\', no percent escapes.
+_NETLOC = re.compile(r"^([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([0-9]{1,5}))?$")
+_DEFAULT_PORT = {"http": 80, "https": 443}
 HEADERS = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -35,6 +42,54 @@ HEADERS = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
+
+
+def origin_of(text: str, *, trailing_slash: bool = False) -> str | None:
+    """The normalised origin (scheme://host[:port], lower case, default port dropped) `text` is, else None.
+
+    Strict on purpose: it decides where a participant's browser POSTs their assignment, so anything but a bare
+    http(s) origin (a path, query, fragment, userinfo, backslash, escape or odd host) is not an origin;
+    `trailing_slash` also takes 'scheme://host/' (how a URL parameter may carry it).
+    """
+    from urllib.parse import urlsplit
+
+    if not isinstance(text, str) or len(text) > 300 or text != text.strip() or any(ord(c) < 33 or ord(c) > 126 for c in text):
+        return None
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORT or parts.query or parts.fragment or "?" in text or "#" in text:
+        return None
+    if parts.path not in (("", "/") if trailing_slash else ("",)):
+        return None
+    found = _NETLOC.fullmatch(parts.netloc.lower())
+    if found is None or ".." in found.group(1):
+        return None
+    host, port = found.group(1), found.group(2)
+    if port is not None:
+        if not 0 < int(port) < 65536:
+            return None
+        if int(port) == _DEFAULT_PORT[scheme]:
+            port = None
+    return f"{scheme}://{host}" + (f":{int(port)}" if port is not None else "")
+
+
+def mturk_submit_url(turk_submit_to: str, allowed: tuple[str, ...] | list[str]) -> str | None:
+    """Where an MTurk ExternalQuestion posts its answers, when `turk_submit_to` is one of the allowed origins; else None."""
+    origin = origin_of(turk_submit_to, trailing_slash=True)
+    if origin is None or origin not in {origin_of(a) for a in allowed}:
+        return None
+    return origin + MTURK_SUBMIT_PATH
+
+
+def page_csp(frame_origins: tuple[str, ...] | list[str] = ()) -> str:
+    """The pages' CSP: framed by nobody, or (MTurk) by exactly these origins, which may also receive its form."""
+    if not frame_origins:
+        return CSP
+    listed = " ".join(frame_origins)
+    return f"{CSP_BASE}; form-action 'self' {listed}; frame-ancestors {listed}"
 
 
 def load_key(folder: str | Path) -> bytes:
@@ -128,13 +183,20 @@ class Guard:
     client address; behind a reverse proxy every client has the proxy's address, so raise --ip-rate-limit there.
     """
 
-    def __init__(self, app, *, key: bytes, rate_limit: int, ip_rate_limit: int, max_body: int = MAX_BODY):
+    def __init__(self, app, *, key: bytes, rate_limit: int, ip_rate_limit: int, max_body: int = MAX_BODY,
+                 frame_origins: tuple[str, ...] = ()):
         self.app = app
         self.key = key
         self.rate_limit = rate_limit
         self.ip_rate_limit = ip_rate_limit
         self.max_body = max_body
         self.limiter = RateLimiter()
+        # HTML pages only may be framed by these origins (MTurk's ExternalQuestion iframe); X-Frame-Options
+        # cannot name origins, so those pages go without it (CSP frame-ancestors governs every current browser).
+        self.page_headers = None
+        if frame_origins:
+            self.page_headers = tuple((k, page_csp(frame_origins).encode()) if k == b"content-security-policy" else (k, v)
+                                      for k, v in HEADERS if k != b"x-frame-options")
 
     async def __call__(self, scope, receive, send) -> None:
         """Check limits, then pass the request on with headers added to its response."""
@@ -144,8 +206,10 @@ class Guard:
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in HEADERS if k not in names]
+                names = {k.lower(): v for k, v in message.get("headers", [])}
+                html = names.get(b"content-type", b"").lower().startswith(b"text/html")
+                chosen = self.page_headers if html and self.page_headers is not None else HEADERS
+                extra = [(k, v) for k, v in chosen if k not in names]
                 if scope["path"].startswith("/api/"):
                     extra.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": list(message.get("headers", [])) + extra}

@@ -10,7 +10,8 @@ JSON API (all under /api; the session token in header X-Session-Token; bodies �
   PUT  /api/sessions/{sid}/answers/{trial} → trial, choice (computed here from the keys), next_trial;
        the same payload again 200, a different one 409; keys the kind refuses 422
   POST /api/sessions/{sid}/complete        → code, redirect once every trial is stored and the catch rule holds;
-       else 409 {"missing"} or 403 {"reason"}
+       else 409 {"missing"} or 403 {"reason"}; optional body {"turk_submit_to": MTurk's turkSubmitTo}: an MTurk
+       session whose turkSubmitTo is an allowed --mturk-origin also gets mturk_submit (<origin>/mturk/externalSubmit)
 Pages: / (static/index.html), /static/... (the client), /vendor/jspsych/... (study/online/node_modules/jspsych),
 /stimuli/<id>.png (only images the design names, under opaque ids).
 """
@@ -134,6 +135,12 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
         screen_h: int = Field(ge=0, le=100_000)
         fullscreen: bool
 
+    class Complete(Strict):
+        # MTurk's turkSubmitTo, sent with the completion (not at the start) so nothing about it is stored: the
+        # server checks it at the one moment it matters, and a reload still has it in its URL. Any text up to
+        # the limit is taken and checked below, so a strange value costs the participant nothing but the POST.
+        turk_submit_to: str | None = Field(default=None, max_length=2048)
+
     class Answer(Strict):
         keys: list[str] = Field(min_length=1, max_length=16)
         rt: float = Field(ge=0, le=responses_c.MAX_RT)
@@ -216,7 +223,7 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
         return JSONResponse(out.body, status_code=out.status)
 
     @app.post("/api/sessions/{sid}/complete")
-    def complete(sid: str = Sid, token: str | None = Token):
+    def complete(body: Complete | None = None, sid: str = Sid, token: str | None = Token):
         row = session_of(sid, token)
         positions = store.positions(sid)
         done = store.answered(sid)
@@ -230,7 +237,11 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
         store.release(sid)
         code = cfg.completion_code or security.completion_code(key, row["session"])
         redirect = cfg.redirect_url.replace("{code}", code) if cfg.redirect_url else None
-        return {"code": code, "redirect": redirect}
+        out = {"code": code, "redirect": redirect}
+        submit = _mturk_submit(body.turk_submit_to if body else None, row, cfg)
+        if submit is not None:
+            out["mturk_submit"] = submit
+        return out
 
     @app.get("/stimuli/{name}.png")
     def stimulus(name: str = PathParam(pattern=r"^[0-9a-f]{24}$")):
@@ -249,7 +260,23 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     # jsPsych only: nothing else npm installed (its package files, other modules) is served
     app.mount("/vendor/jspsych", StaticFiles(directory=VENDOR / "jspsych", check_dir=False), name="vendor")
-    return security.Guard(app, key=key, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit)
+    return security.Guard(app, key=key, rate_limit=cfg.rate_limit, ip_rate_limit=cfg.ip_rate_limit,
+                          frame_origins=cfg.frame_origins)
+
+
+def _mturk_submit(turk_submit_to: str | None, row: dict, cfg: ServeConfig) -> str | None:
+    """Where a granted MTurk session's browser POSTs its assignment, or None (then it shows its code)."""
+    if turk_submit_to is None:
+        return None
+    if row["platform"] != "mturk" or not cfg.frame_origins:
+        print(f"serve: session {row['session']}: turkSubmitTo ignored (not an MTurk session of an MTurk study)",
+              file=sys.stderr, flush=True)
+        return None
+    submit = security.mturk_submit_url(turk_submit_to, cfg.frame_origins)
+    if submit is None:  # never post anywhere else: the participant is shown the code instead
+        print(f"serve: session {row['session']}: turkSubmitTo {turk_submit_to[:100]!r} is not an allowed "
+              f"--mturk-origin ({', '.join(cfg.frame_origins)}); the code is shown instead", file=sys.stderr, flush=True)
+    return submit
 
 
 def _platform(params: dict[str, str], participant: str | None, required: str) -> tuple[str, str, dict]:

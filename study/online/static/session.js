@@ -9,7 +9,8 @@ const SESSION_KEY = "percept.session.v1";
 export const ANON_KEY = "percept.anonymous.v1";
 const BREAK_EVERY = 30; // main trials between breaks (the lab's --break-every default)
 const PRELOAD_AHEAD = 4; // trials whose images are fetched before they are shown
-const REDIRECT_MS = 2000; // the completion code stays on screen this long before the redirect
+const REDIRECT_MS = 2000; // the completion code stays on screen this long before the redirect (or MTurk's POST)
+const TURK_SUBMIT_MAX = 2048; // the longest turkSubmitTo the server takes
 const PLATFORM_KEYS = {
   prolific: ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"],
   mturk: ["workerId", "assignmentId", "hitId"],
@@ -45,7 +46,10 @@ export function identity(params, stored) {
   if (participant === null && name === "any") {
     participant = stored || `anon-${randomHex(16)}`; // kept in localStorage: a reload is the same person
   }
-  return { participant, platform, name, anonymous: name === "any" && params.get("participant") === null };
+  const ident = { participant, platform, name, anonymous: name === "any" && params.get("participant") === null };
+  // Where an MTurk ExternalQuestion posts its answers; the server checks it against its allowed origins.
+  if (name === "mturk" && params.get("turkSubmitTo") !== null) ident.turkSubmitTo = params.get("turkSubmitTo");
+  return ident;
 }
 
 function randomHex(n) {
@@ -335,9 +339,13 @@ export class Study {
       return;
     }
     status("Checking your answers with the server…");
-    const res = await callRetrying("POST", `/api/sessions/${encodeURIComponent(this.sid)}/complete`, { token: this.token });
+    // turkSubmitTo goes with the completion (see the server's Complete); an absurdly long one is not sent
+    // (the server would refuse the request), so that participant gets the code shown instead of the POST.
+    const submitTo = this.ident.turkSubmitTo;
+    const body = submitTo && submitTo.length <= TURK_SUBMIT_MAX ? { turk_submit_to: submitTo } : undefined;
+    const res = await callRetrying("POST", `/api/sessions/${encodeURIComponent(this.sid)}/complete`, { token: this.token, body });
     if (res.status === 200) {
-      this.result = { code: res.data.code, redirect: safeRedirect(res.data.redirect) };
+      this.result = { code: res.data.code, redirect: safeRedirect(res.data.redirect), submit: safeRedirect(res.data.mturk_submit) };
       this.done = true;
     } else if (res.status === 409 && res.data && Array.isArray(res.data.missing) && res.data.missing.length) {
       const missing = res.data.missing.map(Number);
@@ -362,6 +370,16 @@ export class Study {
 
   completion() {
     const r = this.result || {};
+    if (r.code !== undefined && r.submit) {
+      // MTurk ExternalQuestion: the frame POSTs the assignment to MTurk (after the outbox emptied, as the redirect).
+      return {
+        name: "done", title: "Thank you",
+        paragraphs: ["Thank you! You have finished and all your answers are saved.", `Your completion code: ${r.code}`,
+          "Your HIT is being submitted to MTurk…"],
+        post: { action: r.submit, fields: { assignmentId: this.ident.platform.assignmentId, code: r.code } },
+        redirectMs: REDIRECT_MS,
+      };
+    }
     if (r.code !== undefined) {
       const paragraphs = ["Thank you! You have finished and all your answers are saved.", `Your completion code: ${r.code}`];
       if (r.redirect) paragraphs.push("You are being taken back to the study platform…");

@@ -46,14 +46,37 @@ export function textContentOf(c) {
   return parts;
 }
 
+/**
+ * POST a form of text fields to `action`, navigating this frame (MTurk's ExternalQuestion submit). Built with
+ * DOM properties only: each value is an input's `.value`, never markup.
+ */
+export function postForm(action, fields) {
+  const form = document.createElement("form");
+  form.method = "POST";
+  form.action = action;
+  form.target = "_self"; // the frame itself navigates, as MTurk expects of its iframe
+  form.hidden = true;
+  for (const [name, value] of Object.entries(fields)) {
+    const input = document.createElement("input");
+    input.type = "hidden";
+    input.name = name;
+    input.value = String(value);
+    form.append(input);
+  }
+  document.body.append(form);
+  form.submit();
+  return form;
+}
+
 /** Plugin classes that need jsPsych's ParameterType (loaded as a classic script before the modules). */
 export function uiPlugins() {
   const { ParameterType } = window.jsPsychModule;
 
   /**
    * A text screen. `content` (a function, evaluated when the screen starts) gives {name, title, paragraphs,
-   * rows, note, link, linkText, redirectMs, buttons: [{label, value, action}], keys: {key: value}}; with
-   * `link` and `redirectMs` the page goes to the link after that long. A button's `action`
+   * rows, note, link, linkText, post: {action, fields}, redirectMs, buttons: [{label, value, action}], keys:
+   * {key: value}}; with `link` (or `post`) and `redirectMs` the page goes to the link (or POSTs the form's fields
+   * to its action) after that long. A button's `action`
    * runs inside the click (a user gesture, as fullscreen needs) and may return a promise awaited before
    * the screen ends. Data: {value}.
    */
@@ -70,6 +93,7 @@ export function uiPlugins() {
       box.append(row);
       display.replaceChildren(box);
       if (c.link && c.redirectMs !== undefined) setTimeout(() => location.assign(c.link), c.redirectMs);
+      if (c.post && c.redirectMs !== undefined) setTimeout(() => postForm(c.post.action, c.post.fields), c.redirectMs);
       return new Promise((resolve) => {
         let over = false;
         const end = async (value, action) => {
