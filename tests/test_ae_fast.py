@@ -137,7 +137,20 @@ def test_a_nan_between_checks_is_reported_with_its_own_step(images, tmp_path, mo
     assert record["status"] == "failed" and "step 5 " in record["error"]
 
 
-def test_a_non_finite_reconstruction_is_named_at_the_epoch_end_check(images, tmp_path, monkeypatch):
+def _poison(out, how: str):
+    """A blown-up output: everywhere ±inf and NaN (0 · inf), one NaN pixel, or one +inf and one −inf (sum NaN)."""
+    if how == "all":
+        return out * float("inf")
+    out = out.clone()
+    if how == "one_nan":
+        out[0, 0, 0, 0] = float("nan")
+    else:
+        out[0, 0, 0, 0], out[-1, -1, -1, -1] = float("inf"), float("-inf")
+    return out
+
+
+@pytest.mark.parametrize("how", ["all", "one_nan", "inf_and_minus_inf"])
+def test_a_non_finite_reconstruction_is_named_at_the_epoch_end_check(images, tmp_path, monkeypatch, how):
     real_build = models.build_model
 
     def build(*args, **kwargs):
@@ -149,7 +162,7 @@ def test_a_non_finite_reconstruction_is_named_at_the_epoch_end_check(images, tmp
             if model.training:
                 calls[0] += 1
                 if calls[0] == 2:
-                    out = out * float("inf")  # a blown-up output: +inf and NaN (0 · inf)
+                    out = _poison(out, how)
             return out
 
         model.forward = poisoned

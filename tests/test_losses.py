@@ -573,3 +573,18 @@ def test_image_metrics_refuses_wrong_range():
     with pytest.raises(InputError, match=r"x has values in \[.*\], outside \[0, 1\]"):
         image_metrics(x * 255, x)
     assert image_metrics(x * 255, x * 255, 255.0)["ssim"].allclose(torch.ones(2))
+
+
+@pytest.mark.parametrize("name", ["mse", "mae"])
+def test_pixel_losses_are_bit_for_bit_the_plain_formula_and_its_gradient(name):
+    """The fused F.mse_loss / F.l1_loss must not change a single bit of training (the demo's numbers depend on it)."""
+    gen = torch.Generator().manual_seed(3)
+    for shape in [(32, 3, 96, 96), (7, 3, 33, 45)]:
+        x = torch.rand(shape, generator=gen)
+        a = torch.rand(shape, generator=gen, requires_grad=True)
+        b = a.detach().clone().requires_grad_(True)
+        ours = get_loss(name)(a, x)
+        plain = (b - x).square().mean() if name == "mse" else (b - x).abs().mean()
+        ours.backward()
+        plain.backward()
+        assert torch.equal(ours, plain) and torch.equal(a.grad, b.grad)
