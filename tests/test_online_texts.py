@@ -47,7 +47,8 @@ def test_text_files_reach_the_client_as_plain_strings(exp, database_url, tmp_pat
     consent = tmp_path / "consent.txt"
     consent.write_text(CONSENT, encoding="utf-8")
     debrief = tmp_path / "debrief.txt"
-    debrief.write_bytes("\ufeffThanks from [LAB].\r\nQuestions: [EMAIL]\r\n\r\n\r\nThe study compared image models.\r\n".encode())
+    debrief.write_bytes("\ufeffThanks from [LAB].\r\nQuestions: [EMAIL]\r\n\r\n\r\n"
+                        "The study compared image models.\r\n".encode())
     bg, app = served(exp, database_url, consent=consent, debrief=debrief)
     with bg as url, httpx.Client(base_url=url) as c:
         got = c.get("/api/study").json()["texts"]
@@ -179,7 +180,7 @@ def test_each_session_keeps_the_hashes_of_the_texts_it_was_shown(exp, database_u
     assert _sha(v1.read_bytes()) != _sha(v2.read_bytes())
 
 
-def test_a_schema_v1_database_migrates_and_its_sessions_have_no_recorded_texts(exp, tmp_path):
+def test_a_schema_v1_database_migrates_and_its_sessions_have_no_recorded_texts(exp, database_url):
     """A database made by schema v1 (its real migration) with a session and an answer: served again, it gains
     sessions.texts; the old session exports texts null, a new one its hashes."""
     import sqlalchemy as sa
@@ -189,7 +190,7 @@ def test_a_schema_v1_database_migrates_and_its_sessions_have_no_recorded_texts(e
     from study.online.store import make_engine
     from test_online_server import keys_for
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    url = database_url
     engine = make_engine(url)
     assert schema.migrate(engine, upto=1) == 1
     assert "texts" not in {c["name"] for c in sa.inspect(engine).get_columns("sessions")}

@@ -42,7 +42,7 @@ class ServeConfig:
     title: str = field(default="Image comparison study", metadata={"help": "title shown by the client"})
     consent: Path | None = field(default=None, metadata={
         "help": "the ethics board's consent text: UTF-8, paragraphs separated by blank lines, optional first line "
-                "'# Title' (see docs/examples/consent.txt); none: a built-in text that no board approved"})
+                "'# Title' (see docs/examples/consent.txt); none: the default text, which no board approved"})
     instructions: Path | None = field(default=None, metadata={
         "help": "text of the instructions screen before the trial kinds' own instructions (same format as --consent)"})
     debrief: Path | None = field(default=None, metadata={

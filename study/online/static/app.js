@@ -1,5 +1,6 @@
 // The online study in the participant's browser (jsPsych 8): consent → browser and screen check →
 // pixel ratio and integer scale → full screen → instructions → practice → trials → completion.
+// The consent, instructions and debrief wording comes from the server (GET /api/study `texts`).
 // Trials come from the server as the trial kinds' `screen` JSON; answers go out through the outbox
 // (net.js); a reload resumes at the next unanswered trial with the session kept in localStorage.
 
