@@ -8,6 +8,8 @@
   upscale of the PNG by the chosen integer k (screenshot in device pixels, compared exactly);
 - hostile participant IDs from the URL are shown as text, never as HTML; Prolific/MTurk/direct URL
   parameters become the platform IDs sent to the server;
+- the study's own consent (with a hostile line, shown literally), instructions and debrief files reach their
+  screens, and the session's record names the consent's sha256;
 - the check screen refuses a small screen and a phone; leaving full screen or zooming pauses the study;
 - under the active policy the client asks for trials as the server fixes them, batch by batch;
 - MTurk: the study inside a cross-origin iframe of an allowed --mturk-origin (refused in another's), run to
@@ -566,6 +568,45 @@ def test_hostile_participant_id_is_text_never_html(every_kind, page_factory, que
     time.sleep(0.3)  # an onerror handler would have run by now
     assert page.evaluate("document.querySelectorAll('img, script:not([src])').length") == 0
     assert page.evaluate("window.pwned") is None
+
+
+def test_study_texts_are_shown_as_text_consent_to_debrief(tmp_path, page_factory):
+    """`--consent/--instructions/--debrief` files: the consent's hostile line is shown literally (no element made of
+    it, nothing run), the study's instructions open the instructions screen, the debrief heads the completion screen
+    above the code, and the session's record names the consent's sha256."""
+    import hashlib
+
+    hostile = '<script>window.pwned=1</script><img src=x onerror="window.pwned=1">'
+    consent = tmp_path / "consent.txt"
+    consent.write_text(f"# Consent: [STUDY]\n\nRun by [NAME] at [INSTITUTION].\n\n{hostile}\n\nDo you agree?\n")
+    instructions = tmp_path / "instructions.txt"
+    instructions.write_text("Look closely at [DETAILS].\n")
+    debrief = tmp_path / "debrief.txt"
+    debrief.write_text("# Debriefing\n\nThe study compared [MODELS]; contact [EMAIL].\n")
+    server = Server(_design(tmp_path / "exp", "triplet", 2), "--consent", str(consent),
+                    "--instructions", str(instructions), "--debrief", str(debrief))
+    try:
+        page = page_factory()
+        page.goto(f"{server.url}/?participant=texts01")
+        page.wait_for_function("() => document.body.dataset.screen === 'consent'")
+        shown = page.inner_text("#jspsych-target")
+        assert "Consent: [STUDY]" in shown and "Run by [NAME] at [INSTITUTION]." in shown and hostile in shown
+        time.sleep(0.3)  # an onerror handler would have run by now
+        assert page.evaluate("document.querySelectorAll('#jspsych-target img, script:not([src])').length") == 0
+        assert page.evaluate("window.pwned") is None
+        screens = {}
+        assert run_study(page, server, on_screen=lambda p, name: screens.setdefault(name, p.inner_text("#jspsych-target"))) == "done"
+        assert screens["intro"].index("Look closely at [DETAILS].") < screens["intro"].index(kinds.get("triplet").instructions)
+        done = page.inner_text("#jspsych-target")  # before the redirect to the platform
+        code = page.evaluate("perceptStudy.result.code")
+        assert done.startswith("Debriefing") and done.index("The study compared [MODELS]; contact [EMAIL].") < done.index(code)
+        assert "Thank you!" not in done and not page.errors, page.errors
+        sid = page.evaluate("perceptStudy.sid")
+        _one_row_per_trial(server, sid)
+        record = json.loads(next((server.design.parent / "responses").glob(f"*-{sid}.json")).read_text())
+        assert record["texts"]["consent"] == {"sha256": hashlib.sha256(consent.read_bytes()).hexdigest(), "source": "consent.txt"}
+    finally:
+        server.stop()
 
 
 # --- MTurk: the study inside a cross-origin iframe, answers POSTed to turkSubmitTo --------------------

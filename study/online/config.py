@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from percept.contracts import InputError
 from study.online.security import MTURK_ORIGINS, origin_of
@@ -39,6 +40,13 @@ class ServeConfig:
     catch_threshold: float = field(default=CATCH_THRESHOLD, metadata={
         "help": "share of catch trials answered right needed for the completion code (the analysis's default)"})
     title: str = field(default="Image comparison study", metadata={"help": "title shown by the client"})
+    consent: Path | None = field(default=None, metadata={
+        "help": "the ethics board's consent text: UTF-8, paragraphs separated by blank lines, optional first line "
+                "'# Title' (see docs/examples/consent.txt); none: the default text, which no board approved"})
+    instructions: Path | None = field(default=None, metadata={
+        "help": "text of the instructions screen before the trial kinds' own instructions (same format as --consent)"})
+    debrief: Path | None = field(default=None, metadata={
+        "help": "debrief shown on the completion screen above the code (same format as --consent)"})
     scale: int = field(default=1, metadata={
         "help": "CSS pixels per image pixel (the lab's --scale); the browser shows each image pixel as "
                 "round(scale × devicePixelRatio) device pixels, lowered only if the window is too small"})

@@ -2,7 +2,8 @@
 
 Each session with at least one answer becomes `study/responses/<participant hash>-<session>.csv` (the
 lab's columns plus mode, client_time, server_time; `wallclock` is the server's time) and its `.json`
-record (mode, dpr, integer scale, viewport, screen, user agent, platform). Exporting again rewrites a
+record (mode, dpr, integer scale, viewport, screen, user agent, platform, and `texts`: the sha256 and source of
+the consent, instructions and debrief served when the session began; null for sessions older than schema v2). Exporting again rewrites a
 file only when its old rows are all still there (a session that went on); any other difference is
 refused: participants' responses are never replaced or deleted.
 """
@@ -106,4 +107,5 @@ def _record(sess: dict, answers: dict[int, dict], design_path: Path, sha: str) -
         "fullscreen": check.get("fullscreen"), "checks": len(check.get("history", [])),
         "user_agent": client.get("user_agent", ""),
         "platform": {"name": sess["platform"], **json.loads(sess["platform_ids"])},
+        "texts": json.loads(sess["texts"]) if sess.get("texts") else None,
     }

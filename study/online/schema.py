@@ -8,7 +8,8 @@ Tables
 - studies: one row per served design (`study` = the design file's sha256, first 16 hex); locked
   `FOR UPDATE` while a list is assigned so assignments of one study are serialized on PostgreSQL too.
 - sessions: one per (study, participant hash), unique; its list, policy, client and check data,
-  created / last_seen / completed_at as Unix seconds.
+  created / last_seen / completed_at as Unix seconds; `texts` (v2): JSON {consent, instructions, debrief:
+  {sha256, source}} of the participant-facing texts served when the session began (NULL before v2).
 - session_trials: the design row shown at each position (session, position) → (list_id, trial); an
   active policy adds rows as it chooses them.
 - answers: primary key (session, position): one answer per trial, never updated.
@@ -20,12 +21,13 @@ from typing import Callable
 from percept.contracts import InputError
 
 
-def tables():
-    """(metadata, {name: Table}) of the current schema."""
+def tables(version: int | None = None):
+    """(metadata, {name: Table}) of the schema at `version` (None: the current one)."""
     import sqlalchemy as sa
 
+    at = VERSION if version is None else version
     md = sa.MetaData()
-    version = sa.Table(
+    applied = sa.Table(
         "schema_version", md,
         sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("applied", sa.Float, nullable=False),
@@ -54,6 +56,7 @@ def tables():
         sa.Column("last_seen", sa.Float, nullable=False),
         sa.Column("completed_at", sa.Float, nullable=True),  # every trial answered
         sa.Column("released_at", sa.Float, nullable=True),  # completion code handed out (catch rule passed)
+        *([sa.Column("texts", sa.Text, nullable=True)] if at >= 2 else []),  # JSON: hashes of the texts shown
         sa.UniqueConstraint("study", "participant", name="uq_sessions_study_participant"),
     )
     sa.Index("ix_sessions_study_list", sessions.c.study, sessions.c.list_id)
@@ -78,17 +81,25 @@ def tables():
         sa.Column("server_time", sa.String(40), nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),  # sha256 of the canonical payload: same → 200, else 409
     )
-    return md, {t.name: t for t in (version, studies, sessions, session_trials, answers)}
+    return md, {t.name: t for t in (applied, studies, sessions, session_trials, answers)}
 
 
-def _create_all(conn) -> None:
-    md, _ = tables()
+def _create_v1(conn) -> None:
+    # The tables as version 1 made them, so that a new database goes through every later migration
+    # exactly as an old one does.
+    md, _ = tables(1)
     md.create_all(conn, checkfirst=True)
+
+
+def _session_texts(conn) -> None:
+    # Nullable: sessions begun before v2 keep NULL (their texts were the built-in ones, unrecorded).
+    conn.exec_driver_sql("ALTER TABLE sessions ADD COLUMN texts TEXT")
 
 
 # Numbered migrations: (version, note, function of a connection inside a transaction). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable], ...] = (
-    (1, "studies, sessions, session_trials, answers", _create_all),
+    (1, "studies, sessions, session_trials, answers", _create_v1),
+    (2, "sessions.texts: sha256 of the consent, instructions and debrief shown", _session_texts),
 )
 VERSION = MIGRATIONS[-1][0]
 
@@ -103,8 +114,9 @@ def current_version(conn) -> int:
     return int(conn.execute(sa.select(sa.func.max(t["schema_version"].c.version))).scalar() or 0)
 
 
-def migrate(engine) -> int:
-    """Bring the database to VERSION, one transaction per migration; return the version reached."""
+def migrate(engine, upto: int | None = None) -> int:
+    """Bring the database to VERSION (or `upto`, for tests of old databases), one transaction per migration;
+    return the version reached."""
     import time
 
     import sqlalchemy as sa
@@ -113,6 +125,8 @@ def migrate(engine) -> int:
     with engine.begin() as conn:
         t["schema_version"].create(conn, checkfirst=True)
     for number, note, step in MIGRATIONS:
+        if upto is not None and number > upto:
+            break
         with engine.begin() as conn:
             have = current_version(conn)
             if have > VERSION:

@@ -2,7 +2,8 @@
 
 JSON API (all under /api; the session token in header X-Session-Token; bodies ≤ 16 KiB else 413;
 429 past the rate limit; 503 + Retry-After while the database is busy; every refusal is {"detail": one line}):
-  GET  /api/study                          → title, n_lists, min_width, min_height, platform, timing
+  GET  /api/study                          → title, n_lists, min_width, min_height, platform, timing, scale,
+       texts: {consent, instructions, debrief: {title (null: the screen's own), paragraphs: [str]}} (shown as text)
   POST /api/sessions                       → session, token, list_id, n_trials, next_trial, completed
        (idempotent on the participant: the same one gets the same session and token back)
   GET  /api/sessions/{sid}/trials?from=N   → trials from N that are fixed so far, n_trials
@@ -25,7 +26,7 @@ from pathlib import Path
 from percept.contracts import InputError
 from percept.contracts import kinds as kinds_c
 from percept.contracts import responses as responses_c
-from study.online import security
+from study.online import security, texts
 from study.online.assign import PolicyError, ServedDesign, load_policy
 from study.online.config import ServeConfig
 from study.online.store import Store, engine_url
@@ -53,6 +54,9 @@ class App:
 
         cfg.validate()
         self.cfg = cfg
+        # Checked before the database is touched: a wrong text file stops the server at once, in one line.
+        self.texts = texts.load_all(cfg.consent, cfg.instructions, cfg.debrief)
+        self.text_records = {name: t.record() for name, t in self.texts.items()}
         self.design = ServedDesign.load(design_path)
         folder = online_dir(design_path)
         self.key = security.load_key(folder)
@@ -178,7 +182,7 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
     def study() -> dict:
         return {"title": cfg.title, "n_lists": design.n_lists, "min_width": cfg.min_width,
                 "min_height": cfg.min_height, "platform": cfg.platform, "timing": state.timing,
-                "scale": cfg.scale}
+                "scale": cfg.scale, "texts": {name: t.client() for name, t in state.texts.items()}}
 
     @app.post("/api/sessions")
     def start(body: Start) -> JSONResponse:
@@ -186,7 +190,10 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
         participant = security.participant_hash(key, platform, raw)
         hashed = {k: (v if k in ("STUDY_ID", "hitId") else security.keyed(key, f"{platform}:{k}:{v}")[:16])
                   for k, v in ids.items() if k not in ("PROLIFIC_PID", "workerId")}
-        row, created = store.start(secrets.token_hex(8), participant, platform, hashed, body.client.model_dump())
+        # The texts' hashes are recorded when the session begins (just after the consent was agreed to); a
+        # returning participant's session keeps the ones it began with.
+        row, created = store.start(secrets.token_hex(8), participant, platform, hashed, body.client.model_dump(),
+                                   texts=state.text_records)
         sid = row["session"]
         return JSONResponse({"session": sid, "token": security.session_token(key, sid), "list_id": row["list_id"],
                              "n_trials": row["n_trials"], "next_trial": store.next_trial(sid),
@@ -384,6 +391,9 @@ def serve(cfg: ServeConfig, design_path: str | Path) -> None:
     with stage_lock(study_dir, "percept serve", shared=True):
         app = create_app(cfg, design_path)
         store = app.app.state.percept.store
+        if app.app.state.percept.texts["consent"].is_default:
+            print("serve: warning: no --consent file: participants see the built-in consent text, which is not an "
+                  "ethics-approved text (see docs/examples/consent.txt)", file=sys.stderr, flush=True)
         where = store.engine.url.render_as_string(hide_password=True)
         print(f"serve: {design_path} ({app.app.state.percept.design.n_lists} list(s), policy {cfg.policy}) "
               f"database {where} (schema v{store.version})", flush=True)

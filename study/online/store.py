@@ -137,8 +137,10 @@ class Store:
         conn.execute(self.sa.select(studies.c.study).where(studies.c.study == self.design.study).with_for_update()).first()
 
     # --- sessions -------------------------------------------------------------------------
-    def start(self, session_id: str, participant: str, platform: str, platform_ids: dict, client: dict) -> tuple[dict, bool]:
-        """(session row, created): the participant's existing session, else a new one on the balanced list."""
+    def start(self, session_id: str, participant: str, platform: str, platform_ids: dict, client: dict,
+              texts: dict | None = None) -> tuple[dict, bool]:
+        """(session row, created): the participant's existing session (its texts kept), else a new one on the
+        balanced list recording `texts` (the hashes of the texts it is shown)."""
         sa, t = self.sa, self.t
         s = t["sessions"]
         now = time.time()
@@ -154,7 +156,8 @@ class Store:
                 session=session_id, study=self.design.study, participant=participant, platform=platform,
                 platform_ids=json.dumps(platform_ids, sort_keys=True), list_id=list_id, policy=self.policy,
                 n_trials=len(plan), client=json.dumps(client, sort_keys=True), screen_check=None, created=now,
-                last_seen=now, completed_at=None, released_at=None))
+                last_seen=now, completed_at=None, released_at=None,
+                texts=json.dumps(texts, sort_keys=True) if texts is not None else None))
             conn.execute(sa.insert(t["session_trials"]), [
                 {"session": session_id, "position": k, "list_id": lid, "trial": trial, "pending": pending}
                 for k, (lid, trial, pending) in enumerate(plan)])

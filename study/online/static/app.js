@@ -1,5 +1,6 @@
 // The online study in the participant's browser (jsPsych 8): consent → browser and screen check →
 // pixel ratio and integer scale → full screen → instructions → practice → trials → completion.
+// The consent, instructions and debrief wording comes from the server (GET /api/study `texts`).
 // Trials come from the server as the trial kinds' `screen` JSON; answers go out through the outbox
 // (net.js); a reload resumes at the next unanswered trial with the session kept in localStorage.
 
@@ -53,14 +54,12 @@ function timeline(S, stage) {
   const text = (content, extra = {}) => ({ type: Text, content, ...extra });
   const when = (cond, node) => ({ timeline: [node], conditional_function: cond });
 
+  // The consent's wording comes from the server (percept serve --consent FILE, else its built-in text): one
+  // source, shown as text only like every screen.
+  const consentText = (study.texts && study.texts.consent) || {};
   const consent = text({
-    name: "consent", title: study.title || "Image comparison study",
-    paragraphs: [
-      "You will compare images and answer with the keyboard or the mouse; it takes about the time stated on the platform.",
-      "We record your answers, response times, your browser and screen size. Your platform ID is stored only as a keyed hash; nothing else identifies you.",
-      "Taking part is voluntary; you may stop at any time by closing this page.",
-      "Do you agree to take part?",
-    ],
+    name: "consent", title: consentText.title || study.title || "Image comparison study",
+    paragraphs: consentText.paragraphs || [],
     buttons: [{ label: "I agree", value: "yes" }, { label: "I do not agree", value: "no", primary: false }],
   }, { on_finish: (d) => { S.declined = d.value !== "yes"; } });
   const declined = text({ name: "declined", title: "Thank you", paragraphs: ["You did not agree to take part; you may close this page."] });

@@ -261,12 +261,10 @@ export class Study {
     }
     for (const t of texts) this.instructionsShown.add(t);
     const practice = [...this.trials.values()].some((t) => t.block === "practice");
+    const own = this.text("instructions"); // the study's text (--instructions), then each kind's
     return {
-      name: "intro", title: "Instructions",
-      paragraphs: ["In each trial you see an original image and copies of it made by different computer models.",
-        ...texts,
-        "There are no right or wrong answers; go by your first impression.",
-        ...(practice ? ["A few practice trials come first."] : [])],
+      name: "intro", title: own.title || "Instructions",
+      paragraphs: [...own.paragraphs, ...texts, ...(practice ? ["A few practice trials come first."] : [])],
       ...go("Start"),
     };
   }
@@ -368,24 +366,32 @@ export class Study {
     }
   }
 
+  /** A text the server sends (consent, instructions, debrief): {title (or null), paragraphs}. */
+  text(name) {
+    const t = (this.study.texts && this.study.texts[name]) || {};
+    return { title: t.title || null, paragraphs: Array.isArray(t.paragraphs) ? t.paragraphs : [] };
+  }
+
   completion() {
     const r = this.result || {};
+    // The debrief (--debrief) comes first on every screen of a participant who took part to the end.
+    const debrief = this.text("debrief");
+    const title = debrief.title || "Thank you";
     if (r.code !== undefined && r.submit) {
       // MTurk ExternalQuestion: the frame POSTs the assignment to MTurk (after the outbox emptied, as the redirect).
       return {
-        name: "done", title: "Thank you",
-        paragraphs: ["Thank you! You have finished and all your answers are saved.", `Your completion code: ${r.code}`,
-          "Your HIT is being submitted to MTurk…"],
+        name: "done", title,
+        paragraphs: [...debrief.paragraphs, `Your completion code: ${r.code}`, "Your HIT is being submitted to MTurk…"],
         post: { action: r.submit, fields: { assignmentId: this.ident.platform.assignmentId, code: r.code } },
         redirectMs: REDIRECT_MS,
       };
     }
     if (r.code !== undefined) {
-      const paragraphs = ["Thank you! You have finished and all your answers are saved.", `Your completion code: ${r.code}`];
+      const paragraphs = [...debrief.paragraphs, `Your completion code: ${r.code}`];
       if (r.redirect) paragraphs.push("You are being taken back to the study platform…");
-      return { name: "done", title: "Thank you", paragraphs, link: r.redirect, linkText: "Continue to the study platform", redirectMs: REDIRECT_MS };
+      return { name: "done", title, paragraphs, link: r.redirect, linkText: "Continue to the study platform", redirectMs: REDIRECT_MS };
     }
-    if (r.reason) return { name: "refused", title: "Thank you", paragraphs: ["We cannot give you a completion code.", r.reason] };
+    if (r.reason) return { name: "refused", title, paragraphs: [...debrief.paragraphs, "We cannot give you a completion code.", r.reason] };
     return { name: "error", title: "Something went wrong", paragraphs: [r.error || "The study ended unexpectedly.", "Your answers so far are kept; reload the page to try again."] };
   }
 }
