@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from percept.contracts import InputError
 from study import cli as study_cli
 from study.online import schema, texts
 from test_online_server import (database_url, design_path, exp, exp_template, rows_of, served, start,  # noqa: F401
@@ -64,11 +65,16 @@ def test_text_files_reach_the_client_as_plain_strings(exp, database_url, tmp_pat
     assert default.paragraphs[0].startswith("In each trial")
 
 
-def test_the_example_consent_in_the_docs_is_a_valid_template():
+def test_the_example_consent_in_the_docs_is_a_valid_template_refused_until_filled_in(tmp_path):
     example = REPO / "docs" / "examples" / "consent.txt"
-    text = texts.load("consent", example)
-    assert text.title and len(text.paragraphs) >= 5 and text.source == "consent.txt"
     assert "[INSTITUTION]" in example.read_text() and "[APPROVAL NUMBER]" in example.read_text()
+    with pytest.raises(InputError, match=r"paragraph 1 is the template's 'TEMPLATE:' note: fill in") as info:
+        texts.load("consent", example)
+    assert "\n" not in str(info.value)
+    filled = tmp_path / "consent.txt"  # the researcher's copy: the note deleted (placeholders left, for the test)
+    filled.write_text("\n\n".join(p for p in example.read_text().split("\n\n") if not p.startswith("TEMPLATE:")))
+    text = texts.load("consent", filled)
+    assert text.title and len(text.paragraphs) >= 5 and text.source == "consent.txt"
 
 
 BAD = {

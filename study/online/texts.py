@@ -22,6 +22,7 @@ MAX_BYTES = 20_000  # an ethics-approved consent runs to a page or two; far more
 MAX_PARAGRAPHS = 50
 MAX_TITLE = 200  # characters: a heading, not a paragraph
 NAMES = ("consent", "instructions", "debrief")
+TEMPLATE_MARK = "TEMPLATE:"  # the first word of the note in docs/examples/consent.txt that says what to replace
 
 DEFAULT_CONSENT = """\
 You will compare images and answer with the keyboard or the mouse; it takes about the time stated on the platform.
@@ -118,6 +119,10 @@ def parse(name: str, data: bytes, where: str) -> Text:
             current = []
     if not paragraphs:
         raise InputError(f"{where}: no text: write the {name} as paragraphs separated by blank lines")
+    for k, paragraph in enumerate(paragraphs, 1):
+        if paragraph.startswith(TEMPLATE_MARK):  # docs/examples/consent.txt served as it is: placeholders to participants
+            raise InputError(f"{where}: paragraph {k} is the template's '{TEMPLATE_MARK}' note: fill in the [BRACKETED] "
+                             f"placeholders with your approved wording and delete that paragraph")
     if len(paragraphs) > MAX_PARAGRAPHS:
         raise InputError(f"{where}: {len(paragraphs)} paragraphs, more than the {MAX_PARAGRAPHS} a {name} text may have")
     return Text(name, title, tuple(paragraphs), hashlib.sha256(data).hexdigest(), where)
