@@ -56,12 +56,14 @@ def test_text_files_reach_the_client_as_plain_strings(exp, database_url, tmp_pat
     app.app.state.percept.store.close()
     assert got["consent"] == {"title": "Consent to take part: [STUDY TITLE]", "paragraphs": [
         "This study is run by [NAME] at [INSTITUTION] (approval [APPROVAL NUMBER]).",  # a paragraph's lines joined
-        HOSTILE, "Payment: [AMOUNT]. Duration: about [MINUTES] minutes."]}
+        HOSTILE, "Payment: [AMOUNT]. Duration: about [MINUTES] minutes."], "sha256": _sha(consent.read_bytes())}
     # A byte-order mark and Windows line ends are read as an editor shows them; no title line: the screen's own.
     assert got["debrief"] == {"title": None, "paragraphs": ["Thanks from [LAB]. Questions: [EMAIL]",
-                                                            "The study compared image models."]}
+                                                            "The study compared image models."],
+                               "sha256": _sha(debrief.read_bytes())}
     default = texts.parse("instructions", texts.DEFAULT_INSTRUCTIONS.encode(), "default")
-    assert got["instructions"] == {"title": "Instructions", "paragraphs": list(default.paragraphs)}
+    assert got["instructions"] == {"title": "Instructions", "paragraphs": list(default.paragraphs),
+                                   "sha256": _sha(texts.DEFAULT_INSTRUCTIONS)}
     assert default.paragraphs[0].startswith("In each trial")
 
 
@@ -172,7 +174,15 @@ def test_each_session_keeps_the_hashes_of_the_texts_it_was_shown(exp, database_u
     with bg as url, httpx.Client(base_url=url) as c:
         bob = start(c, "bob")
         take_part(c, bob, rows, random.Random(2), stop_after=2)
-        again = start(c, "alice")  # alice returns: her session, agreed under v1, keeps v1
+        # a page loaded before the restart showed v1: a new participant from it is refused in one line, stores nothing
+        v1_sha = _sha(v1.read_bytes())
+        stale = c.post("/api/sessions", json={"participant": "carol", "consent_sha256": v1_sha})
+        assert stale.status_code == 409 and "consent text changed since this page was loaded" in stale.json()["detail"]
+        assert c.get("/api/study").json()["texts"]["consent"]["sha256"] == _sha(v2.read_bytes())
+        # alice returns from such a page: her session, agreed under v1, keeps v1
+        again = c.post("/api/sessions", json={"participant": "alice", "consent_sha256": v1_sha})
+        assert again.status_code == 200
+        again = again.json()
         assert again["session"] == alice["session"]
         take_part(c, again, rows, random.Random(3), stop_after=1)
     app.app.state.percept.store.close()
@@ -183,6 +193,7 @@ def test_each_session_keeps_the_hashes_of_the_texts_it_was_shown(exp, database_u
         "instructions": {"sha256": defaults["instructions"], "source": "default"},
         "debrief": {"sha256": defaults["debrief"], "source": "default"}}
     assert records[bob["session"]]["texts"]["consent"] == {"sha256": _sha(v2.read_bytes()), "source": "consent-v2.txt"}
+    assert len(records) == 2  # carol's refused start left no session
     assert _sha(v1.read_bytes()) != _sha(v2.read_bytes())
 
 

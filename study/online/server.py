@@ -29,7 +29,7 @@ from percept.contracts import responses as responses_c
 from study.online import security, texts
 from study.online.assign import PolicyError, ServedDesign, load_policy
 from study.online.config import ServeConfig
-from study.online.store import Store, engine_url
+from study.online.store import StaleTexts, Store, engine_url
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -129,6 +129,8 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
         participant: str | None = Field(default=None, pattern=security.RAW_ID.pattern)
         platform: dict[str, str] = Field(default_factory=dict, max_length=3)
         client: Client = Field(default_factory=Client)
+        # The consent's sha256 from the GET /api/study the page showed (absent: an API client, not checked)
+        consent_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     class Check(Strict):
         dpr: float = Field(gt=0, le=16)
@@ -192,8 +194,16 @@ def create_app(cfg: ServeConfig, design_path: str | Path, *, policy_factory=None
                   for k, v in ids.items() if k not in ("PROLIFIC_PID", "workerId")}
         # The texts' hashes are recorded when the session begins (just after the consent was agreed to); a
         # returning participant's session keeps the ones it began with.
-        row, created = store.start(secrets.token_hex(8), participant, platform, hashed, body.client.model_dump(),
-                                   texts=state.text_records)
+        # A page loaded before the server was restarted with an amended consent showed the old one: no new session
+        # may record a consent its participant did not see (a returning participant keeps the one they agreed to).
+        stale = None
+        if body.consent_sha256 is not None and body.consent_sha256 != state.texts["consent"].sha256:
+            stale = "the consent text changed since this page was loaded; reload the page to read the current one"
+        try:
+            row, created = store.start(secrets.token_hex(8), participant, platform, hashed, body.client.model_dump(),
+                                       texts=state.text_records, refuse_new=stale)
+        except StaleTexts as exc:
+            raise HTTPException(409, str(exc)) from None
         sid = row["session"]
         return JSONResponse({"session": sid, "token": security.session_token(key, sid), "list_id": row["list_id"],
                              "n_trials": row["n_trials"], "next_trial": store.next_trial(sid),

@@ -91,6 +91,10 @@ class Outcome:
     body: dict
 
 
+class StaleTexts(RuntimeError):
+    """A new session was refused: its page showed other texts than those the server serves now (nothing stored)."""
+
+
 class Store:
     """The study's database: sessions, their trials and answers, for one served design."""
 
@@ -138,9 +142,9 @@ class Store:
 
     # --- sessions -------------------------------------------------------------------------
     def start(self, session_id: str, participant: str, platform: str, platform_ids: dict, client: dict,
-              texts: dict | None = None) -> tuple[dict, bool]:
+              texts: dict | None = None, refuse_new: str | None = None) -> tuple[dict, bool]:
         """(session row, created): the participant's existing session (its texts kept), else a new one on the
-        balanced list recording `texts` (the hashes of the texts it is shown)."""
+        balanced list recording `texts` (the hashes of the texts it is shown); `refuse_new`: no new one (StaleTexts)."""
         sa, t = self.sa, self.t
         s = t["sessions"]
         now = time.time()
@@ -150,6 +154,8 @@ class Store:
             if old is not None:
                 conn.execute(sa.update(s).where(s.c.session == old["session"]).values(last_seen=now))
                 return dict(old), False
+            if refuse_new:
+                raise StaleTexts(refuse_new)
             list_id = self._choose_list(conn, now)
             plan = self.design.skeleton(list_id, self.policy)
             conn.execute(sa.insert(s).values(

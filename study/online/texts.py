@@ -64,8 +64,8 @@ class Text:
     source: str  # the file's name, or "default"
 
     def client(self) -> dict:
-        """What GET /api/study sends: title and paragraphs as plain strings."""
-        return {"title": self.title, "paragraphs": list(self.paragraphs)}
+        """What GET /api/study sends: title and paragraphs as plain strings, and the hash the client sends back."""
+        return {"title": self.title, "paragraphs": list(self.paragraphs), "sha256": self.sha256}
 
     def record(self) -> dict:
         """What a session's record keeps: the hash of the text shown and its source."""

@@ -141,6 +141,8 @@ export class Study {
     const body = {
       // The server takes either a platform's parameters or a participant, never both.
       participant: this.ident.name === "any" ? this.ident.participant : null, platform: this.ident.platform,
+      // The consent this page showed: a server restarted with an amended one refuses a new session (409: reload).
+      consent_sha256: (this.study.texts && this.study.texts.consent && this.study.texts.consent.sha256) || null,
       client: {
         user_agent: navigator.userAgent, screen_w: screen.width, screen_h: screen.height,
         viewport_w: innerWidth, viewport_h: innerHeight, dpr: devicePixelRatio,
