@@ -3,21 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.models import vgg16
 
 from percept.contracts import InputError
 
 lpips = pytest.importorskip("lpips")
 from autoencoders.lpips_metric import LpipsVGG  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A VGG-16 state dict in torchvision's format (random weights: the real ones cannot be fetched here)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
-    torch.save(vgg16(weights=None).state_dict(), path)
-    return path
 
 
 def test_backbone_is_our_file_and_linear_layers_are_shipped(weights_file):
