@@ -16,6 +16,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,24 @@ def one_line(text: str) -> str:
     assert len(lines) == 1, text
     assert "Traceback" not in text
     return lines[0]
+
+
+@contextmanager
+def lock_holder(folder: Path, command: str, shared: bool = False) -> Iterator[subprocess.Popen]:
+    """Another process holding stage_lock(folder, command) for the block; killed at its end, which frees the lock."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from percept.contracts.staging import stage_lock
+        with stage_lock({str(folder)!r}, {command!r}, shared={shared!r}):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def save(root: Path) -> dict[str, bytes]:
@@ -161,24 +181,13 @@ def test_disk_full_on_a_real_small_filesystem(tmpfs):
 def test_second_writer_refuses_in_one_line_naming_the_holder(tmp_path):
     target = tmp_path / "out"
     before = _old_set(target)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from percept.contracts.staging import stage_lock
-        with stage_lock({str(target)!r}, "percept simulate --holder"):
-            print("held", flush=True)
-            time.sleep(30)
-    """)], env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_holder(target, "percept simulate --holder") as holder:
         with pytest.raises(StageBusy) as err:
             with staged_dir(target) as staging:
                 (staging / "x").write_text("never")
         msg = one_line(str(err.value))
         assert f"pid {holder.pid}" in msg and "percept simulate --holder" in msg
         assert snapshot(target) == before and leftovers(tmp_path) == []
-    finally:
-        holder.kill()
-        holder.wait()
     with stage_lock(target):  # released when its holder dies
         pass
 
@@ -399,15 +408,7 @@ def test_simulate_on_a_full_disk_changes_nothing(exp, tmpfs):
 def test_two_commands_into_one_study_the_second_refuses(exp):
     study = exp / "study"
     before = snapshot(exp)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from percept.contracts.staging import stage_lock
-        with stage_lock({str(study)!r}, "percept simulate --participants 99"):
-            print("held", flush=True)
-            time.sleep(60)
-    """)], env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_holder(study, "percept simulate --participants 99") as holder:
         for args in (("simulate", "--design", str(study / "design.csv"), "--participants", "2"),
                      ("design", "--manifest", str(exp / "reconstructions" / "manifest.csv"), "--out", str(exp),
                       "--overwrite")):
@@ -415,9 +416,6 @@ def test_two_commands_into_one_study_the_second_refuses(exp):
             msg = one_line(r.stderr)
             assert r.returncode == 2 and f"pid {holder.pid}" in msg and "percept simulate --participants 99" in msg
         assert snapshot(exp) == before
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.mark.slow
@@ -457,15 +455,7 @@ def test_simulate_killed_at_random_points(exp):
 def test_a_session_in_progress_blocks_design_and_simulate_not_another_session(exp):
     study = exp / "study"
     before = snapshot(exp)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from percept.contracts.staging import stage_lock
-        with stage_lock({str(study)!r}, "percept run --participant P07", shared=True):
-            print("held", flush=True)
-            time.sleep(60)
-    """)], env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_holder(study, "percept run --participant P07", shared=True):
         with pytest.raises(StageBusy) as err:
             simulate(study / "design.csv", 2, observer="random")
         assert "percept run --participant P07" in one_line(str(err.value))
@@ -474,9 +464,6 @@ def test_a_session_in_progress_blocks_design_and_simulate_not_another_session(ex
         assert snapshot(exp) == before
         with stage_lock(study, "percept run --participant P08", shared=True):
             pass  # a second booth may run at the same time
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_reconstruct_refuses_even_when_the_manifest_was_deleted(exp):
