@@ -30,6 +30,7 @@ from percept.contracts.staging import (ARCHIVE_PREFIX, StageBusy, human_response
                                        staged_dir, stage_lock)
 from study.design import DesignConfig, build_design
 from study.observers import simulate
+from ae_support import tiny_fc_run
 from test_study_support import PERCEPT, REPO, make_manifest
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -501,21 +502,9 @@ def test_a_symlinked_stage_folder_keeps_what_it_pointed_to(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny fc run on 32×32 images, with reconstructions (1 image) and codes."""
-    from PIL import Image
-
     from percept import cli
 
-    root = tmp_path_factory.mktemp("trained")
-    images = root / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(23):
-        img = np.kron(rng.random((4, 4, 3)), np.ones((8, 8, 1)))
-        Image.fromarray((img * 255).astype(np.uint8)).save(images / f"p{i:02d}.png")
-    out = root / "exp"
-    assert cli.main(["train", "--data", f"folder:{images}", "--image-size", "32", "--arch", "fc", "--loss", "mse",
-                     "--width", "0.05", "--code-size", "6", "--batch-size", "4", "--epochs", "1",
-                     "--out", str(out), "--no-progress"]) == 0
+    out = tiny_fc_run(tmp_path_factory.mktemp("trained"))
     assert cli.main(["reconstruct", "--out", str(out), "--n", "1"]) == 0
     assert cli.main(["encode", "--out", str(out)]) == 0
     return out
