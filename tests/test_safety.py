@@ -31,7 +31,7 @@ from percept.contracts.staging import (ARCHIVE_PREFIX, StageBusy, human_response
 from study.design import DesignConfig, build_design
 from study.observers import simulate
 from ae_support import tiny_fc_run
-from test_study_support import PERCEPT, REPO, make_manifest
+from test_study_support import PERCEPT, REPO, make_manifest, mount_tmpfs
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -158,13 +158,7 @@ def test_enospc_from_a_fault_injecting_writer(tmp_path):
 @pytest.fixture()
 def tmpfs(tmp_path):
     """A 1 MiB tmpfs when root can mount one; else the test is skipped (the fault injector above covers it)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    yield from mount_tmpfs(tmp_path / "mnt", "size=1m", "cannot mount a tmpfs here")
 
 
 def test_disk_full_on_a_real_small_filesystem(tmpfs):
