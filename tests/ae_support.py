@@ -1,12 +1,10 @@
-"""Shared test data: tiny training images (test_ae_train, test_ae_fast, test_ddp) and a random VGG-16 weights file."""
+"""Shared test data: blob images, a tiny trained fc run, a random VGG-16 weights file, three-class code labels."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision.models import vgg16
 
 
 def blob_images(folder: Path, seed: int, n: int = 14, *, block: int = 10, size: tuple[int, int] = (36, 40),
@@ -36,6 +34,17 @@ def tiny_fc_run(root: Path) -> Path:
 
 def random_vgg16_weights(path: Path) -> Path:
     """Save a seeded random VGG-16 state dict in torchvision's format at `path` (the real weights cannot be fetched here)."""
+    import torch  # here, not at the top: the analysis tests use this module without torch
+    from torchvision.models import vgg16
+
     torch.manual_seed(0)
     torch.save(vgg16(weights=None).state_dict(), path)
     return path
+
+
+def three_classes(n: int, test_every: int, id_format: str = "img{}") -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Labels of n coded images in three equal blocks, their ids, and splits: every test_every-th one 'test'."""
+    labels = np.repeat([0, 1, 2], n // 3)
+    ids = [id_format.format(i) for i in range(n)]
+    splits = np.where(np.arange(n) % test_every == 0, "test", "train")
+    return labels, ids, splits

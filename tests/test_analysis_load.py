@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ae_support import three_classes
 from analysis.classify import classify_codes
 from analysis.load import ExclusionRules, analysis_dir, load_study
 from percept.contracts import ContractError, InputError
@@ -121,9 +122,7 @@ def test_classification_accuracy_ci_pixels_and_chance(tmp_path):
 
     rng = np.random.default_rng(0)
     n = 120
-    labels = np.repeat([0, 1, 2], n // 3)
-    ids = [f"img{i}" for i in range(n)]
-    splits = np.where(np.arange(n) % 4 == 0, "test", "train")
+    labels, ids, splits = three_classes(n, test_every=4)
     informative = rng.normal(size=(n, 8)) + 3.0 * np.eye(3, 8)[labels]
     _codes(tmp_path, "fc-mse-s0", labels, informative, ids, splits)
     _codes(tmp_path, "fc-ms_ssim-s0", labels, rng.normal(size=(n, 8)), ids, splits)
@@ -179,9 +178,7 @@ def test_classification_uses_pixels_written_beside_the_codes(tmp_path):
 
     rng = np.random.default_rng(1)
     n = 90
-    labels = np.repeat([0, 1, 2], n // 3)
-    ids = [f"img{i}" for i in range(n)]
-    splits = np.where(np.arange(n) % 3 == 0, "test", "train")
+    labels, ids, splits = three_classes(n, test_every=3)
     _codes(tmp_path, "conv-mse-s0", labels, rng.normal(size=(n, 4)), ids, splits)
     images = np.clip(rng.normal(80 * labels[:, None, None, None] + 40, 20, size=(n, 3, 4, 4)), 0, 255).astype(np.uint8)
     write_pixels(tmp_path / "pixels.npz", images[::-1], ids[::-1])  # order differs from the codes: matched by id
