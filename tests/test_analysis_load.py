@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,10 +64,15 @@ def test_mixed_human_and_simulated_rows(tmp_path):
     assert set(humans.responses["participant"]) == {"P00", "P01"}
 
 
-def test_malformed_response_names_file_row_and_column(tmp_path):
+def _one_response_file(tmp_path) -> tuple[Path, Path, pd.DataFrame]:
+    """A one-participant study, its response CSV, and that CSV's cells as text for a test to corrupt."""
     folder = make_study(tmp_path, n_images=4, n_participants=1)
     path = folder / "responses" / "P00-1.csv"
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return folder, path, pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_malformed_response_names_file_row_and_column(tmp_path):
+    folder, path, df = _one_response_file(tmp_path)
     df.loc[3, "rt"] = "soon"
     df.to_csv(path, index=False)
     with pytest.raises(ContractError) as err:
@@ -76,9 +82,7 @@ def test_malformed_response_names_file_row_and_column(tmp_path):
 
 
 def test_response_contradicting_the_design_is_refused(tmp_path):
-    folder = make_study(tmp_path, n_images=4, n_participants=1)
-    path = folder / "responses" / "P00-1.csv"
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    folder, path, df = _one_response_file(tmp_path)
     df.loc[2, "image_id"] = "photos:test:other:9999"
     df.to_csv(path, index=False)
     with pytest.raises(ContractError, match=r"P00-1.csv: row 4, column 'image_id'.*differs from the design"):
