@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+import torch
+
+# Imported at the top: this module itself is imported only inside train_style and train_sr, so
+# `percept --help` and the torch-free parts of style and superres stay light.
+from autoencoders import train as T
 from percept.contracts import InputError
-
-if TYPE_CHECKING:
-    import torch
+from percept.contracts import run as run_c  # the run-record contract, kinds "style" and "superres"
+from percept.contracts.tables import atomic_write_csv
 
 
 @dataclass
@@ -34,8 +39,6 @@ class RunFiles:
 
     def prepare(self) -> tuple[dict | None, bool]:
         """(checkpoint to resume from or None, whether the run already finished), by `percept train`'s rules."""
-        from autoencoders import train as T
-
         resume_state = T.prepare_run_dir(self.cfg)
         if resume_state is not None and resume_state.get("finished"):
             print(f"{self.kind} {self.cfg.run_name}: already finished with these settings; nothing to resume")
@@ -47,8 +50,6 @@ class RunFiles:
     def restore(self, resume_state: dict | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 generator: torch.Generator) -> tuple[int, int, list]:
         """(epoch, step, history) to go on from: the checkpoint's, said in a line, or a fresh start's."""
-        from autoencoders import train as T
-
         epoch, step, history = T.restore(resume_state, model, optimizer, generator)
         if resume_state is not None:
             print(f"{self.kind} {self.cfg.run_name}: resuming after epoch {epoch} (step {step})")
@@ -56,9 +57,6 @@ class RunFiles:
 
     def start(self, device: torch.device, epochs_done: int, **facts: Any) -> dict:
         """Write the running record: the common fields, then `facts` (the kind's own, in order); return it."""
-        from autoencoders import train as T
-        from percept.contracts import run as run_c  # the run-record contract, kinds "style" and "superres"
-
         self.record = {"run": self.cfg.run_name, "kind": self.kind, "status": "running", "config": asdict(self.cfg),
                        "device": str(device), "versions": T.versions(), "git_commit": T.git_commit(), **facts,
                        "started": T._now(), "epochs_done": epochs_done}
@@ -67,18 +65,11 @@ class RunFiles:
 
     def write_metrics(self, history: list[dict]) -> None:
         """metrics.csv from the rows so far, atomically, in this kind's columns."""
-        import pandas as pd
-
-        from percept.contracts.tables import atomic_write_csv
-
         atomic_write_csv(pd.DataFrame(history, columns=list(self.columns)), self.run_dir / "metrics.csv")
 
     def end_epoch(self, model: torch.nn.Module, model_spec: dict, optimizer: torch.optim.Optimizer,
                   generator: torch.Generator, epoch: int, step: int, history: list[dict]) -> None:
         """Save the checkpoint, then metrics.csv, then the record: a kill between them resumes from the checkpoint."""
-        from autoencoders import train as T
-        from percept.contracts import run as run_c
-
         T.save_checkpoint(self.run_dir / "checkpoint.pt", {
             "format": T.CHECKPOINT_FORMAT, "version": T.CHECKPOINT_VERSION, "kind": self.kind,
             "config": asdict(self.cfg), "model_spec": model_spec, "model": model.state_dict(),
@@ -91,8 +82,5 @@ class RunFiles:
 
     def finish(self, epoch: int) -> None:
         """Mark the record finished."""
-        from autoencoders import train as T
-        from percept.contracts import run as run_c
-
         self.record.update(status="finished", finished=T._now(), epochs_done=epoch)
         run_c.write_run_record(self.run_dir, self.record)
