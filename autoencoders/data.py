@@ -81,10 +81,20 @@ class ImageSet:
         """Images as one float32 (N, 3, H, W) tensor in [0, 1]."""
         return to_float(self.images if indices is None else self.images[np.asarray(indices, dtype=np.int64)])
 
+    def subset(self, indices: np.ndarray) -> ImageSet:
+        """The images at `indices`, with their labels and ids, as a new set of the same name and split."""
+        return ImageSet(self.name, self.split, self.images[indices], self.labels[indices],
+                        [self.image_ids[i] for i in indices], self.label_names)
+
     def summary(self) -> dict:
         """A JSON-able description saved with every run."""
         return {"data": self.name, "split": self.split, "n": len(self), "image_size": self.image_size,
                 "labels": self.label_names}
+
+
+def spread(n_items: int, n: int) -> np.ndarray:
+    """min(n, n_items) indices spread evenly over range(n_items), first and last included, sorted and distinct."""
+    return np.unique(np.linspace(0, n_items - 1, min(n, n_items)).round().astype(int))
 
 
 def to_float(images: np.ndarray) -> torch.Tensor:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -207,8 +207,8 @@ def train_style(config: StyleTrainConfig) -> Path:
     import torch
 
     from autoencoders import train as T
-    from autoencoders.data import ImageSet, load_dataset, make_loader
-    from percept.contracts import run as run_c  # kind "style" of the run-record contract
+    from autoencoders.data import load_dataset, make_loader, spread
+    from autoencoders.run_files import RunFiles
 
     cfg = config
     if not cfg.style:
@@ -220,18 +220,14 @@ def train_style(config: StyleTrainConfig) -> Path:
         raise InputError(f"--lr must be a positive number, got {cfg.lr}")
     device = T.resolve_device(cfg.device)
     style_image = read_rgb(cfg.style, cfg.style_size)
-    resume_state = T.prepare_run_dir(cfg)
+    files = RunFiles(cfg, CHECKPOINT_KIND, "style-transfer", STYLE_COLUMNS)
+    resume_state, finished = files.prepare()
     run_dir = cfg.run_dir
-    if resume_state is not None and resume_state.get("finished"):
-        print(f"style {cfg.run_name}: already finished with these settings; nothing to resume")
+    if finished:
         return run_dir
-    if resume_state is not None and resume_state.get("kind") != CHECKPOINT_KIND:
-        raise InputError(f"{run_dir / 'checkpoint.pt'}: not a style-transfer checkpoint")
     data = load_dataset(cfg.content, cfg.train_split, root=cfg.data_root, image_size=cfg.image_size)
     if cfg.train_images:
-        keep = np.unique(np.linspace(0, len(data) - 1, min(cfg.train_images, len(data))).round().astype(int))
-        data = ImageSet(data.name, data.split, data.images[keep], data.labels[keep], [data.image_ids[i] for i in keep],
-                        data.label_names)
+        data = data.subset(spread(len(data), cfg.train_images))
     if len(data) == 0:
         raise InputError(f"--content {cfg.content}: split {cfg.train_split!r} has no images")
     if cfg.image_size % 4:
@@ -245,13 +241,8 @@ def train_style(config: StyleTrainConfig) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = make_loader(data, cfg.batch_size, shuffle=True, device=device, generator=generator)
-    epoch, step, history = T.restore(resume_state, model, optimizer, generator)
-    if resume_state is not None:
-        print(f"style {cfg.run_name}: resuming after epoch {epoch} (step {step})")
-    record = {"run": cfg.run_name, "kind": CHECKPOINT_KIND, "status": "running", "config": asdict(cfg),
-              "device": str(device), "versions": T.versions(), "git_commit": T.git_commit(),
-              "data": data.summary(), "started": T._now(), "epochs_done": epoch}
-    run_c.write_run_record(run_dir, record)
+    epoch, step, history = files.restore(resume_state, model, optimizer, generator)
+    record = files.start(device, epoch, data=data.summary())
     while epoch < cfg.epochs:
         model.train()
         t0, sums, seen = time.perf_counter(), {}, 0
@@ -273,29 +264,12 @@ def train_style(config: StyleTrainConfig) -> Path:
         epoch += 1
         history.append({"epoch": epoch, "step": step, **{k: v / seen for k, v in sums.items()},
                         "images_per_s": seen / seconds, "seconds": seconds})
-        T.save_checkpoint(run_dir / "checkpoint.pt", {
-            "format": T.CHECKPOINT_FORMAT, "version": T.CHECKPOINT_VERSION, "kind": CHECKPOINT_KIND,
-            "config": asdict(cfg), "model_spec": {"arch": "transformer"}, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch, "step": step, "rng": T.rng_state(generator), "metrics": history,
-        })
-        _write_rows(run_dir / "metrics.csv", history)
-        record["epochs_done"] = epoch
-        run_c.write_run_record(run_dir, record)
+        files.end_epoch(model, {"arch": "transformer"}, optimizer, generator, epoch, step, history)
         h = history[-1]
         print(f"style {cfg.run_name}: epoch {epoch}/{cfg.epochs} loss {h['loss']:.4g} (content {h['content']:.4g}, "
               f"style {h['style']:.4g}, tv {h['tv']:.4g})", flush=True)
-    record.update(status="finished", finished=T._now(), epochs_done=epoch)
-    run_c.write_run_record(run_dir, record)
+    files.finish(epoch)
     return run_dir
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    import pandas as pd
-
-    from percept.contracts.tables import atomic_write_csv
-
-    atomic_write_csv(pd.DataFrame(rows, columns=list(STYLE_COLUMNS)), path)
 
 
 def load_transformer(run_dir: str | Path, device="cpu") -> nn.Module:

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from autoencoders.export import DEFAULT_N, DEFAULT_SPARES  # numpy and the contracts only, like this module
 from percept.contracts import InputError
@@ -255,44 +253,30 @@ def evaluate_sr(model, hr_all: Tensor, scale: int, batch_size: int, device, lpip
 CHECKPOINT_KIND = "superres"
 
 
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    import pandas as pd
-
-    from percept.contracts.tables import atomic_write_csv
-
-    atomic_write_csv(pd.DataFrame(rows, columns=list(SR_COLUMNS)), path)
-
-
 def train_sr(config: SRConfig) -> Path:
     """Train (or resume) one super-resolution run; return its folder."""
     import torch
 
     from autoencoders import train as T
-    from autoencoders.data import load_dataset, make_loader
+    from autoencoders.data import load_dataset, make_loader, spread
     from autoencoders.loss_spec import with_vgg_weights
     from autoencoders.losses import get_loss
     from autoencoders.models import count_parameters
-    from percept.contracts import run as run_c
+    from autoencoders.run_files import RunFiles
 
     cfg = validate_sr(config)
     device = T.resolve_device(cfg.device)
-    resume_state = T.prepare_run_dir(cfg)  # same fresh/resume/finished/refuse rules as `percept train`
+    files = RunFiles(cfg, CHECKPOINT_KIND, "super-resolution", SR_COLUMNS)
+    resume_state, finished = files.prepare()  # same fresh/resume/finished/refuse rules as `percept train`
     run_dir = cfg.run_dir
-    if resume_state is not None and resume_state.get("finished"):
-        print(f"superres {cfg.run_name}: already finished with these settings; nothing to resume")
+    if finished:
         return run_dir
-    if resume_state is not None and resume_state.get("kind") != CHECKPOINT_KIND:
-        raise InputError(f"{run_dir / 'checkpoint.pt'}: not a super-resolution checkpoint")
 
     train_set = load_dataset(cfg.data, cfg.train_split, root=cfg.data_root, image_size=cfg.image_size, verify=cfg.verify)
     eval_set = load_dataset(cfg.data, cfg.eval_split, root=cfg.data_root, image_size=cfg.image_size, verify=cfg.verify)
     if cfg.train_images:
-        from autoencoders.data import ImageSet
-
         # Spread over the split, so a quick run still sees every photo or class.
-        keep = np.unique(np.linspace(0, len(train_set) - 1, min(cfg.train_images, len(train_set))).round().astype(int))
-        train_set = ImageSet(train_set.name, train_set.split, train_set.images[keep], train_set.labels[keep],
-                             [train_set.image_ids[i] for i in keep], train_set.label_names)
+        train_set = train_set.subset(spread(len(train_set), cfg.train_images))
     if len(train_set) == 0 or len(eval_set) == 0:
         raise InputError(f"--data {cfg.data}: needs images in both {cfg.train_split!r} and {cfg.eval_split!r}")
 
@@ -304,26 +288,22 @@ def train_sr(config: SRConfig) -> Path:
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = make_loader(train_set, cfg.batch_size, shuffle=True, device=device, generator=generator)
     # Spread over the held-out split (as export picks them), so every photo or class is scored.
-    hr_eval = eval_set.tensor(np.unique(np.linspace(0, len(eval_set) - 1, min(cfg.eval_images, len(eval_set))).round().astype(int)))
+    hr_eval = eval_set.tensor(spread(len(eval_set), cfg.eval_images))
 
-    epoch, step, history = T.restore(resume_state, model, optimizer, generator)
-    if resume_state is not None:
-        print(f"superres {cfg.run_name}: resuming after epoch {epoch} (step {step})")
-    else:
+    epoch, step, history = files.restore(resume_state, model, optimizer, generator)
+    if resume_state is None:
         base = evaluate_sr(None, hr_eval, cfg.scale, cfg.batch_size, device, lpips_fn)
         history.append({"epoch": 0, "split": cfg.eval_split, "method": "bicubic", "loss": float("nan"), **base})
 
-    record = {
-        "run": cfg.run_name, "kind": CHECKPOINT_KIND, "status": "running", "config": asdict(cfg), "device": str(device),
-        "versions": T.versions(), "git_commit": T.git_commit(),
-        "model": {**model.describe(), "parameters": count_parameters(model)},
-        "data": {"train": train_set.summary(), "eval": eval_set.summary()},
-        "metrics_note": "psnr/ssim/ms_ssim on RGB over the whole image; psnr_y/ssim_y on BT.601 Y with a border of "
-                        f"{cfg.scale} px cropped; ms_ssim empty below 2 scales; lpips empty without VGG-16 weights",
-        "lpips": lpips_fn is not None, "started": T._now(), "epochs_done": epoch,
-    }
-    run_c.write_run_record(run_dir, record)  # kind "superres" of the run-record contract
-    _write_metrics(run_dir / "metrics.csv", history)
+    record = files.start(
+        device, epoch,
+        model={**model.describe(), "parameters": count_parameters(model)},
+        data={"train": train_set.summary(), "eval": eval_set.summary()},
+        metrics_note="psnr/ssim/ms_ssim on RGB over the whole image; psnr_y/ssim_y on BT.601 Y with a border of "
+                     f"{cfg.scale} px cropped; ms_ssim empty below 2 scales; lpips empty without VGG-16 weights",
+        lpips=lpips_fn is not None,
+    )
+    files.write_metrics(history)
 
     while epoch < cfg.epochs:
         model.train()
@@ -356,20 +336,11 @@ def train_sr(config: SRConfig) -> Path:
                **evaluate_sr(model, hr_eval, cfg.scale, cfg.batch_size, device, lpips_fn),
                "loss": total / seen, "images_per_s": seen / seconds, "seconds": seconds}
         history.append(row)
-        T.save_checkpoint(run_dir / "checkpoint.pt", {
-            "format": T.CHECKPOINT_FORMAT, "version": T.CHECKPOINT_VERSION, "kind": CHECKPOINT_KIND,
-            "config": asdict(cfg), "model_spec": model.describe(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "rng": T.rng_state(generator),
-            "metrics": history,
-        })
-        _write_metrics(run_dir / "metrics.csv", history)
-        record["epochs_done"] = epoch
-        run_c.write_run_record(run_dir, record)
+        files.end_epoch(model, model.describe(), optimizer, generator, epoch, step, history)
         print(f"superres {cfg.run_name}: epoch {epoch}/{cfg.epochs} train loss {row['loss']:.4g} | {cfg.eval_split}: "
               f"psnr {row['psnr']:.2f} (bicubic {history[0]['psnr']:.2f}) psnr_y {row['psnr_y']:.2f} ssim {row['ssim']:.3f}",
               flush=True)
-    record.update(status="finished", finished=T._now(), epochs_done=epoch)
-    run_c.write_run_record(run_dir, record)
+    files.finish(epoch)
     return run_dir
 
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 
+from ae_support import blob_images
 from autoencoders.export import _own_metric_verdict, flat_baseline, safe_names
 from autoencoders.losses import image_metrics
 from percept import cli
@@ -25,12 +26,8 @@ PERCEPT = str(Path(sys.executable).with_name("percept"))
 def experiment(tmp_path_factory):
     """Three tiny runs (fc, conv, vae) on a folder of 32×32 images, trained through the CLI."""
     root = tmp_path_factory.mktemp("export")
-    images = root / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(23):  # file-name hashing puts 3 of these 23 names into the test split
-        img = np.kron(rng.random((4, 4, 3)), np.ones((12, 12, 1)))[:40, :48]
-        Image.fromarray((img * 255).astype(np.uint8)).save(images / f"photo {i:02d}.jpg", quality=95)
+    # File-name hashing puts 3 of these 23 names into the test split; JPEGs with spaces in their names.
+    images = blob_images(root / "imgs", seed=0, n=23, block=12, size=(40, 48), name="photo {:02d}.jpg", quality=95)
     out = root / "exp"
     for arch, loss in (("fc", "mse"), ("conv", "mae"), ("vae", "ms_ssim")):
         assert cli.main(["train", "--data", f"folder:{images}", "--image-size", "32", "--arch", arch, "--loss", loss,

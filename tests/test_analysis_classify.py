@@ -7,6 +7,7 @@ import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
+from ae_support import three_classes
 from analysis import classify as cl
 from percept.contracts.codes import write_codes
 from percept.contracts.manifest import write_manifest
@@ -77,9 +78,7 @@ def test_intervals_cluster_by_source_photograph_and_runs_are_flagged(tmp_path):
 def test_holm_across_unflagged_pairs_and_wilson_without_shared_sources(tmp_path):
     rng = np.random.default_rng(2)
     n = 90
-    labels = np.repeat([0, 1, 2], n // 3)
-    ids = [f"stl10:test:{i:05d}" for i in range(n)]
-    splits = np.where(np.arange(n) % 3 == 0, "test", "train")
+    labels, ids, splits = three_classes(n, test_every=3, id_format="stl10:test:{:05d}")
     for run, scale in (("conv-mse-s0", 3.0), ("conv-mae-s0", 1.0), ("conv-ssim-s0", 0.0)):
         write_codes(tmp_path / "codes" / f"{run}.npz", rng.normal(size=(n, 4)) + scale * np.eye(3, 4)[labels],
                     labels, ids, splits)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ae_support import three_classes
 from analysis.classify import classify_codes
 from analysis.load import ExclusionRules, analysis_dir, load_study
 from percept.contracts import ContractError, InputError
@@ -62,10 +64,15 @@ def test_mixed_human_and_simulated_rows(tmp_path):
     assert set(humans.responses["participant"]) == {"P00", "P01"}
 
 
-def test_malformed_response_names_file_row_and_column(tmp_path):
+def _one_response_file(tmp_path) -> tuple[Path, Path, pd.DataFrame]:
+    """A one-participant study, its response CSV, and that CSV's cells as text for a test to corrupt."""
     folder = make_study(tmp_path, n_images=4, n_participants=1)
     path = folder / "responses" / "P00-1.csv"
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return folder, path, pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_malformed_response_names_file_row_and_column(tmp_path):
+    folder, path, df = _one_response_file(tmp_path)
     df.loc[3, "rt"] = "soon"
     df.to_csv(path, index=False)
     with pytest.raises(ContractError) as err:
@@ -75,9 +82,7 @@ def test_malformed_response_names_file_row_and_column(tmp_path):
 
 
 def test_response_contradicting_the_design_is_refused(tmp_path):
-    folder = make_study(tmp_path, n_images=4, n_participants=1)
-    path = folder / "responses" / "P00-1.csv"
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    folder, path, df = _one_response_file(tmp_path)
     df.loc[2, "image_id"] = "photos:test:other:9999"
     df.to_csv(path, index=False)
     with pytest.raises(ContractError, match=r"P00-1.csv: row 4, column 'image_id'.*differs from the design"):
@@ -121,9 +126,7 @@ def test_classification_accuracy_ci_pixels_and_chance(tmp_path):
 
     rng = np.random.default_rng(0)
     n = 120
-    labels = np.repeat([0, 1, 2], n // 3)
-    ids = [f"img{i}" for i in range(n)]
-    splits = np.where(np.arange(n) % 4 == 0, "test", "train")
+    labels, ids, splits = three_classes(n, test_every=4)
     informative = rng.normal(size=(n, 8)) + 3.0 * np.eye(3, 8)[labels]
     _codes(tmp_path, "fc-mse-s0", labels, informative, ids, splits)
     _codes(tmp_path, "fc-ms_ssim-s0", labels, rng.normal(size=(n, 8)), ids, splits)
@@ -179,9 +182,7 @@ def test_classification_uses_pixels_written_beside_the_codes(tmp_path):
 
     rng = np.random.default_rng(1)
     n = 90
-    labels = np.repeat([0, 1, 2], n // 3)
-    ids = [f"img{i}" for i in range(n)]
-    splits = np.where(np.arange(n) % 3 == 0, "test", "train")
+    labels, ids, splits = three_classes(n, test_every=3)
     _codes(tmp_path, "conv-mse-s0", labels, rng.normal(size=(n, 4)), ids, splits)
     images = np.clip(rng.normal(80 * labels[:, None, None, None] + 40, 20, size=(n, 3, 4, 4)), 0, 255).astype(np.uint8)
     write_pixels(tmp_path / "pixels.npz", images[::-1], ids[::-1])  # order differs from the codes: matched by id

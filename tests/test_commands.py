@@ -17,7 +17,7 @@ import pytest
 
 from percept import cli, commands
 from percept.contracts import InputError
-from test_study_support import REPO, make_manifest
+from test_study_support import REPO, make_manifest, mount_tmpfs
 
 MODULES = {module for module, _ in commands.REGISTRY.values()}
 ENTRY = {"percept": [sys.executable, "-m", "percept"]}
@@ -370,30 +370,17 @@ def exp(tmp_path_factory):
     return root
 
 
-def _mount_tmpfs(where: Path, options: str) -> bool:
-    where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True).returncode == 0
-
-
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 32 KiB tmpfs (root only): a design's catch images do not fit."""
-    where = tmp_path / "tiny"
-    if not _mount_tmpfs(where, "size=32k"):
-        pytest.skip("needs root and tmpfs to make a full disk (the injected ENOSPC test covers the rest)")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=False)
+    yield from mount_tmpfs(tmp_path / "tiny", "size=32k",
+                     "needs root and tmpfs to make a full disk (the injected ENOSPC test covers the rest)")
 
 
 @pytest.fixture
 def read_only(tmp_path):
-    where = tmp_path / "ro"
-    if not _mount_tmpfs(where, "size=1m,ro"):
-        pytest.skip("needs root and tmpfs to make a read-only file system")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=False)
+    """An empty read-only tmpfs (root only)."""
+    yield from mount_tmpfs(tmp_path / "ro", "size=1m,ro", "needs root and tmpfs to make a read-only file system")
 
 
 def test_file_system_failures_are_one_line_and_the_same_both_ways(exp, tmp_path, request):

@@ -10,15 +10,6 @@ from autoencoders.losses import get_loss
 from percept.contracts import InputError
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A VGG-16 state dict in torchvision's format (random weights: the real ones cannot be fetched here)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
-    torch.save(vgg16(weights=None).state_dict(), path)
-    return path
-
-
 def test_parse_weights_and_exponents():
     assert loss_spec.parse_loss_spec("ms_ssim+0.1*vgg_feature") == [(1.0, "ms_ssim"), (0.1, "vgg_feature")]
     assert loss_spec.parse_loss_spec(" mse + 1e+3*tv + 2e-1 * vgg_style") == [(1.0, "mse"), (1000.0, "tv"), (0.2, "vgg_style")]

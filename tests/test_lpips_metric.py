@@ -3,21 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.models import vgg16
 
+from ae_support import tiny_fc_run
 from percept.contracts import InputError
 
 lpips = pytest.importorskip("lpips")
 from autoencoders.lpips_metric import LpipsVGG  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A VGG-16 state dict in torchvision's format (random weights: the real ones cannot be fetched here)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
-    torch.save(vgg16(weights=None).state_dict(), path)
-    return path
 
 
 def test_backbone_is_our_file_and_linear_layers_are_shipped(weights_file):
@@ -91,23 +82,7 @@ def test_lpips_column_for_manifests(weights_file, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_experiment(tmp_path_factory):
     """One tiny fc run on a folder of 32×32 images, trained through the CLI."""
-    import numpy as np
-    from PIL import Image
-
-    from percept import cli
-
-    root = tmp_path_factory.mktemp("recon_lpips")
-    images = root / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(23):  # file-name hashing puts 3 of these 23 names into the test split
-        img = np.kron(rng.random((4, 4, 3)), np.ones((8, 8, 1)))
-        Image.fromarray((img * 255).astype(np.uint8)).save(images / f"p{i:02d}.png")
-    out = root / "exp"
-    assert cli.main(["train", "--data", f"folder:{images}", "--image-size", "32", "--arch", "fc", "--loss", "mse",
-                     "--width", "0.05", "--code-size", "6", "--batch-size", "4", "--epochs", "1", "--out", str(out),
-                     "--no-progress"]) == 0
-    return out
+    return tiny_fc_run(tmp_path_factory.mktemp("recon_lpips"))
 
 
 def test_reconstruct_adds_lpips_where_weights_exist(tiny_experiment, weights_file, capsys):

@@ -9,15 +9,6 @@ from autoencoders import perceptual
 from percept.contracts import InputError
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A VGG-16 state dict in torchvision's format (random weights: the real ones cannot be fetched here)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
-    torch.save(vgg16(weights=None).state_dict(), path)
-    return path
-
-
 def test_default_path_is_torch_hub_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     assert perceptual.default_weights_path() == tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"

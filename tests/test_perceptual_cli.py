@@ -6,9 +6,9 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
-from torchvision.models import vgg16
+
+from ae_support import random_vgg16_weights
 
 
 def percept(*args: str) -> subprocess.CompletedProcess:
@@ -52,9 +52,7 @@ def test_superres_train_and_export(tmp_path):
 
 @pytest.mark.slow
 def test_style_optimize_and_missing_weights(tmp_path):
-    torch.manual_seed(0)
-    weights = tmp_path / "vgg16.pth"
-    torch.save(vgg16(weights=None).state_dict(), weights)
+    weights = random_vgg16_weights(tmp_path / "vgg16.pth")
     for name, colour in (("s.png", (200, 30, 30)), ("c.png", (20, 120, 220))):
         Image.new("RGB", (24, 24), colour).save(tmp_path / name)
     common = ["--style", str(tmp_path / "s.png"), "--content", str(tmp_path / "c.png"), "--style-size", "24",

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,8 @@ from percept.contracts.staging import (ARCHIVE_PREFIX, StageBusy, human_response
                                        staged_dir, stage_lock)
 from study.design import DesignConfig, build_design
 from study.observers import simulate
-from test_study_support import PERCEPT, REPO, make_manifest
+from ae_support import tiny_fc_run
+from test_study_support import PERCEPT, REPO, make_manifest, mount_tmpfs
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -45,6 +48,24 @@ def one_line(text: str) -> str:
     assert len(lines) == 1, text
     assert "Traceback" not in text
     return lines[0]
+
+
+@contextmanager
+def lock_holder(folder: Path, command: str, shared: bool = False) -> Iterator[subprocess.Popen]:
+    """Another process holding stage_lock(folder, command) for the block; killed at its end, which frees the lock."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from percept.contracts.staging import stage_lock
+        with stage_lock({str(folder)!r}, {command!r}, shared={shared!r}):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def save(root: Path) -> dict[str, bytes]:
@@ -137,13 +158,7 @@ def test_enospc_from_a_fault_injecting_writer(tmp_path):
 @pytest.fixture()
 def tmpfs(tmp_path):
     """A 1 MiB tmpfs when root can mount one; else the test is skipped (the fault injector above covers it)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    yield from mount_tmpfs(tmp_path / "mnt", "size=1m", "cannot mount a tmpfs here")
 
 
 def test_disk_full_on_a_real_small_filesystem(tmpfs):
@@ -161,24 +176,13 @@ def test_disk_full_on_a_real_small_filesystem(tmpfs):
 def test_second_writer_refuses_in_one_line_naming_the_holder(tmp_path):
     target = tmp_path / "out"
     before = _old_set(target)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from percept.contracts.staging import stage_lock
-        with stage_lock({str(target)!r}, "percept simulate --holder"):
-            print("held", flush=True)
-            time.sleep(30)
-    """)], env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_holder(target, "percept simulate --holder") as holder:
         with pytest.raises(StageBusy) as err:
             with staged_dir(target) as staging:
                 (staging / "x").write_text("never")
         msg = one_line(str(err.value))
         assert f"pid {holder.pid}" in msg and "percept simulate --holder" in msg
         assert snapshot(target) == before and leftovers(tmp_path) == []
-    finally:
-        holder.kill()
-        holder.wait()
     with stage_lock(target):  # released when its holder dies
         pass
 
@@ -399,15 +403,7 @@ def test_simulate_on_a_full_disk_changes_nothing(exp, tmpfs):
 def test_two_commands_into_one_study_the_second_refuses(exp):
     study = exp / "study"
     before = snapshot(exp)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from percept.contracts.staging import stage_lock
-        with stage_lock({str(study)!r}, "percept simulate --participants 99"):
-            print("held", flush=True)
-            time.sleep(60)
-    """)], env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_holder(study, "percept simulate --participants 99") as holder:
         for args in (("simulate", "--design", str(study / "design.csv"), "--participants", "2"),
                      ("design", "--manifest", str(exp / "reconstructions" / "manifest.csv"), "--out", str(exp),
                       "--overwrite")):
@@ -415,9 +411,6 @@ def test_two_commands_into_one_study_the_second_refuses(exp):
             msg = one_line(r.stderr)
             assert r.returncode == 2 and f"pid {holder.pid}" in msg and "percept simulate --participants 99" in msg
         assert snapshot(exp) == before
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.mark.slow
@@ -457,15 +450,7 @@ def test_simulate_killed_at_random_points(exp):
 def test_a_session_in_progress_blocks_design_and_simulate_not_another_session(exp):
     study = exp / "study"
     before = snapshot(exp)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from percept.contracts.staging import stage_lock
-        with stage_lock({str(study)!r}, "percept run --participant P07", shared=True):
-            print("held", flush=True)
-            time.sleep(60)
-    """)], env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_holder(study, "percept run --participant P07", shared=True):
         with pytest.raises(StageBusy) as err:
             simulate(study / "design.csv", 2, observer="random")
         assert "percept run --participant P07" in one_line(str(err.value))
@@ -474,9 +459,6 @@ def test_a_session_in_progress_blocks_design_and_simulate_not_another_session(ex
         assert snapshot(exp) == before
         with stage_lock(study, "percept run --participant P08", shared=True):
             pass  # a second booth may run at the same time
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_reconstruct_refuses_even_when_the_manifest_was_deleted(exp):
@@ -514,21 +496,9 @@ def test_a_symlinked_stage_folder_keeps_what_it_pointed_to(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny fc run on 32×32 images, with reconstructions (1 image) and codes."""
-    from PIL import Image
-
     from percept import cli
 
-    root = tmp_path_factory.mktemp("trained")
-    images = root / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(23):
-        img = np.kron(rng.random((4, 4, 3)), np.ones((8, 8, 1)))
-        Image.fromarray((img * 255).astype(np.uint8)).save(images / f"p{i:02d}.png")
-    out = root / "exp"
-    assert cli.main(["train", "--data", f"folder:{images}", "--image-size", "32", "--arch", "fc", "--loss", "mse",
-                     "--width", "0.05", "--code-size", "6", "--batch-size", "4", "--epochs", "1",
-                     "--out", str(out), "--no-progress"]) == 0
+    out = tiny_fc_run(tmp_path_factory.mktemp("trained"))
     assert cli.main(["reconstruct", "--out", str(out), "--n", "1"]) == 0
     assert cli.main(["encode", "--out", str(out)]) == 0
     return out

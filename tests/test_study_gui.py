@@ -15,6 +15,8 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,7 @@ def design(tmp_path_factory):
 
 
 def _trials(design: Path) -> pd.DataFrame:
+    """List 0's trials in presentation order."""
     df = design_c.read_design(design)
     return df[df["list_id"] == 0].sort_values("trial").reset_index(drop=True)
 
@@ -170,6 +173,35 @@ def _press(env, *keys):
         time.sleep(0.03)
 
 
+@contextmanager
+def _session(cmd: list[str], env: dict, csv: Path) -> Iterator[subprocess.Popen]:
+    """Start `percept run` (cmd), wait until its record matches its CSV, pass the first screen; SIGKILL it on leaving."""
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        t = time.monotonic()
+        while not csv.with_suffix(".json").is_file() or json.loads(csv.with_suffix(".json").read_text())["n_answered"] != _rows(csv):
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() - t < TIMEOUT
+            time.sleep(0.05)
+        time.sleep(0.3)
+        _press(env, "space")  # instructions or welcome-back screen
+        yield proc
+    finally:
+        if proc.poll() is None:  # the mid-session kill the tests resume from, or a failed test's leftover window
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _thank_and_exit(env: dict, proc: subprocess.Popen) -> None:
+    """Press space on the thank-you screen until the experiment exits, and check that it exited 0."""
+    t = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t < TIMEOUT:
+        _press(env, "space")
+        time.sleep(0.3)
+    assert proc.poll() is not None, "the experiment is still running after the thank-you screen"
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+
+
 def _xdotool_keys(trial: pd.Series) -> tuple[list[str], list[str], str]:
     """The X key names sent for a trial, and the (ranking presses, triplet key) they mean."""
     n = int(trial["trial"])
@@ -208,39 +240,15 @@ def test_xdotool_keys_and_sigkill_mid_session_lose_nothing(display_env, design, 
     cmd = [sys.executable, "-m", "percept", "run", "--design", str(design), "--participant", "X01",
            "--break-every", "4", "--iti", "0.1"]
 
-    def start():
-        proc = subprocess.Popen(cmd, env=display_env, cwd=REPO, stderr=subprocess.PIPE, text=True)
-        t = time.monotonic()
-        while not csv.with_suffix(".json").is_file() or json.loads(csv.with_suffix(".json").read_text())["n_answered"] != _rows(csv):
-            assert proc.poll() is None, proc.stderr.read()[-2000:]
-            assert time.monotonic() - t < TIMEOUT
-            time.sleep(0.05)
-        time.sleep(0.3)
-        _press(display_env, "space")  # instructions or welcome-back screen
-        return proc
-
-    proc = start()
-    try:
+    with _session(cmd, display_env, csv) as proc:
         second = subprocess.run(cmd, env=display_env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
         assert second.returncode == 2 and "another `percept run` is using this participant/session" in second.stderr
         _drive(display_env, proc, csv, trials, until=5)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
     assert _rows(csv) == 5 and json.loads(csv.with_suffix(".json").read_text())["completed"] is False
 
-    proc = start()
-    try:
+    with _session(cmd, display_env, csv) as proc:
         _drive(display_env, proc, csv, trials, until=len(trials))
-        t = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t < TIMEOUT:
-            _press(display_env, "space")  # the thank-you screen
-            time.sleep(0.3)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        stderr = proc.stderr.read()
-    assert proc.returncode == 0, stderr[-2000:]
+        _thank_and_exit(display_env, proc)
     df = responses_c.read_responses(csv)
     assert df["trial"].tolist() == trials["trial"].tolist()  # every trial exactly once
     for (_, trial), (_, row) in zip(trials.iterrows(), df.iterrows()):

@@ -6,24 +6,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from percept.contracts import design as design_c
 from percept.contracts import responses as responses_c
 from study import trials as kinds
 from study.design import DesignConfig, build_design
 from study.experiment import TEXT_HEIGHT, button_layout, layout
-from test_study_gui import TIMEOUT, _press, _rows, display_env  # noqa: F401  (display_env is a fixture)
+from test_study_gui import TIMEOUT, _press, _rows, _session, _thank_and_exit, _trials
+from test_study_gui import display_env  # noqa: F401  (a fixture)
 from test_study_support import REPO, make_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.gui]
@@ -38,11 +36,6 @@ def design(tmp_path_factory):
     return build_design(manifest, root, DesignConfig(kinds=NEW, pairs=(("mse", "ms_ssim"),), ranking_losses=("mse", "ms_ssim"),
                                                      images=2, lists=1, practice=0, catch=0.25, seed=1, mirror=False,
                                                      jnd_ms=(150, 50, 150)))
-
-
-def _trials(design: Path) -> pd.DataFrame:
-    df = design_c.read_design(design)
-    return df[df["list_id"] == 0].sort_values("trial").reset_index(drop=True)
 
 
 def _clicked(trial: pd.Series) -> bool:
@@ -134,17 +127,6 @@ def test_xdotool_presses_and_sigkill_then_resume_in_every_new_kind(display_env, 
     cmd = [sys.executable, "-m", "percept", "run", "--design", str(design), "--participant", "X02",
            "--break-every", "100", "--iti", "0.1"]
 
-    def start():
-        proc = subprocess.Popen(cmd, env=display_env, cwd=REPO, stderr=subprocess.PIPE, text=True)
-        t = time.monotonic()
-        while not csv.with_suffix(".json").is_file() or json.loads(csv.with_suffix(".json").read_text())["n_answered"] != _rows(csv):
-            assert proc.poll() is None, proc.stderr.read()[-2000:]
-            assert time.monotonic() - t < TIMEOUT
-            time.sleep(0.05)
-        time.sleep(0.3)
-        _press(display_env, "space")  # instructions or welcome-back screen
-        return proc
-
     def drive(proc, until):
         deadline = time.monotonic() + TIMEOUT * 2
         while _rows(csv) < until:
@@ -165,26 +147,13 @@ def test_xdotool_presses_and_sigkill_then_resume_in_every_new_kind(display_env, 
                 continue
             time.sleep(0.3)
 
-    proc = start()
-    try:
+    with _session(cmd, display_env, csv) as proc:
         drive(proc, until=6)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
     assert _rows(csv) == 6 and json.loads(csv.with_suffix(".json").read_text())["completed"] is False
 
-    proc = start()
-    try:
+    with _session(cmd, display_env, csv) as proc:
         drive(proc, until=len(trials))
-        t = time.monotonic()
-        while proc.poll() is None and time.monotonic() - t < TIMEOUT:
-            _press(display_env, "space")  # the thank-you screen
-            time.sleep(0.3)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        stderr = proc.stderr.read()
-    assert proc.returncode == 0, stderr[-2000:]
+        _thank_and_exit(display_env, proc)
     df = responses_c.read_responses(csv)
     assert df["trial"].tolist() == trials["trial"].tolist()  # every trial exactly once
     for (_, trial), (_, row) in zip(trials.iterrows(), df.iterrows()):

@@ -1,4 +1,4 @@
-"""Shared helpers for the study tests: a small real manifest of generated 96×96 PNGs, X display handling."""
+"""Shared helpers for the study tests: a small real manifest of generated 96×96 PNGs, X display handling, tmpfs mounts."""
 from __future__ import annotations
 
 import itertools
@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from percept.contracts import manifest as manifest_c
@@ -138,3 +140,16 @@ def start_xvfb() -> tuple[subprocess.Popen, str] | None:
         proc.kill()
         return None
     return proc, f":{number.decode().strip()}"
+
+
+def mount_tmpfs(where: Path, options: str, skip: str) -> Iterator[Path]:
+    """For a fixture to `yield from`: a tmpfs mounted at `where` with `options`, or the test skipped saying `skip`.
+
+    Only root can mount, so elsewhere the tests that need a real full or read-only file system skip.
+    """
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip(skip)
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)

@@ -10,18 +10,9 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from torchvision.models import vgg16
 
 from autoencoders import style
 from percept.contracts import InputError
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
-    torch.save(vgg16(weights=None).state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

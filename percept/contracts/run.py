@@ -156,6 +156,15 @@ def _check_type(value: Any, want: Any, path: Path, key: str) -> None:
         raise ContractError(f"{path}: key '{key}' must be {_type_name(want)}, got {value!r}")
 
 
+def _check_keys(obj: dict, types: dict[str, Any], path: Path, key: str) -> None:
+    """Refuse the object at `key` when it lacks a key of `types` (all named) or one has the wrong type."""
+    missing = [k for k in types if k not in obj]
+    if missing:
+        raise ContractError(f"{path}: key '{key}' lacks {', '.join(missing)}")
+    for name, want in types.items():
+        _check_type(obj[name], want, path, f"{key}.{name}")
+
+
 # Config keys (and types) of the other kinds of run record; see the module docstring.
 RUN_KINDS = {
     "autoencoder": CONFIG_TYPES,
@@ -203,19 +212,11 @@ def check_run_record(record: object, path: str | Path) -> dict:
     if kind not in RUN_KINDS:
         raise ContractError(f"{path}: key 'kind' is {kind!r}, not one of {', '.join(RUN_KINDS)}")
     if kind != "autoencoder":
-        missing = [k for k in RUN_KINDS[kind] if k not in cfg]
-        if missing:
-            raise ContractError(f"{path}: key 'config' lacks {', '.join(missing)}")
-        for key, want in RUN_KINDS[kind].items():
-            _check_type(cfg[key], want, path, f"config.{key}")
+        _check_keys(cfg, RUN_KINDS[kind], path, "config")
         _check_other_kind(kind, record, cfg, path)
         _check_epochs_done(record, path)
         return record
-    missing = [k for k in CONFIG_TYPES if k not in cfg]
-    if missing:
-        raise ContractError(f"{path}: key 'config' lacks {', '.join(missing)}")
-    for key, want in CONFIG_TYPES.items():
-        _check_type(cfg[key], want, path, f"config.{key}")
+    _check_keys(cfg, CONFIG_TYPES, path, "config")
     for key in ("image_size", "code_size"):
         if cfg[key] < 1:
             raise ContractError(f"{path}: key 'config.{key}' must be ≥ 1, got {cfg[key]}")
@@ -246,11 +247,7 @@ def check_guard(guard: object, path: str | Path) -> dict:
     """Refuse a `guard` object (written at the end of training) of the wrong shape or with non-finite values."""
     if not isinstance(guard, dict):
         raise ContractError(f"{path}: key 'guard' must be an object, got {guard!r}")
-    missing = [k for k in GUARD_KEYS if k not in guard]
-    if missing:
-        raise ContractError(f"{path}: key 'guard' lacks {', '.join(missing)}")
-    for key, want in GUARD_KEYS.items():
-        _check_type(guard[key], want, path, f"guard.{key}")
+    _check_keys(guard, GUARD_KEYS, path, "guard")
     for side in ("model", "flat"):
         for name, value in guard[side].items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
