@@ -6,7 +6,7 @@ the same synthetic uint8 images:
 
 - reference: what one writes first in plain PyTorch: a DataLoader over the dataset (one item at
   a time, collated on the host), `float(loss)` and a finiteness check after every step, piq's
-  MS-SSIM (3 scales at 96 px, the project's default weights) or `F.mse_loss`, float32;
+  MS-SSIM (3 scales at 96 px, the project's default weights), `F.mse_loss` or `F.l1_loss`, float32;
 - fast: `autoencoders.train.TrainSteps`, the loop `percept train` runs: the images resident on the
   device as uint8 and gathered there, channels_last `auto` (NHWC on CUDA only), precision `auto` (bf16 autocast on CUDA,
   float32 on CPU), the project's MS-SSIM, finiteness checked once per epoch; for the first case
@@ -73,9 +73,10 @@ def _reference(case: dict, images, device):
     torch.manual_seed(0)
     model = build_model(case["arch"], case["size"], 128, width=case["width"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = _piq_ms_ssim_loss() if case["loss"] == "ms_ssim" else F.mse_loss
-    if case["loss"] not in ("ms_ssim", "mse"):
-        raise SystemExit(f"benchmark: loss {case['loss']!r} has no reference; use ms_ssim or mse")
+    references = {"ms_ssim": _piq_ms_ssim_loss, "mse": lambda: F.mse_loss, "mae": lambda: F.l1_loss}
+    if case["loss"] not in references:
+        raise SystemExit(f"benchmark: loss {case['loss']!r} has no reference; use one of {', '.join(references)}")
+    loss_fn = references[case["loss"]]()
 
     def epoch(data: np.ndarray) -> int:
         ds = ImageSet("bench", "train", data, np.full(len(data), -1), [str(i) for i in range(len(data))])
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure every case on every device; print the table (and JSON rows with --json)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cpu, and cuda when present")
-    p.add_argument("--cases", default=",".join(DEFAULT_CASES), help="arch:loss,... (losses ms_ssim or mse)")
+    p.add_argument("--cases", default=",".join(DEFAULT_CASES), help="arch:loss,... (losses ms_ssim, mse or mae)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per measurement")
     p.add_argument("--width", type=float, default=1.0, help="model width (1 = the paper's size)")
     p.add_argument("--size", type=int, default=96)
