@@ -4,8 +4,9 @@ For every run of a reconstruction manifest (the main images), the per-image mean
 L* (lightness), a* (green − / red +) and b* (blue − / yellow +), `skimage.color.rgb2lab` of the saved
 8-bit PNGs, averaged over images with a t 95% CI across images. ΔE00 (in the manifest) says how far colour
 is off; this says in which direction, and whether the shift is systematic (a CI that excludes 0) or
-image-by-image scatter around the right colour. The flat baseline (each image's own mean colour) is the
-check: its shift must be ≈ 0.
+image-by-image scatter around the right colour. The flat baseline (each image's own mean RGB colour) comes
+out near 0 on natural photos, though not exactly: CIELAB is not linear in RGB, so the Lab of the mean colour
+is not the mean of the Lab values (on saturated synthetic blocks the gap is several units).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/colour_shift.py runs/demo/reconstructions/manifest.csv
 """

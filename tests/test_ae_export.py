@@ -194,3 +194,31 @@ def test_flat_baseline_and_own_metric_rule():
     assert "ms_ssim 0.33" in _own_metric_verdict("mix", {"ms_ssim": np.array([0.33, 0.33])}, base)
     assert _own_metric_verdict("ms_ssim", {"ms_ssim": np.array([0.4, 0.5])}, base) is None
     assert _own_metric_verdict("vgg", {}, base) is None  # trained on none of the manifest's metrics
+
+
+def test_colour_shift_benchmark_finds_a_known_tint_and_none_in_exact_copies(experiment, tmp_path):
+    """benchmarks/colour_shift.py on a real export whose PNGs are replaced: exact copies shift 0, a blue tint b* < 0."""
+    import importlib.util
+    import shutil
+
+    out, _ = experiment
+    assert cli.main(["reconstruct", "--out", str(out), "--n", "3", "--spares", "0"]) == 0
+    folder = tmp_path / "reconstructions"
+    shutil.copytree(out / "reconstructions", folder)
+    df = read_manifest(folder / "manifest.csv")
+    for row in df.itertuples():
+        original = np.asarray(Image.open(folder / row.original_path).convert("RGB")).astype(np.int16)
+        if row.run == "fc-mse-s0":  # an exact copy of the original
+            Image.fromarray(original.astype(np.uint8)).save(folder / row.recon_path)
+        elif row.run == "conv-mae-s0":  # the original with blue raised by 40 levels: b* (blue −) must fall
+            tinted = original.copy()
+            tinted[..., 2] = np.clip(tinted[..., 2] + 40, 0, 255)
+            Image.fromarray(tinted.astype(np.uint8)).save(folder / row.recon_path)
+    spec = importlib.util.spec_from_file_location("colour_shift", Path(__file__).parents[1] / "benchmarks" / "colour_shift.py")
+    colour_shift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(colour_shift)
+    rows = {r["run"]: r for r in colour_shift.shifts(folder / "manifest.csv")}
+    assert set(rows) == {"conv-mae-s0", "fc-mse-s0", "flat", "vae-ms_ssim-s0"} and rows["flat"]["n"] == 3
+    assert all(rows["fc-mse-s0"][k] == (0.0, 0.0, 0.0) for k in ("L", "a", "b")), rows["fc-mse-s0"]
+    mean, low, high = rows["conv-mae-s0"]["b"]
+    assert mean < -5 and high < 0, rows["conv-mae-s0"]
