@@ -82,15 +82,18 @@ def run_configs(grid: GridConfig, make: Callable[..., object]) -> list:
         raise InputError("the grid needs at least one of each: archs, losses, seeds")
     if grid.jobs < 1 or grid.threads_per_job < 0:
         raise InputError(f"--jobs must be ≥ 1 and --threads-per-job ≥ 0, got {grid.jobs} and {grid.threads_per_job}")
-    if grid.jobs > 1 and _world_size() > 1:
+    if grid.jobs > 1 and _world() > 1:
         raise InputError("--jobs > 1 under torchrun: the processes train each run together; use --jobs 1")
     # resume: a killed run continues; never overwrite: a finished run is never retrained or deleted here
     return [validate(make(arch=a, loss=l, seed=s, resume=True, overwrite=False))
             for a, l, s in expand(grid.archs, grid.losses, grid.seeds, grid.extra_runs)]
 
 
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+def _world() -> int:
+    """The number of torchrun processes (1 without torchrun)."""
+    from autoencoders.train import dist_from_env
+
+    return dist_from_env().world
 
 
 def _primary() -> bool:
@@ -116,34 +119,15 @@ def _from_rank0(value: object) -> object:
 
     Rank 0 alone reads locks and decides; the others must follow, or under `percept grid` they would
     pair up for different runs (rank 0 skipping a locked run that rank 1 trains): silently wrong weights."""
+    if _world() == 1:
+        return value
     import torch.distributed as td
 
-    if _world_size() == 1 or not td.is_initialized():
+    if not td.is_initialized():
         return value
     box = [value]
     td.broadcast_object_list(box, src=0)
     return box[0]
-
-
-@contextlib.contextmanager
-def process_group(cfg) -> Iterator[None]:
-    """Under torchrun, one process group for the whole grid (each run's training joins it), so ranks can agree."""
-    if _world_size() == 1:
-        yield
-        return
-    import torch.distributed as td
-
-    from autoencoders.train import _backend, _rank_device, dist_from_env, resolve_device
-
-    d = dist_from_env()
-    own = not td.is_initialized()
-    if own:
-        td.init_process_group(_backend(_rank_device(resolve_device(cfg.device), d), d))
-    try:
-        yield
-    finally:
-        if own:
-            td.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -634,7 +618,9 @@ def run_grid(grid: GridConfig, make: Callable[..., object]) -> int:
     _preflight(configs[0])
     state["config"] = {"grid": json.loads(json.dumps(asdict(grid))), "train": json.loads(json.dumps(asdict(configs[0])))}
     write_state(out, state)
-    with process_group(configs[0]):
+    from autoencoders.train import process_group
+
+    with process_group(configs[0].device):  # under torchrun one group for all runs (each joins it), so ranks can agree
         outcomes = train_runs(grid, configs, state)
     problems = export_runs(grid, configs[0], state) if _primary() and (grid.reconstruct or grid.encode) else []
     bad = [o for o in outcomes if o.result in ("failed", "busy")]

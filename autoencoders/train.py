@@ -16,6 +16,7 @@ of processes (up to float rounding) and a run resumes with any number; rank 0 al
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -27,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -865,11 +866,12 @@ def _resident_images(cfg: TrainConfig, train_set: ImageSet, device: torch.device
     return DeviceImages(train_set.images, device), f"on ({why})"
 
 
-def train(config: TrainConfig) -> Path:
-    """Train (or resume) one run; return its folder `<out>/models/<arch>-<loss>-s<seed>/` (DDP under torchrun)."""
-    cfg = validate(config)
+@contextlib.contextmanager
+def process_group(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
+    """Under torchrun, join the process group for the block unless already in one (a grid holds one for all its runs);
+    yields this process's place and device. One process: nothing to join."""
     d = dist_from_env()
-    device = _rank_device(resolve_device(cfg.device), d)
+    device = _rank_device(resolve_device(device_name), d)
     own_group = False
     if d.world > 1:
         import torch.distributed as td
@@ -878,10 +880,17 @@ def train(config: TrainConfig) -> Path:
             td.init_process_group(_backend(device, d))
             own_group = True
     try:
-        return _train(cfg, d, device)
+        yield d, device
     finally:
         if own_group:
             td.destroy_process_group()
+
+
+def train(config: TrainConfig) -> Path:
+    """Train (or resume) one run; return its folder `<out>/models/<arch>-<loss>-s<seed>/` (DDP under torchrun)."""
+    cfg = validate(config)
+    with process_group(cfg.device) as (d, device):
+        return _train(cfg, d, device)
 
 
 def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
