@@ -20,13 +20,14 @@ from percept.contracts.design import read_design_pair
 from percept.contracts.manifest import file_hash, read_manifest
 from percept.contracts.responses import read_session_files
 from percept.contracts import provenance
+from percept.contracts.kinds import CATCH_THRESHOLD
 
 
 @dataclass(frozen=True)
 class ExclusionRules:
     """Rules that exclude a participant's data; each threshold is documented in the report."""
 
-    catch_threshold: float = 0.8  # catch trials are easy: below 80% correct means not attending
+    catch_threshold: float = CATCH_THRESHOLD  # catch trials are easy: below 80% correct means not attending
     side_bias: float = 0.9  # choosing one side on ≥90% of 2AFC trials ignores the images
     min_side_trials: int = 10  # side bias is judged only with enough 2AFC trials
     fast_rt: float = 0.2  # seconds; faster answers cannot follow from looking at the images

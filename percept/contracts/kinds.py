@@ -99,6 +99,11 @@ def check_choice(kind: str, choice: str, shown: dict[str, str]) -> str | None:
     return None if choice in s.choices() else f"{choice!r} is not one of {', '.join(s.choices())}"
 
 
+# Catch trials are easy: below 80 % of them right means not attending. The analysis's default exclusion rule
+# (analysis.load.ExclusionRules) and the online server's release of the completion code use this one number.
+CATCH_THRESHOLD = 0.8
+
+
 def catch_correct(kind: str, answer: str, choice: str, shown: dict[str, str]) -> bool:
     """Whether a catch trial was answered correctly: the original chosen, the right end of the scale, same/different."""
     s = spec(kind)

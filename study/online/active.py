@@ -44,16 +44,10 @@ from __future__ import annotations
 import numpy as np
 
 from percept.contracts import InputError
+from percept.contracts import kinds as kinds_c
 
 OBJECTIVES = ("eig", "variance")
 FALLBACK = 1e6  # score penalty of a comparison this participant already had: used only when nothing fresh is left
-
-
-def pairwise_kinds() -> tuple[str, ...]:
-    """Main kinds whose answer is a choice between two runs (triplet, pair)."""
-    from percept.contracts import kinds as kinds_c
-
-    return tuple(k for k in kinds_c.MAIN_KINDS if kinds_c.spec(k).family == "pairwise")
 
 
 class ActivePolicy:
@@ -71,7 +65,7 @@ class ActivePolicy:
             raise InputError(f"active policy: lapse must be in [0, 1), got {lapse}")
         if not pool:
             raise InputError(f"active policy: the pool is empty; it needs main trials of a pairwise kind "
-                             f"({', '.join(pairwise_kinds())})")
+                             f"({', '.join(kinds_c.of_family('pairwise'))})")
         self.objective = objective
         self.c_image, self.c_part = sd_image ** 2, sd_participant ** 2
         self.lapse, self.prior_prec = float(lapse), 1.0 / prior_sd ** 2
@@ -83,7 +77,7 @@ class ActivePolicy:
 
     # --- indexing -----------------------------------------------------------------------------
     def _index(self, pool: list[dict]) -> None:
-        kinds = set(pairwise_kinds())
+        kinds = set(kinds_c.of_family("pairwise"))
         groups: dict[tuple, int] = {}
         params: dict[tuple, int] = {}  # (group, loss) -> score index
         pairs: dict[tuple, int] = {}  # (group, loss_a, loss_b) -> pair index

@@ -36,11 +36,6 @@ class PolicyError(RuntimeError):
     """The active policy answered something that is not a valid choice (a bug there, refused here)."""
 
 
-def pairwise_kinds() -> tuple[str, ...]:
-    """Main kinds whose answers are a choice between two runs (triplet, pair)."""
-    return tuple(k for k in kinds_c.MAIN_KINDS if kinds_c.spec(k).family == "pairwise")
-
-
 @dataclass
 class ServedDesign:
     """A design loaded for serving: rows by (list_id, trial), each list in order, the active pool."""
@@ -68,7 +63,7 @@ class ServedDesign:
         lists: dict[int, list[dict]] = {}
         for r in sorted(records, key=lambda r: (r["list_id"], r["trial"])):
             lists.setdefault(r["list_id"], []).append(r)
-        kinds = set(pairwise_kinds())
+        kinds = set(kinds_c.of_family("pairwise"))
         pool = [r for r in sorted(records, key=lambda r: (r["list_id"], r["trial"]))
                 if r["block"] == "main" and r["kind"] in kinds]
         return cls(path, meta, file_hash(path)[:16], rows, lists, pool,
@@ -86,7 +81,7 @@ class ServedDesign:
         if policy == "active":
             if not self.pool:
                 raise InputError(f"{self.path}: --policy active needs main trials of a pairwise kind "
-                                 f"({', '.join(pairwise_kinds())}); the design has none")
+                                 f"({', '.join(kinds_c.of_family('pairwise'))}); the design has none")
             return [(list_id, r["trial"], (list_id, r["trial"]) in self.pool_index) for r in self.lists[list_id]]
         raise InputError(f"--policy: {policy!r} is not one of balanced, active")
 

@@ -5,11 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from percept.contracts import InputError
+from percept.contracts.kinds import CATCH_THRESHOLD  # the analysis's default exclusion rule: one number for both
 from study.online.security import MTURK_ORIGINS, origin_of
-
-# The analysis's default exclusion rule (analysis/load.py ExclusionRules.catch_threshold): below 80 % of the
-# catch trials right means not attending. The server applies the same number before releasing the code.
-CATCH_THRESHOLD = 0.8
 
 
 @dataclass(frozen=True)

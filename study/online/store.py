@@ -322,10 +322,3 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(s).where(s.c.study == self.design.study).order_by(s.c.created, s.c.session)).mappings().all()
         return [dict(r) for r in rows]
-
-    def list_places(self) -> dict[int, int]:
-        """Completed sessions per list (for the balance check)."""
-        sa, s = self.sa, self.t["sessions"]
-        with self.engine.connect() as conn:
-            return dict(conn.execute(sa.select(s.c.list_id, sa.func.count()).where(
-                s.c.study == self.design.study, s.c.completed_at.is_not(None)).group_by(s.c.list_id)).all())
