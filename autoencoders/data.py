@@ -259,7 +259,7 @@ def stl10_images(path: Path) -> np.ndarray:
 class StackedImages:
     """Several uint8 (N_i, 3, H, W) arrays (memory maps) indexed as one, never copied together unless asked.
 
-    Supports what ImageSet and its users do: len, shape, dtype, ndim, an int, a slice, an index or
+    Supports what ImageSet and its users do: len, shape, dtype, ndim, nbytes, an int, a slice, an index or
     boolean array, and `np.asarray` (which does read everything: for small sets only).
     """
 
@@ -269,6 +269,7 @@ class StackedImages:
         self.shape = (int(self.starts[-1]), *self.parts[0].shape[1:])
         self.dtype = self.parts[0].dtype
         self.ndim = len(self.shape)
+        self.nbytes = sum(int(p.nbytes) for p in self.parts)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -529,9 +530,11 @@ def batch_bounds(n: int, batch_size: int, rank: int = 0, world: int = 1) -> list
 
 
 def is_memory_mapped(images: np.ndarray) -> bool:
-    """Whether an array (or the array it views) is a memory-mapped file rather than data in RAM."""
+    """Whether an array (or the array it views, or a StackedImages part) is a memory-mapped file rather than data in RAM."""
     import mmap
 
+    if isinstance(images, StackedImages):
+        return any(is_memory_mapped(p) for p in images.parts)
     a: object = images
     while a is not None:
         if isinstance(a, (np.memmap, mmap.mmap)):

@@ -1,6 +1,8 @@
 """STL-10 at full size: a 2.76 GB `unlabeled_X.bin` (sparse on disk) is read batch by batch, never whole."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import tracemalloc
 
@@ -127,3 +129,30 @@ def test_checksums_are_computed_once_per_file_version(tmp_path):
         fh.write(b"\x01")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert data._md5(path) == file_hash(path, "md5") != first
+
+
+def test_training_on_train_plus_unlabeled_uses_the_stacked_memory_maps(tmp_path):
+    """configs/paper.toml trains on train+unlabeled: the stacked memory maps have a size and stay on disk on the CPU."""
+    from autoencoders import train as tr
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (5, 3, 96, 96), dtype=np.uint8)
+    b = rng.integers(0, 256, (4, 3, 96, 96), dtype=np.uint8)
+    data.write_stl10_fixture(tmp_path, {"train_X.bin": a, "unlabeled_X.bin": b, "test_X.bin": a[:3]},
+                             {"train_y.bin": [1, 2, 3, 4, 5], "test_y.bin": [0, 1, 2]})
+    stacked = data.load_stl10(tmp_path, "train+unlabeled", verify=False).images
+    assert stacked.nbytes == a.nbytes + b.nbytes and data.is_memory_mapped(stacked)
+    assert not data.is_memory_mapped(data.StackedImages([a, b]))  # in RAM: may be used where it is
+    cfg = tr.TrainConfig(data="stl10", data_root=str(tmp_path), train_split="train+unlabeled", eval_split="test",
+                         arch="fc", loss="mse", epochs=1, batch_size=4, width=0.05, code_size=4, eval_images=3,
+                         verify=False, progress=False, device="cpu", out=str(tmp_path / "exp"))
+    record = json.loads((tr.train(cfg) / "config.json").read_text())
+    assert record["status"] == "finished" and record["device_data"] == "off (a memory-mapped file stays on disk)"
+    # Resident on the device (what a GPU gets): the stacked parts are uploaded chunk by chunk, the same training.
+    on = tr.train(dataclasses.replace(cfg, device_data="on", out=str(tmp_path / "on")))
+    assert json.loads((on / "config.json").read_text())["device_data"].startswith("on")
+    import torch
+
+    for key, value in torch.load(on / "checkpoint.pt", weights_only=True)["model"].items():
+        assert torch.equal(value, torch.load(tmp_path / "exp" / "models" / on.name / "checkpoint.pt",
+                                             weights_only=True)["model"][key]), key
