@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from autoencoders.data import spread
 from percept.contracts import InputError
 from percept.contracts.run import loss_name
 
@@ -142,11 +143,9 @@ def pick_images(size: int, n: int | None, spares: int, command: str) -> tuple[np
         raise InputError(f"--n must be ≥ 1, got {n}")
     if spares < 0:
         raise InputError(f"--spares must be ≥ 0, got {spares}")
-    count = size if n is None else min(n, size)
-    main = np.unique(np.linspace(0, size - 1, count).round().astype(int))  # count distinct, ordered
+    main = spread(size, size if n is None else n)  # distinct, ordered
     rest = np.setdiff1d(np.arange(size), main)
-    k = min(spares, len(rest))
-    spare = rest[np.unique(np.linspace(0, len(rest) - 1, k).round().astype(int))] if k else np.array([], dtype=int)
+    spare = rest[spread(len(rest), spares)]
     if len(spare) < spares:
         print(f"{command}: only {len(spare)} of {spares} spare image(s): the split has {size} images "
               f"and {len(main)} are main ones")
