@@ -220,8 +220,9 @@ def _reconstruct(out: str | Path, recon_dir: Path, *, split: str | None = None, 
         raise InputError(f"--split {split}: dataset {shared['data']!r} has no images in it")
     indices, uses, n_main = pick_images(len(dataset), n, spares, "reconstruct")
     count = len(indices)
-    originals_u8 = dataset.images[indices].transpose(0, 2, 3, 1)  # (N, H, W, 3) uint8, exactly what is saved
-    originals = to_float(dataset.images[indices])
+    chosen = dataset.images[indices]  # one gather: from a memory-mapped STL-10 it reads the disk
+    originals_u8 = chosen.transpose(0, 2, 3, 1)  # (N, H, W, 3) uint8, exactly what is saved
+    originals = to_float(chosen)
     ids = [dataset.image_id(i) for i in indices]
     labels = [int(dataset.labels[i]) for i in indices]
     stems = safe_names(ids)

@@ -454,8 +454,9 @@ def _export_sr(config: SRExportConfig, recon_dir: Path) -> Path:
     if len(dataset) == 0:
         raise InputError(f"--split {split}: dataset {shared['data']!r} has no images in it")
     indices, uses, n_main = pick_images(len(dataset), config.n, config.spares, "superres export")
-    orig_u8 = dataset.images[indices].transpose(0, 2, 3, 1)
-    hr = to_float(dataset.images[indices])
+    chosen = dataset.images[indices]  # one gather: from a memory-mapped STL-10 it reads the disk
+    orig_u8 = chosen.transpose(0, 2, 3, 1)
+    hr = to_float(chosen)
     ids = [dataset.image_id(i) for i in indices]
     labels = [int(dataset.labels[i]) for i in indices]
     stems = safe_names(ids)
