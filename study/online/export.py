@@ -18,14 +18,13 @@ from percept.contracts.tables import atomic_write
 from study import responses as log
 from study.online import security
 from study.online.assign import ServedDesign
-from study.online.store import Store, engine_url, iso
+from study.online.store import Store, engine_url, iso, online_dir
 
 
 def export_online(design_path: str | Path, database: str | None = None) -> tuple[list[Path], int]:
     """Write every answered session's files; return (CSV paths written or already current, sessions without answers)."""
     from percept.contracts.manifest import file_hash
     from percept.contracts.staging import stage_lock
-    from study.online.server import online_dir
 
     design_path = Path(design_path)
     design = ServedDesign.load(design_path)

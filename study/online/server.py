@@ -29,7 +29,7 @@ from percept.contracts import responses as responses_c
 from study.online import security, texts
 from study.online.assign import PolicyError, ServedDesign, load_policy
 from study.online.config import ServeConfig
-from study.online.store import StaleTexts, Store, engine_url
+from study.online.store import StaleTexts, Store, engine_url, online_dir
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -37,11 +37,6 @@ VENDOR = HERE / "node_modules"
 SESSION_ID = r"^[0-9a-f]{16}$"
 PROLIFIC = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 MTURK = ("workerId", "assignmentId", "hitId")
-
-
-def online_dir(design_path: str | Path) -> Path:
-    """The study's online state folder: study/online/ beside design.csv."""
-    return Path(design_path).resolve().parent / "online"
 
 
 class App:

@@ -22,6 +22,11 @@ from study.online.assign import ServedDesign, check_choice, choose_list
 BUSY_TIMEOUT_S = 30  # a writer waits this long for another before the request fails
 
 
+def online_dir(design_path: str | Path) -> Path:
+    """The study's online state folder: study/online/ beside design.csv (database, key)."""
+    return Path(design_path).resolve().parent / "online"
+
+
 def engine_url(database: str | None, online_dir: Path) -> str:
     """The SQLAlchemy URL: the given one (postgresql:// goes through psycopg 3), else study.sqlite."""
     if database is None:

@@ -8,7 +8,7 @@ import { callRetrying, Outbox } from "./net.js";
 import { ANON_KEY, Study, detail, identity } from "./session.js";
 import { Stage } from "./stage.js";
 import { trialPlugin } from "./trial.js";
-import { el, markScreen, textContentOf, uiPlugins } from "./ui.js";
+import { el, markScreen, sleep, textContentOf, uiPlugins } from "./ui.js";
 
 const T0 = performance.now();
 const clock = (stamp) => (stamp - T0) / 1000; // s since the page loaded: the answers' `onset`
@@ -74,13 +74,12 @@ function timeline(S, stage) {
     };
   }, { on_finish: (d) => { S.checkOk = d.value === "ok"; } });
 
-  const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-  const settle = () => wait(400); // the resize after a mode change
+  const settle = () => sleep(400); // the resize after a mode change
   const enterFullscreen = () => {
     if (!document.fullscreenEnabled || document.fullscreenElement) return settle();
     // Some browsers never settle the request (refused without an error): go on after a while.
     const asked = document.documentElement.requestFullscreen({ navigationUI: "hide" }).then(settle, settle);
-    return Promise.race([asked, wait(2000)]);
+    return Promise.race([asked, sleep(2000)]);
   };
   const fullscreen = text(() => ({
     name: "fullscreen", title: "Full screen",

@@ -6,6 +6,8 @@
 // reload, a dropped connection or a busy server never loses an answer and never stores one twice (the
 // server is idempotent on (session, trial)).
 
+import { sleep } from "./ui.js";
+
 const TOKEN_HEADER = "X-Session-Token";
 const OUTBOX_KEY = "percept.outbox.v1";
 const BACKOFF_MS = 250; // first retry delay; doubles per failure
@@ -18,7 +20,6 @@ export function backoff(n) {
   return ms / 2 + Math.random() * (ms / 2);
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Whether a status is worth retrying (the server may answer differently later). */
 export function transient(status) {

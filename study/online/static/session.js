@@ -3,6 +3,7 @@
 
 import { callRetrying } from "./net.js";
 import { fittingScale, loadImage, screenUrls } from "./stage.js";
+import { sleep } from "./ui.js";
 
 const RAW_ID = /^[A-Za-z0-9_-]{1,64}$/; // what the server accepts as a participant or platform ID
 const SESSION_KEY = "percept.session.v1";
@@ -218,7 +219,7 @@ export class Study {
         // Nothing new yet (an active policy chooses from the answers): let the outbox catch up, then ask again.
         status("Preparing the next trials…");
         await this.outbox.drained();
-        await new Promise((r) => setTimeout(r, Math.min(8000, 500 * 2 ** attempt)));
+        await sleep(Math.min(8000, 500 * 2 ** attempt));
         if (attempt > 8) throw new Error("The study server has no further trials for you right now.");
       }
       next = this.pick();

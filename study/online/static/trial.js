@@ -5,16 +5,8 @@
 // All text is set with textContent.
 
 import { TEXT_HEIGHT } from "./stage.js";
-import { el, markScreen } from "./ui.js";
+import { el, keyName, markScreen, sleep } from "./ui.js";
 
-const KEY_NAMES = { ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down", Backspace: "backspace", " ": "space" };
-
-/** The PsychoPy key name of a keyboard event ("left", "1", "s", "backspace", ...). */
-export function keyName(event) {
-  return KEY_NAMES[event.key] || event.key.toLowerCase();
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
 
 /**

@@ -4,6 +4,16 @@
 
 let shown = 0;
 
+const KEY_NAMES = { ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down", Backspace: "backspace", " ": "space" };
+
+/** The PsychoPy key name of a keyboard event ("left", "1", "s", "backspace", "space", ...). */
+export function keyName(event) {
+  return KEY_NAMES[event.key] || event.key.toLowerCase();
+}
+
+/** A promise resolved after `ms` milliseconds. */
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** Name the screen now showing (body data-screen) and count screens (data-step), for tests and debugging. */
 export function markScreen(name) {
   shown += 1;
@@ -118,7 +128,7 @@ export function uiPlugins() {
         }
         const onKey = (ev) => {
           const keys = c.keys || {};
-          const name = ev.key === " " ? "space" : ev.key.toLowerCase();
+          const name = keyName(ev);
           if (Object.hasOwn(keys, name) && !ev.repeat) {
             ev.preventDefault();
             end(keys[name]);
